@@ -1,0 +1,176 @@
+//! The work unit's `data`: prompt/completion examples as JSON lines, and their batches.
+//!
+//! One JSON object per line: `{"prompt": "...", "completion": "..."}` plus an optional
+//! `"split": "train" | "eval"`. The file may be zstd-compressed. When no line is marked `eval`,
+//! the last tenth of the lines (at least one) is held out for evaluation. See
+//! `docs/formats.md#data`.
+
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The four bytes that open a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// One training example.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    /// Text the model is given.
+    pub prompt: String,
+    /// Text the model should continue with; the loss covers only these tokens (and EOS).
+    pub completion: String,
+    /// `train` or `eval`; absent means train.
+    #[serde(default)]
+    pub split: Option<Split>,
+}
+
+/// Which split a line belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Used for training.
+    Train,
+    /// Used only to measure reward before and after.
+    Eval,
+}
+
+/// A work unit's examples, tokenized.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Training sequences.
+    pub train: Vec<Sequence>,
+    /// Evaluation sequences.
+    pub eval: Vec<Sequence>,
+}
+
+/// A tokenized example: `BOS prompt completion EOS`, with the index where the completion starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Index in `ids` of the first completion token.
+    pub completion_start: usize,
+}
+
+impl Dataset {
+    /// Reads, tokenizes and splits a data file.
+    pub fn read(path: &Path, tok: &dyn Tokenizer, max_seq_len: usize) -> Result<Self> {
+        let raw = crate::files::read(path)?;
+        let bytes = if raw.starts_with(&ZSTD_MAGIC) {
+            zstd::decode_all(raw.as_slice())
+                .map_err(|e| Error::data(path, format!("corrupt zstd stream: {e}")))?
+        } else {
+            raw
+        };
+        Self::parse(&bytes, tok, max_seq_len).map_err(|m| Error::data(path, m))
+    }
+
+    /// Parses JSONL bytes; the error is a message for the caller to attach a path to.
+    pub fn parse(
+        bytes: &[u8],
+        tok: &dyn Tokenizer,
+        max_seq_len: usize,
+    ) -> std::result::Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            format!(
+                "line {line}: not valid UTF-8 (byte offset {})",
+                e.valid_up_to()
+            )
+        })?;
+        let mut train = Vec::new();
+        let mut eval = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let ex: Example =
+                serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let seq = tokenize(&ex, tok);
+            if seq.ids.len() > max_seq_len {
+                return Err(format!(
+                    "line {}: example is {} tokens, longer than max_seq_len {max_seq_len}",
+                    i + 1,
+                    seq.ids.len()
+                ));
+            }
+            match ex.split {
+                Some(Split::Eval) => eval.push(seq),
+                _ => train.push(seq),
+            }
+        }
+        if train.is_empty() && eval.is_empty() {
+            return Err("the data set is empty: no examples".into());
+        }
+        if eval.is_empty() {
+            let held = (train.len() / 10).max(1);
+            eval = train.split_off(train.len() - held);
+        }
+        if train.is_empty() {
+            return Err("the data set has no training examples".into());
+        }
+        Ok(Self { train, eval })
+    }
+}
+
+fn tokenize(ex: &Example, tok: &dyn Tokenizer) -> Sequence {
+    let mut ids = vec![tok.bos()];
+    ids.extend(tok.encode(&ex.prompt));
+    let completion_start = ids.len();
+    ids.extend(tok.encode(&ex.completion));
+    ids.push(tok.eos());
+    Sequence {
+        ids,
+        completion_start,
+    }
+}
+
+/// A padded batch ready for the model.
+#[derive(Debug)]
+pub struct Batch {
+    /// Input ids (batch, seq).
+    pub inputs: Tensor,
+    /// Next-token targets, flattened (batch·seq).
+    pub targets: Tensor,
+    /// 1 where the target is a completion token (or EOS), else 0; flattened (batch·seq).
+    pub weights: Tensor,
+    /// Number of positions that count towards the loss.
+    pub n_tokens: usize,
+}
+
+impl Batch {
+    /// Pads `seqs` on the right to the longest and builds inputs, targets and loss weights.
+    pub fn new(seqs: &[&Sequence], pad: u32, device: &Device) -> candle_core::Result<Self> {
+        let len = seqs.iter().map(|s| s.ids.len() - 1).max().unwrap_or(1);
+        let mut inputs = Vec::with_capacity(seqs.len() * len);
+        let mut targets = Vec::with_capacity(seqs.len() * len);
+        let mut weights = Vec::with_capacity(seqs.len() * len);
+        for s in seqs {
+            for pos in 0..len {
+                let real = pos + 1 < s.ids.len();
+                inputs.push(if pos < s.ids.len() { s.ids[pos] } else { pad });
+                targets.push(if real { s.ids[pos + 1] } else { pad });
+                // Position `pos` predicts token `pos + 1`; only completion tokens count.
+                weights.push(if real && pos + 1 >= s.completion_start {
+                    1f32
+                } else {
+                    0f32
+                });
+            }
+        }
+        let n_tokens = weights.iter().filter(|w| **w > 0.0).count();
+        Ok(Self {
+            inputs: Tensor::from_vec(inputs, (seqs.len(), len), device)?,
+            targets: Tensor::from_vec(targets, seqs.len() * len, device)?,
+            weights: Tensor::from_vec(weights, seqs.len() * len, device)?,
+            n_tokens,
+        })
+    }
+}

@@ -1,0 +1,169 @@
+//! A frozen linear layer whose weight stays quantized, with a backward pass to its input.
+//!
+//! candle's `QMatMul` runs the forward through the quantized kernels but registers no gradient,
+//! so nothing flows back through a quantized weight to the layers below. [`FrozenLinear`] wraps
+//! the same kernel in a custom op whose `bwd` returns `g · W`: the input gradient only. The weight
+//! itself never gets a gradient; it is frozen.
+//!
+//! How `g · W` is computed is a [`BackwardMode`]; `benches/backward.rs` measures the choices and
+//! `docs/backward.md` records why the default is what it is.
+
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Largest slice of a dequantized weight held at once by [`BackwardMode::Dequantize`], in f32s.
+const DEQUANTIZE_CHUNK_ELEMS: usize = 4 << 20;
+
+/// How the backward pass computes the input gradient `g · W` through a quantized weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackwardMode {
+    /// Dequantize W a slice of rows at a time (at most 16 MiB of f32 at once) and multiply in f32.
+    /// No extra resident memory; the dequantization is repeated every step.
+    Dequantize,
+    /// Keep a transposed Q8_0 copy of W and run `g · W` through the quantized kernel. Faster,
+    /// at the cost of a resident copy of about 1.06 bytes per weight.
+    TransposedQ8,
+}
+
+/// A frozen weight `W` (out × in) applied as `x · Wᵀ`.
+#[derive(Clone, Debug)]
+pub enum FrozenLinear {
+    /// A quantized weight, multiplied by candle's quantized kernel.
+    Quantized(QuantizedMatmul),
+    /// A dense f32 weight through ordinary autograd: unquantized tensors, and the f32 reference.
+    Dense(Tensor),
+}
+
+impl FrozenLinear {
+    /// Wraps a quantized tensor (shape `out × in`); `mode` picks how gradients pass through it.
+    pub fn quantized(weight: QTensor, mode: BackwardMode) -> candle_core::Result<Self> {
+        let (out, _) = weight.shape().dims2()?;
+        let transposed = match mode {
+            BackwardMode::TransposedQ8 if out % GgmlDType::Q8_0.block_size() == 0 => {
+                let dense = weight.dequantize(&weight.device())?;
+                Some(QTensor::quantize(
+                    &dense.t()?.contiguous()?,
+                    GgmlDType::Q8_0,
+                )?)
+            }
+            _ => None,
+        };
+        Ok(Self::Quantized(QuantizedMatmul {
+            weight: Arc::new(weight),
+            transposed: transposed.map(Arc::new),
+        }))
+    }
+
+    /// A dense layer from an f32 weight (out × in).
+    pub fn dense(weight: Tensor) -> Self {
+        Self::Dense(weight)
+    }
+
+    /// `x · Wᵀ` for `x` of shape (…, in).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Quantized(op) => x.contiguous()?.apply_op1(op.clone()),
+            Self::Dense(w) => x.broadcast_matmul(&w.t()?),
+        }
+    }
+
+    /// Bytes this layer keeps resident (the weight and any backward copy).
+    pub fn resident_bytes(&self) -> usize {
+        match self {
+            Self::Quantized(op) => {
+                op.weight.storage_size_in_bytes()
+                    + op.transposed
+                        .as_ref()
+                        .map_or(0, |t| t.storage_size_in_bytes())
+            }
+            Self::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+        }
+    }
+}
+
+/// The custom op behind [`FrozenLinear::Quantized`].
+#[derive(Clone, Debug)]
+pub struct QuantizedMatmul {
+    weight: Arc<QTensor>,
+    /// `Wᵀ` quantized to Q8_0, present in [`BackwardMode::TransposedQ8`].
+    transposed: Option<Arc<QTensor>>,
+}
+
+impl QuantizedMatmul {
+    /// `g · W` by dequantizing W in slices of rows, so at most one slice is held as f32.
+    fn grad_by_dequantizing(&self, grad: &Tensor) -> candle_core::Result<Tensor> {
+        let (out, inp) = self.weight.shape().dims2()?;
+        let device = grad.device();
+        let dtype = self.weight.dtype();
+        let row_bytes = inp / dtype.block_size() * dtype.type_size();
+        let rows_per_chunk = (DEQUANTIZE_CHUNK_ELEMS / inp).max(1);
+        if rows_per_chunk >= out {
+            let w = self.weight.dequantize(device)?;
+            return grad.broadcast_matmul(&w);
+        }
+        let data = self.weight.data()?;
+        let mut total: Option<Tensor> = None;
+        let mut start = 0;
+        while start < out {
+            let rows = rows_per_chunk.min(out - start);
+            let bytes = &data[start * row_bytes..(start + rows) * row_bytes];
+            let storage = QStorage::from_data(Cow::Borrowed(bytes), device, dtype)?;
+            let w = QTensor::new(storage, (rows, inp))?.dequantize(device)?;
+            let g = grad.narrow(D::Minus1, start, rows)?.contiguous()?;
+            let part = g.broadcast_matmul(&w)?;
+            total = Some(match total {
+                None => part,
+                Some(t) => (t + part)?,
+            });
+            start += rows;
+        }
+        total.ok_or_else(|| candle_core::Error::Msg("empty weight".into()))
+    }
+}
+
+impl CustomOp1 for QuantizedMatmul {
+    fn name(&self) -> &'static str {
+        "aginet-frozen-qmatmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.weight.cpu_fwd(storage, layout)
+    }
+
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.weight.cuda_fwd(storage, layout)
+    }
+
+    fn metal_fwd(
+        &self,
+        storage: &candle_core::MetalStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::MetalStorage, Shape)> {
+        self.weight.metal_fwd(storage, layout)
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let grad = grad_res.detach().contiguous()?;
+        let grad_in = match &self.transposed {
+            Some(wt) => grad.apply_op1_no_bwd(wt.as_ref())?,
+            None => self.grad_by_dequantizing(&grad)?,
+        };
+        Ok(Some(grad_in))
+    }
+}

@@ -1,0 +1,182 @@
+//! Reading a skill's GGUF base: header, metadata and quantized tensors, with errors that name the
+//! file and what is wrong in it.
+//!
+//! The parsing itself is candle's `gguf_file`; this module adds what a volunteer's app needs on
+//! top: the magic checked before anything else, every tensor's bytes checked to lie inside the
+//! file before any is read, typed metadata getters, and shape checks against what the
+//! architecture expects.
+
+use crate::error::{Error, Result};
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::Device;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// The four bytes every GGUF file starts with.
+const GGUF_MAGIC: &[u8; 4] = b"GGUF";
+
+/// An opened GGUF base: its parsed header and a reader for its tensors.
+pub struct Gguf {
+    path: PathBuf,
+    content: gguf_file::Content,
+    reader: BufReader<File>,
+}
+
+impl Gguf {
+    /// Opens `path`, checks the magic, parses the header and checks that every tensor lies
+    /// inside the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = BufReader::new(file);
+        let mut magic = [0u8; 4];
+        reader
+            .read_exact(&mut magic)
+            .map_err(|_| Error::model(path, "file is shorter than the 4-byte GGUF magic"))?;
+        if &magic != GGUF_MAGIC {
+            return Err(Error::model(
+                path,
+                format!("not a GGUF file: magic is {magic:02x?}, expected \"GGUF\""),
+            ));
+        }
+        reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, e))?;
+        let content = gguf_file::Content::read(&mut reader)
+            .map_err(|e| Error::model(path, format!("malformed GGUF header: {e}")))?;
+        let file_len = reader
+            .get_ref()
+            .metadata()
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        let gguf = Self {
+            path: path.to_path_buf(),
+            content,
+            reader,
+        };
+        gguf.check_tensor_bounds(file_len)?;
+        Ok(gguf)
+    }
+
+    /// Fails if any tensor's data would extend past the end of the file.
+    fn check_tensor_bounds(&self, file_len: u64) -> Result<()> {
+        let mut names: Vec<&String> = self.content.tensor_infos.keys().collect();
+        names.sort();
+        for name in names {
+            let info = &self.content.tensor_infos[name];
+            let elems = info.shape.elem_count();
+            let block = info.ggml_dtype.block_size();
+            if elems % block != 0 {
+                return Err(self.error(format!(
+                    "tensor {name}: {elems} elements is not a multiple of the {:?} block size {block}",
+                    info.ggml_dtype
+                )));
+            }
+            let bytes = (elems / block * info.ggml_dtype.type_size()) as u64;
+            let start = self.content.tensor_data_offset.saturating_add(info.offset);
+            let end = start.saturating_add(bytes);
+            if end > file_len {
+                return Err(self.error(format!(
+                    "tensor {name}: data at bytes {start}..{end} lies past the end of the file \
+                     ({file_len} bytes); the file is truncated or corrupt"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The file this base was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A model error about this file.
+    pub fn error(&self, msg: impl Into<String>) -> Error {
+        Error::model(&self.path, msg)
+    }
+
+    fn value(&self, key: &str) -> Result<&gguf_file::Value> {
+        self.content
+            .metadata
+            .get(key)
+            .ok_or_else(|| self.error(format!("metadata key {key} is missing")))
+    }
+
+    /// A metadata string.
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        self.value(key)?
+            .to_string()
+            .map(String::as_str)
+            .map_err(|e| self.error(format!("metadata key {key}: {e}")))
+    }
+
+    /// A metadata unsigned integer (any width).
+    pub fn get_usize(&self, key: &str) -> Result<usize> {
+        use gguf_file::Value as V;
+        let v = match self.value(key)? {
+            V::U8(v) => Some(*v as u64),
+            V::U16(v) => Some(*v as u64),
+            V::U32(v) => Some(*v as u64),
+            V::U64(v) => Some(*v),
+            V::I32(v) if *v >= 0 => Some(*v as u64),
+            V::I64(v) if *v >= 0 => Some(*v as u64),
+            _ => None,
+        };
+        v.map(|v| v as usize)
+            .ok_or_else(|| self.error(format!("metadata key {key}: expected an unsigned integer")))
+    }
+
+    /// A metadata float.
+    pub fn get_f32(&self, key: &str) -> Result<f32> {
+        self.value(key)?
+            .to_f32()
+            .map_err(|e| self.error(format!("metadata key {key}: {e}")))
+    }
+
+    /// A metadata float, or `default` when the key is absent.
+    pub fn get_f32_or(&self, key: &str, default: f32) -> Result<f32> {
+        if self.content.metadata.contains_key(key) {
+            self.get_f32(key)
+        } else {
+            Ok(default)
+        }
+    }
+
+    /// A metadata array of strings.
+    pub fn get_strings(&self, key: &str) -> Result<Vec<String>> {
+        let values = self
+            .value(key)?
+            .to_vec()
+            .map_err(|e| self.error(format!("metadata key {key}: {e}")))?;
+        values
+            .iter()
+            .map(|v| {
+                v.to_string()
+                    .cloned()
+                    .map_err(|e| self.error(format!("metadata key {key}: {e}")))
+            })
+            .collect()
+    }
+
+    /// Whether the base holds a tensor called `name`.
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    /// Reads tensor `name` and checks its shape is `dims` (outermost first, as candle orders them).
+    pub fn tensor(&mut self, name: &str, dims: &[usize], device: &Device) -> Result<QTensor> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| Error::model(&self.path, format!("tensor {name} is missing")))?;
+        if info.shape.dims() != dims {
+            return Err(self.error(format!(
+                "tensor {name} has shape {:?}, the architecture expects {dims:?}",
+                info.shape.dims()
+            )));
+        }
+        info.read(&mut self.reader, self.content.tensor_data_offset, device)
+            .map_err(|e| Error::model(&self.path, format!("tensor {name}: {e}")))
+    }
+}

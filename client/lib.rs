@@ -1,0 +1,30 @@
+//! agiNet's volunteer app and the ML core the server reuses: LoRA fine-tuning of a quantized
+//! GGUF skill model, with deterministic, resumable training and hashed result files.
+//!
+//! The app's entry point is `client/main.rs`; [`workunit::run`] is one work unit end to end.
+
+pub mod adapter;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod delta;
+pub mod error;
+pub mod eval;
+pub mod exit;
+pub mod files;
+pub mod frozen;
+pub mod gguf;
+pub mod lora;
+pub mod manifest;
+pub mod model;
+pub mod optim;
+pub mod report;
+pub mod sampler;
+pub mod task;
+pub mod tensors;
+pub mod threads;
+pub mod tokenizer;
+pub mod train;
+pub mod workunit;
+
+pub use error::{Error, Result};

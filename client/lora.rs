@@ -1,0 +1,51 @@
+//! A linear layer for training: a frozen (usually quantized) weight plus an optional LoRA pair.
+//!
+//! `y = x·Wᵀ + (alpha / rank) · (x·Aᵀ)·Bᵀ` with `A` (rank × in) and `B` (out × rank). Which of `A`
+//! and `B` are trained is decided by whoever builds the tensors (a `Var` is trained, a plain
+//! tensor is not); this module only computes.
+
+use crate::frozen::FrozenLinear;
+use candle_core::Tensor;
+
+/// The two low-rank factors of one adapted layer and their scale.
+#[derive(Clone, Debug)]
+pub struct LoraPair {
+    /// Down-projection, rank × in.
+    pub a: Tensor,
+    /// Up-projection, out × rank.
+    pub b: Tensor,
+    /// `alpha / rank`.
+    pub scale: f64,
+}
+
+/// A frozen linear layer with an optional LoRA adapter.
+#[derive(Clone, Debug)]
+pub struct LoraLinear {
+    frozen: FrozenLinear,
+    lora: Option<LoraPair>,
+}
+
+impl LoraLinear {
+    /// A layer computing `x·Wᵀ`, plus the adapter's contribution when `lora` is given.
+    pub fn new(frozen: FrozenLinear, lora: Option<LoraPair>) -> Self {
+        Self { frozen, lora }
+    }
+
+    /// Applies the layer to `x` of shape (…, in).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.frozen.forward(x)?;
+        match &self.lora {
+            None => Ok(y),
+            Some(l) => {
+                let low = x.broadcast_matmul(&l.a.t()?)?;
+                let up = low.broadcast_matmul(&l.b.t()?)?;
+                y + (up * l.scale)?
+            }
+        }
+    }
+
+    /// The frozen part of the layer.
+    pub fn frozen(&self) -> &FrozenLinear {
+        &self.frozen
+    }
+}

@@ -1,0 +1,101 @@
+//! `aginet`: the agiNet volunteer app. `aginet run --dir WU_DIR` runs one work unit standalone.
+
+use aginet::config::WorkConfig;
+use aginet::train::{Control, Host};
+use aginet::workunit::{self, RunOutcome, WorkFiles};
+use aginet::{exit, threads};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// agiNet volunteer app: fine-tunes a LoRA adapter over a quantized GGUF skill model.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one work unit standalone: reads config, model, adapter, data from the folder and
+    /// writes delta and report there. Rerunning after an interruption resumes from the checkpoint.
+    Run {
+        /// The work-unit folder, files under their logical names.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Worker threads (default: the config's `threads`, else all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Checkpoint after every N steps (default: every 60 seconds).
+        #[arg(long)]
+        checkpoint_every: Option<u32>,
+    },
+}
+
+/// Standalone host: never stops early, checkpoints by step count or time.
+struct Standalone {
+    every_steps: Option<u32>,
+    interval: Duration,
+    last: Instant,
+}
+
+impl Host for Standalone {
+    fn poll(&mut self) -> Control {
+        Control::Continue
+    }
+    fn time_to_checkpoint(&mut self, step: u32) -> bool {
+        match self.every_steps {
+            Some(n) => step % n.max(1) == 0,
+            None => self.last.elapsed() >= self.interval,
+        }
+    }
+    fn checkpoint_done(&mut self) {
+        self.last = Instant::now();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            dir,
+            threads,
+            checkpoint_every,
+        } => run(dir, threads, checkpoint_every),
+    }
+}
+
+fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> ExitCode {
+    let files = WorkFiles::in_dir(&dir);
+    // The config is read twice (here for the thread count, then by the run) because the
+    // thread pools must be sized before any tensor work.
+    let config_threads = WorkConfig::read(&files.config).ok().and_then(|c| c.threads);
+    let n = threads
+        .or(config_threads)
+        .unwrap_or_else(threads::available);
+    threads::configure(n);
+    let mut host = Standalone {
+        every_steps: checkpoint_every,
+        interval: Duration::from_secs(60),
+        last: Instant::now(),
+    };
+    match workunit::run(&files, n, &mut host) {
+        Ok(RunOutcome::Finished(report)) => {
+            eprintln!(
+                "done: {} steps, reward {:.6} -> {:.6}, delta sha256 {}",
+                report.steps, report.reward_before, report.reward_after, report.delta_sha256
+            );
+            ExitCode::from(exit::OK)
+        }
+        Ok(RunOutcome::Stopped { step }) => {
+            eprintln!("stopped after step {step}; run again to resume");
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::code(&e))
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! A llama-style decoder (RMSNorm, rotary attention with grouped KV heads, SwiGLU MLP) over a
+//! frozen GGUF base, with LoRA on any of its projections. Training only: logits for every position,
+//! no KV cache.
+
+use crate::adapter::{a_name, b_name, LoraSpec, Site};
+use crate::error::{Error, Result};
+use crate::frozen::FrozenLinear;
+use crate::gguf::Gguf;
+use crate::lora::{LoraLinear, LoraPair};
+use crate::model::rope::Rope;
+use crate::model::WeightMode;
+use crate::tensors::NamedTensors;
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+/// Projections of a block that can carry an adapter, by GGUF name.
+pub const BLOCK_TARGETS: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+/// The output head, adaptable too.
+pub const HEAD_TARGET: &str = "output";
+
+/// The dimensions a skill expects of its llama base; checked against the GGUF metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlamaConfig {
+    /// Number of transformer blocks.
+    pub n_layer: usize,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_head`).
+    pub n_head_kv: usize,
+    /// MLP inner size.
+    pub n_ff: usize,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+}
+
+impl LlamaConfig {
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+
+    /// Reads the dimensions from a GGUF's `llama.*` metadata.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.get_str("general.architecture")?;
+        if arch != "llama" {
+            return Err(g.error(format!(
+                "general.architecture is {arch:?}, expected \"llama\""
+            )));
+        }
+        let n_embd = g.get_usize("llama.embedding_length")?;
+        let n_vocab = match g.get_usize("llama.vocab_size") {
+            Ok(v) => v,
+            Err(_) => g.get_strings("tokenizer.ggml.tokens")?.len(),
+        };
+        Ok(Self {
+            n_layer: g.get_usize("llama.block_count")?,
+            n_embd,
+            n_head: g.get_usize("llama.attention.head_count")?,
+            n_head_kv: g.get_usize("llama.attention.head_count_kv")?,
+            n_ff: g.get_usize("llama.feed_forward_length")?,
+            n_vocab,
+        })
+    }
+
+    /// (out, in) of a block projection.
+    fn projection_shape(&self, target: &str) -> Option<(usize, usize)> {
+        let hd = self.head_dim();
+        Some(match target {
+            "attn_q" => (self.n_head * hd, self.n_embd),
+            "attn_k" | "attn_v" => (self.n_head_kv * hd, self.n_embd),
+            "attn_output" => (self.n_embd, self.n_head * hd),
+            "ffn_gate" | "ffn_up" => (self.n_ff, self.n_embd),
+            "ffn_down" => (self.n_embd, self.n_ff),
+            HEAD_TARGET => (self.n_vocab, self.n_embd),
+            _ => return None,
+        })
+    }
+
+    /// Every adapted site for `targets`, in model order; an unknown target is an error message.
+    pub fn sites(&self, targets: &[String]) -> std::result::Result<Vec<Site>, String> {
+        if let Some(bad) = targets.iter().find(|t| self.projection_shape(t).is_none()) {
+            return Err(format!(
+                "unknown LoRA target {bad:?}; llama knows {BLOCK_TARGETS:?} and {HEAD_TARGET:?}"
+            ));
+        }
+        let mut sites = Vec::new();
+        for layer in 0..self.n_layer {
+            for target in BLOCK_TARGETS
+                .iter()
+                .filter(|t| targets.iter().any(|x| x == *t))
+            {
+                let (out, inp) = self.projection_shape(target).expect("known target");
+                sites.push(Site {
+                    name: format!("blk.{layer}.{target}"),
+                    out,
+                    inp,
+                });
+            }
+        }
+        if targets.iter().any(|t| t == HEAD_TARGET) {
+            let (out, inp) = self.projection_shape(HEAD_TARGET).expect("known target");
+            sites.push(Site {
+                name: HEAD_TARGET.to_string(),
+                out,
+                inp,
+            });
+        }
+        Ok(sites)
+    }
+}
+
+/// One transformer block.
+#[derive(Debug)]
+struct Block {
+    attn_norm: Tensor,
+    q: LoraLinear,
+    k: LoraLinear,
+    v: LoraLinear,
+    o: LoraLinear,
+    ffn_norm: Tensor,
+    gate: LoraLinear,
+    up: LoraLinear,
+    down: LoraLinear,
+}
+
+/// The decoder, ready to compute training logits.
+#[derive(Debug)]
+pub struct Llama {
+    cfg: LlamaConfig,
+    rms_eps: f32,
+    embedding: Embedding,
+    blocks: Vec<Block>,
+    output_norm: Tensor,
+    head: LoraLinear,
+    rope: Rope,
+}
+
+/// The token table: quantized rows looked up on demand, or a dense f32 table.
+#[derive(Debug)]
+enum Embedding {
+    Quantized(QTensor),
+    Dense(Tensor),
+}
+
+/// What a loader needs besides the GGUF file.
+pub struct LoadOptions<'a> {
+    /// Dimensions the skill expects.
+    pub expected: &'a LlamaConfig,
+    /// How frozen weights are held.
+    pub weights: WeightMode,
+    /// Which sites carry adapters.
+    pub lora: &'a LoraSpec,
+    /// The adapter factors by name (`Var`-backed ones are trained).
+    pub factors: &'a NamedTensors,
+    /// Longest sequence the model will see.
+    pub max_seq_len: usize,
+    /// Where the computation runs.
+    pub device: &'a Device,
+}
+
+/// A loader bound to one GGUF file and its options.
+struct Loader<'a, 'b> {
+    g: &'a mut Gguf,
+    opts: &'a LoadOptions<'b>,
+}
+
+impl Loader<'_, '_> {
+    fn qtensor(&mut self, name: &str, dims: &[usize]) -> Result<QTensor> {
+        self.g.tensor(name, dims, self.opts.device)
+    }
+
+    fn norm(&mut self, name: &str, n: usize) -> Result<Tensor> {
+        Ok(self.qtensor(name, &[n])?.dequantize(self.opts.device)?)
+    }
+
+    fn frozen(&mut self, weight: QTensor) -> Result<FrozenLinear> {
+        Ok(match self.opts.weights {
+            WeightMode::Quantized(mode) => FrozenLinear::quantized(weight, mode)?,
+            WeightMode::DenseF32 => FrozenLinear::dense(weight.dequantize(self.opts.device)?),
+        })
+    }
+
+    fn lora(&self, site: &str, target: &str) -> Result<Option<LoraPair>> {
+        if !self.opts.lora.targets.iter().any(|t| t == target) {
+            return Ok(None);
+        }
+        let get = |name: String| {
+            self.opts.factors.get(&name).cloned().ok_or_else(|| {
+                Error::Tensor(candle_core::Error::Msg(format!(
+                    "adapter factor {name} is missing"
+                )))
+            })
+        };
+        Ok(Some(LoraPair {
+            a: get(a_name(site))?,
+            b: get(b_name(site))?,
+            scale: self.opts.lora.scale(),
+        }))
+    }
+
+    fn linear(&mut self, layer: usize, target: &str) -> Result<LoraLinear> {
+        let (out, inp) = self
+            .opts
+            .expected
+            .projection_shape(target)
+            .expect("known target");
+        let site = format!("blk.{layer}.{target}");
+        let weight = self.qtensor(&format!("{site}.weight"), &[out, inp])?;
+        Ok(LoraLinear::new(
+            self.frozen(weight)?,
+            self.lora(&site, target)?,
+        ))
+    }
+
+    fn block(&mut self, layer: usize) -> Result<Block> {
+        let n = self.opts.expected.n_embd;
+        Ok(Block {
+            attn_norm: self.norm(&format!("blk.{layer}.attn_norm.weight"), n)?,
+            q: self.linear(layer, "attn_q")?,
+            k: self.linear(layer, "attn_k")?,
+            v: self.linear(layer, "attn_v")?,
+            o: self.linear(layer, "attn_output")?,
+            ffn_norm: self.norm(&format!("blk.{layer}.ffn_norm.weight"), n)?,
+            gate: self.linear(layer, "ffn_gate")?,
+            up: self.linear(layer, "ffn_up")?,
+            down: self.linear(layer, "ffn_down")?,
+        })
+    }
+}
+
+impl Llama {
+    /// Builds the decoder from a GGUF base, checking its metadata and every tensor's shape
+    /// against `opts.expected`.
+    pub fn from_gguf(g: &mut Gguf, opts: &LoadOptions<'_>) -> Result<Self> {
+        let found = LlamaConfig::from_gguf(g)?;
+        if &found != opts.expected {
+            return Err(g.error(format!(
+                "dimensions {found:?} disagree with the skill's {:?}",
+                opts.expected
+            )));
+        }
+        let cfg = found;
+        let rms_eps = g.get_f32("llama.attention.layer_norm_rms_epsilon")?;
+        let rope_base = g.get_f32_or("llama.rope.freq_base", 10_000.0)?;
+        let mut loader = Loader { g, opts };
+        let embd = loader.qtensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd])?;
+        let head_weight = if loader.g.has_tensor("output.weight") {
+            loader.qtensor("output.weight", &[cfg.n_vocab, cfg.n_embd])?
+        } else {
+            loader.qtensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd])?
+        };
+        let head = LoraLinear::new(
+            loader.frozen(head_weight)?,
+            loader.lora(HEAD_TARGET, HEAD_TARGET)?,
+        );
+        let embedding = match opts.weights {
+            WeightMode::Quantized(_) => Embedding::Quantized(embd),
+            WeightMode::DenseF32 => Embedding::Dense(embd.dequantize(opts.device)?),
+        };
+        let blocks = (0..cfg.n_layer)
+            .map(|l| loader.block(l))
+            .collect::<Result<Vec<_>>>()?;
+        let output_norm = loader.norm("output_norm.weight", cfg.n_embd)?;
+        let rope = Rope::new(cfg.head_dim(), opts.max_seq_len, rope_base, opts.device)?;
+        Ok(Self {
+            cfg,
+            rms_eps,
+            embedding,
+            blocks,
+            output_norm,
+            head,
+            rope,
+        })
+    }
+
+    /// The model's dimensions.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// Bytes of frozen weights held resident (quantized weights plus any backward copies).
+    pub fn resident_weight_bytes(&self) -> usize {
+        let lin = |l: &LoraLinear| l.frozen().resident_bytes();
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                lin(&b.q)
+                    + lin(&b.k)
+                    + lin(&b.v)
+                    + lin(&b.o)
+                    + lin(&b.gate)
+                    + lin(&b.up)
+                    + lin(&b.down)
+            })
+            .sum();
+        blocks + lin(&self.head)
+    }
+
+    /// Logits (batch, seq, vocab) for token ids (batch, seq).
+    pub fn forward(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, t) = tokens.dims2()?;
+        let mut x = match &self.embedding {
+            Embedding::Quantized(q) => q.embedding(tokens)?,
+            Embedding::Dense(w) => {
+                let (b, t) = tokens.dims2()?;
+                w.index_select(&tokens.flatten_all()?, 0)?
+                    .reshape((b, t, self.cfg.n_embd))?
+            }
+        };
+        let mask = causal_mask(t, x.device())?;
+        for block in &self.blocks {
+            x = self.block_forward(block, &x, &mask)?;
+        }
+        let x = candle_nn::ops::rms_norm_slow(&x, &self.output_norm, self.rms_eps)?;
+        self.head.forward(&x)
+    }
+
+    fn block_forward(&self, blk: &Block, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let h = candle_nn::ops::rms_norm_slow(x, &blk.attn_norm, self.rms_eps)?;
+        let x = (x + self.attention(blk, &h, mask)?)?;
+        let h = candle_nn::ops::rms_norm_slow(&x, &blk.ffn_norm, self.rms_eps)?;
+        let mlp = blk
+            .down
+            .forward(&(blk.gate.forward(&h)?.silu()? * blk.up.forward(&h)?)?)?;
+        x + mlp
+    }
+
+    fn attention(&self, blk: &Block, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.cfg.n_head, self.cfg.n_head_kv, self.cfg.head_dim());
+        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
+        let q = self
+            .rope
+            .apply_interleaved(&heads(blk.q.forward(x)?, nh)?)?;
+        let k = self
+            .rope
+            .apply_interleaved(&heads(blk.k.forward(x)?, nkv)?)?;
+        let v = heads(blk.v.forward(x)?, nkv)?;
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        blk.o.forward(&out)
+    }
+}
+
+/// Repeats each key/value head `n` times so grouped heads line up with the query heads.
+fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, h, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, h, n, t, d))?
+        .contiguous()?
+        .reshape((b, h * n, t, d))
+}
+
+/// (t, t) additive mask: 0 on and below the diagonal, -inf above.
+fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let values: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (t, t), device)?.to_dtype(DType::F32)
+}

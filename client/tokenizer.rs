@@ -1,0 +1,79 @@
+//! Tokenizers named by a GGUF's `tokenizer.ggml.model`. This build knows the byte vocabulary of
+//! the tiny test model; other vocabularies are rejected with the name quoted.
+
+use crate::error::Result;
+use crate::gguf::Gguf;
+
+/// Turns text into token ids and back.
+pub trait Tokenizer: Send + Sync {
+    /// Token ids of `text`, without BOS or EOS.
+    fn encode(&self, text: &str) -> Vec<u32>;
+    /// Beginning-of-sequence id.
+    fn bos(&self) -> u32;
+    /// End-of-sequence id.
+    fn eos(&self) -> u32;
+    /// Padding id.
+    fn pad(&self) -> u32;
+}
+
+/// One token per byte (ids 0–255), then `<s>`, `</s>`, `<pad>` and reserved ids up to 272.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ByteTokenizer;
+
+impl ByteTokenizer {
+    /// `tokenizer.ggml.model` of this vocabulary.
+    pub const MODEL_NAME: &'static str = "aginet-bytes";
+    /// Vocabulary size (a multiple of 16, as candle's fast kernels like it).
+    pub const VOCAB_SIZE: usize = 272;
+    /// `<s>`.
+    pub const BOS: u32 = 256;
+    /// `</s>`.
+    pub const EOS: u32 = 257;
+    /// `<pad>`.
+    pub const PAD: u32 = 258;
+
+    /// The token strings stored in the GGUF (`<0x41>` for byte 0x41, as llama's byte fallback).
+    pub fn token_strings(&self) -> Vec<String> {
+        (0..Self::VOCAB_SIZE as u32)
+            .map(|id| match id {
+                0..=255 => format!("<0x{id:02X}>"),
+                Self::BOS => "<s>".into(),
+                Self::EOS => "</s>".into(),
+                Self::PAD => "<pad>".into(),
+                _ => format!("<unused{}>", id - Self::PAD - 1),
+            })
+            .collect()
+    }
+}
+
+impl Tokenizer for ByteTokenizer {
+    fn encode(&self, text: &str) -> Vec<u32> {
+        text.bytes().map(u32::from).collect()
+    }
+    fn bos(&self) -> u32 {
+        Self::BOS
+    }
+    fn eos(&self) -> u32 {
+        Self::EOS
+    }
+    fn pad(&self) -> u32 {
+        Self::PAD
+    }
+}
+
+/// The tokenizer a GGUF base declares.
+pub fn from_gguf(g: &Gguf) -> Result<Box<dyn Tokenizer>> {
+    let model = g.get_str("tokenizer.ggml.model")?;
+    match model {
+        ByteTokenizer::MODEL_NAME => {
+            let tokens = g.get_strings("tokenizer.ggml.tokens")?;
+            if tokens != ByteTokenizer.token_strings() {
+                return Err(g.error("tokenizer.ggml.tokens is not the aginet byte vocabulary"));
+            }
+            Ok(Box::new(ByteTokenizer))
+        }
+        other => Err(g.error(format!(
+            "tokenizer.ggml.model {other:?} is not supported by this build"
+        ))),
+    }
+}

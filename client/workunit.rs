@@ -1,0 +1,350 @@
+//! One work unit from input files to result files: the code both `aginet run` and the BOINC
+//! mode execute.
+//!
+//! Load the config, the base (checking its sha256), the adapter (or derive the initial one),
+//! the data; resume from a checkpoint of the same inputs if there is one; train; then write
+//! `delta` and `report` atomically and remove the checkpoint.
+
+use crate::adapter::{
+    a_name, b_name, Adapter, AdapterHeader, Site, ADAPTER_FORMAT, ADAPTER_VERSION,
+};
+use crate::checkpoint::Checkpoint;
+use crate::config::{Architecture, WorkConfig};
+use crate::data::Dataset;
+use crate::delta::{Delta, DeltaHeader, DELTA_FORMAT, DELTA_VERSION};
+use crate::error::{Error, Result};
+use crate::eval;
+use crate::files;
+use crate::gguf::Gguf;
+use crate::model::llama::{Llama, LoadOptions};
+use crate::model::WeightMode;
+use crate::optim::AdamW;
+use crate::report::{Report, REPORT_FORMAT, REPORT_VERSION};
+use crate::sampler::Sampler;
+use crate::tensors::NamedTensors;
+use crate::tokenizer;
+use crate::train::{self, Host, Outcome, TrainJob, TrainState};
+use candle_core::{Device, Var};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The reward kind this build computes.
+pub const REWARD_KIND: &str = "token_likelihood";
+
+/// Where a work unit's files are, by logical name, once resolved.
+#[derive(Clone, Debug)]
+pub struct WorkFiles {
+    /// `config` (input).
+    pub config: PathBuf,
+    /// `model`, the GGUF base (input).
+    pub model: PathBuf,
+    /// `adapter`, the global adapter (input; may be absent when `adapter_version` is 0).
+    pub adapter: PathBuf,
+    /// `data` (input).
+    pub data: PathBuf,
+    /// `delta` (output).
+    pub delta: PathBuf,
+    /// `report` (output).
+    pub report: PathBuf,
+    /// The checkpoint (private to the run).
+    pub checkpoint: PathBuf,
+}
+
+impl WorkFiles {
+    /// The files of a work-unit folder, each under its logical name.
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        Self {
+            config: dir.join("config"),
+            model: dir.join("model"),
+            adapter: dir.join("adapter"),
+            data: dir.join("data"),
+            delta: dir.join("delta"),
+            report: dir.join("report"),
+            checkpoint: dir.join("checkpoint"),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub enum RunOutcome {
+    /// `delta` and `report` are written.
+    Finished(Box<Report>),
+    /// The host stopped the run after `step` steps; rerun to resume.
+    Stopped {
+        /// Steps completed.
+        step: u32,
+    },
+}
+
+/// Everything loaded for a run, before training.
+struct Loaded {
+    config: WorkConfig,
+    adapter: Adapter,
+    sites: Vec<Site>,
+    data: Dataset,
+    pad: u32,
+    gguf: Gguf,
+    inputs_key: String,
+}
+
+fn load(files: &WorkFiles) -> Result<Loaded> {
+    let config_bytes = files::read(&files.config)?;
+    let config = WorkConfig::parse(&config_bytes).map_err(|m| Error::config(&files.config, m))?;
+    let Architecture::Llama(arch) = &config.architecture;
+
+    let base_sha = files::sha256_file(&files.model)?;
+    if base_sha != config.base_sha256 {
+        return Err(Error::model(
+            &files.model,
+            format!(
+                "sha256 is {base_sha}, the config expects {}",
+                config.base_sha256
+            ),
+        ));
+    }
+    let gguf = Gguf::open(&files.model)?;
+    let tok = tokenizer::from_gguf(&gguf)?;
+    let sites = arch
+        .sites(&config.lora.targets)
+        .map_err(|m| Error::config(&files.config, format!("field lora.targets: {m}")))?;
+
+    let expected = AdapterHeader {
+        format: ADAPTER_FORMAT.into(),
+        version: ADAPTER_VERSION,
+        skill: config.skill.clone(),
+        base_sha256: config.base_sha256.clone(),
+        adapter_version: config.adapter_version,
+        lora: config.lora.clone(),
+    };
+    let (adapter, adapter_sha) = if files.adapter.exists() {
+        (
+            Adapter::read(&files.adapter, &expected, &sites)?,
+            files::sha256_file(&files.adapter)?,
+        )
+    } else if config.adapter_version == 0 {
+        (
+            Adapter::initial(expected, &sites, config.adapter_seed)?,
+            "initial".to_string(),
+        )
+    } else {
+        return Err(Error::adapter(
+            &files.adapter,
+            format!(
+                "missing, and adapter_version {} needs one",
+                config.adapter_version
+            ),
+        ));
+    };
+
+    let data = Dataset::read(&files.data, tok.as_ref(), config.hyper.max_seq_len)?;
+    let inputs_key = files::sha256_hex(
+        format!(
+            "{}\n{}\n{}\n{}\n{}",
+            files::sha256_hex(&config_bytes),
+            base_sha,
+            adapter_sha,
+            files::sha256_file(&files.data)?,
+            env!("CARGO_PKG_VERSION")
+        )
+        .as_bytes(),
+    );
+    Ok(Loaded {
+        config,
+        adapter,
+        sites,
+        data,
+        pad: tok.pad(),
+        gguf,
+        inputs_key,
+    })
+}
+
+/// A checkpoint of these inputs, if a usable one exists; an unusable one is set aside with a
+/// log line and the run starts over (which gives the same result, only later).
+fn usable_checkpoint(files: &WorkFiles, key: &str, host: &mut dyn Host) -> Option<Checkpoint> {
+    match Checkpoint::read(&files.checkpoint) {
+        Ok(Some(c)) if c.header.inputs_key == key => Some(c),
+        Ok(Some(_)) => {
+            host.log(&format!(
+                "{}: belongs to other inputs; starting over",
+                files.checkpoint.display()
+            ));
+            None
+        }
+        Ok(None) => None,
+        Err(e) => {
+            let aside = files.checkpoint.with_extension("corrupt");
+            let _ = std::fs::rename(&files.checkpoint, &aside);
+            host.log(&format!(
+                "{e:#}; moved to {}, starting over",
+                aside.display()
+            ));
+            None
+        }
+    }
+}
+
+/// Runs (or resumes) the work unit. `threads` is only recorded; the caller sets up the pools.
+pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<RunOutcome> {
+    let started = Instant::now();
+    let device = Device::Cpu;
+    let mut loaded = load(files)?;
+    let config = loaded.config.clone();
+    let Architecture::Llama(arch) = &config.architecture;
+
+    let resume = usable_checkpoint(files, &loaded.inputs_key, host);
+    let trained: Vec<String> = trainable_names(&loaded.sites, config.lora.train_a);
+    let mut factors = loaded.adapter.tensors.clone();
+    let mut vars = Vec::new();
+    for name in &trained {
+        let start = match &resume {
+            Some(c) => c.params.get(name).cloned().ok_or_else(|| {
+                Error::format(&files.checkpoint, format!("tensor param/{name} is missing"))
+            })?,
+            None => factors[name].clone(),
+        };
+        let var = Var::from_tensor(&start)?;
+        factors.insert(name.clone(), var.as_tensor().clone());
+        vars.push((name.clone(), var));
+    }
+    let model = Llama::from_gguf(
+        &mut loaded.gguf,
+        &LoadOptions {
+            expected: arch,
+            weights: WeightMode::Quantized(config.backward),
+            lora: &config.lora,
+            factors: &factors,
+            max_seq_len: config.hyper.max_seq_len,
+            device: &device,
+        },
+    )?;
+    let mut opt = AdamW::new(vars, config.hyper.clone())?;
+
+    let mut state = match resume {
+        Some(c) => {
+            let moments = |m: &NamedTensors| -> Result<Vec<_>> {
+                trained
+                    .iter()
+                    .map(|n| {
+                        m.get(n).cloned().ok_or_else(|| {
+                            Error::format(&files.checkpoint, format!("moment of {n} is missing"))
+                        })
+                    })
+                    .collect()
+            };
+            opt.restore(moments(&c.m)?, moments(&c.v)?, c.header.step as u64);
+            let sampler = Sampler::restore(&c.header.sampler, loaded.data.train.len())
+                .map_err(|m| Error::format(&files.checkpoint, m))?;
+            host.log(&format!(
+                "resuming from checkpoint at step {}",
+                c.header.step
+            ));
+            TrainState {
+                step: c.header.step,
+                sampler,
+                reward_before: c.header.reward_before,
+                losses: c.header.losses,
+                tokens: c.header.tokens,
+                elapsed_before_s: c.header.elapsed_s,
+            }
+        }
+        None => {
+            let nll = eval::mean_nll(
+                &model,
+                &loaded.data.eval,
+                config.hyper.batch_size,
+                loaded.pad,
+                &device,
+            )?;
+            TrainState {
+                step: 0,
+                sampler: Sampler::new(loaded.data.train.len(), config.seed),
+                reward_before: eval::reward_from_nll(nll),
+                losses: Vec::new(),
+                tokens: 0,
+                elapsed_before_s: 0.0,
+            }
+        }
+    };
+
+    let job = TrainJob {
+        config: &config,
+        model: &model,
+        data: &loaded.data,
+        pad: loaded.pad,
+        device: &device,
+        checkpoint_path: &files.checkpoint,
+        inputs_key: &loaded.inputs_key,
+        started,
+    };
+    if let Outcome::Stopped { step } = train::train(&job, &mut state, &mut opt, host)? {
+        return Ok(RunOutcome::Stopped { step });
+    }
+
+    let nll = eval::mean_nll(
+        &model,
+        &loaded.data.eval,
+        config.hyper.batch_size,
+        loaded.pad,
+        &device,
+    )?;
+    let mut delta_tensors = NamedTensors::new();
+    for (name, var) in opt.params() {
+        let before = &loaded.adapter.tensors[name];
+        delta_tensors.insert(name.clone(), (var.as_tensor().detach() - before)?);
+    }
+    let delta = Delta {
+        header: DeltaHeader {
+            format: DELTA_FORMAT.into(),
+            version: DELTA_VERSION,
+            skill: config.skill.clone(),
+            base_sha256: config.base_sha256.clone(),
+            adapter_version: config.adapter_version,
+            lora: config.lora.clone(),
+            steps: config.steps,
+        },
+        tensors: delta_tensors,
+    };
+    let delta_bytes = delta.to_bytes()?;
+    files::write_atomic(&files.delta, &delta_bytes)?;
+    let report = Report {
+        format: REPORT_FORMAT.into(),
+        version: REPORT_VERSION,
+        skill: config.skill.clone(),
+        delta_sha256: files::sha256_hex(&delta_bytes),
+        base_sha256: config.base_sha256.clone(),
+        adapter_version: config.adapter_version,
+        reward_kind: REWARD_KIND.into(),
+        reward_before: state.reward_before,
+        reward_after: eval::reward_from_nll(nll),
+        loss_curve: state.losses.clone(),
+        steps: state.step,
+        tokens: state.tokens,
+        wall_time_s: state.elapsed_before_s + started.elapsed().as_secs_f64(),
+        app_version: env!("CARGO_PKG_VERSION").into(),
+        threads,
+        platform: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+    };
+    report.write(&files.report)?;
+    match std::fs::remove_file(&files.checkpoint) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io(&files.checkpoint, e))
+        }
+        _ => {}
+    }
+    host.progress(1.0);
+    Ok(RunOutcome::Finished(Box::new(report)))
+}
+
+/// Names of the factors that are trained: every B, and every A when `train_a`.
+pub fn trainable_names(sites: &[Site], train_a: bool) -> Vec<String> {
+    let mut names = Vec::new();
+    for site in sites {
+        if train_a {
+            names.push(a_name(&site.name));
+        }
+        names.push(b_name(&site.name));
+    }
+    names
+}
