@@ -93,13 +93,17 @@ pub struct QuantizedMatmul {
 }
 
 impl QuantizedMatmul {
-    /// `g · W` by dequantizing W in slices of rows, so at most one slice is held as f32.
-    fn grad_by_dequantizing(&self, grad: &Tensor) -> candle_core::Result<Tensor> {
+    /// `g · W` by dequantizing W in slices of rows, so at most `chunk_elems` f32s are held.
+    fn grad_by_dequantizing(
+        &self,
+        grad: &Tensor,
+        chunk_elems: usize,
+    ) -> candle_core::Result<Tensor> {
         let (out, inp) = self.weight.shape().dims2()?;
         let device = grad.device();
         let dtype = self.weight.dtype();
         let row_bytes = inp / dtype.block_size() * dtype.type_size();
-        let rows_per_chunk = (DEQUANTIZE_CHUNK_ELEMS / inp).max(1);
+        let rows_per_chunk = (chunk_elems / inp).max(1);
         if rows_per_chunk >= out {
             let w = self.weight.dequantize(device)?;
             return grad.broadcast_matmul(&w);
@@ -162,8 +166,84 @@ impl CustomOp1 for QuantizedMatmul {
         let grad = grad_res.detach().contiguous()?;
         let grad_in = match &self.transposed {
             Some(wt) => grad.apply_op1_no_bwd(wt.as_ref())?,
-            None => self.grad_by_dequantizing(&grad)?,
+            None => self.grad_by_dequantizing(&grad, DEQUANTIZE_CHUNK_ELEMS)?,
         };
         Ok(Some(grad_in))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The input gradient through a quantized weight is `g · W`, whichever mode computes it.
+    #[test]
+    fn input_gradient_is_g_times_w() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (64, 256), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let dense_w = q.dequantize(&dev).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 5, 256), &dev).unwrap()).unwrap();
+        let g = Tensor::randn(0f32, 1.0, (3, 5, 64), &dev).unwrap();
+        let want = g.broadcast_matmul(&dense_w).unwrap();
+        for mode in [BackwardMode::Dequantize, BackwardMode::TransposedQ8] {
+            let layer = FrozenLinear::quantized(q.clone_for_test(), mode).unwrap();
+            let y = layer.forward(x.as_tensor()).unwrap();
+            let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let got = grads.get(x.as_tensor()).expect("the input gets a gradient");
+            let err = (got - &want)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .sqrt();
+            let norm = want
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .sqrt();
+            assert!(err / norm < 0.02, "{mode:?}: relative error {}", err / norm);
+        }
+    }
+
+    /// Dequantizing in slices of rows gives the same product as dequantizing W whole.
+    #[test]
+    fn sliced_dequantization_matches_whole() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (96, 256), &dev).unwrap();
+        let op = QuantizedMatmul {
+            weight: Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap()),
+            transposed: None,
+        };
+        let g = Tensor::randn(0f32, 1.0, (2, 7, 96), &dev).unwrap();
+        let whole = op.grad_by_dequantizing(&g, usize::MAX).unwrap();
+        let sliced = op.grad_by_dequantizing(&g, 40 * 256).unwrap();
+        let diff = (whole - sliced)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max difference {diff}");
+    }
+
+    trait CloneForTest {
+        fn clone_for_test(&self) -> QTensor;
+    }
+    impl CloneForTest for QTensor {
+        fn clone_for_test(&self) -> QTensor {
+            let storage =
+                QStorage::from_data(self.data().unwrap(), &Device::Cpu, self.dtype()).unwrap();
+            QTensor::new(storage, self.shape().clone()).unwrap()
+        }
     }
 }
