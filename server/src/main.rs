@@ -1,6 +1,7 @@
 //! `aginet-server`: the project operator's tools. This build holds the tools that make test
-//! material: the tiny base model and its synthetic task data.
+//! material (the tiny base model and its synthetic task data) and work-unit configs.
 
+use aginet::manifest::Manifest;
 use aginet::model::tiny::{write_tiny_model, TinyQuant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -44,6 +45,27 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         eval: usize,
     },
+    /// Write a work unit's `config` from a skill manifest's defaults.
+    WorkConfig {
+        /// Folder holding the skill manifests.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Skill name (its folder under --models).
+        #[arg(long)]
+        skill: String,
+        /// Seed of the work unit's data order.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Global adapter version the work starts from.
+        #[arg(long, default_value_t = 0)]
+        adapter_version: u64,
+        /// Optimizer steps (default: the manifest's).
+        #[arg(long)]
+        steps: Option<u32>,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +97,22 @@ fn run(cli: Cli) -> Result<()> {
             );
             let jsonl = aginet::task::reverse_jsonl(seed, count, eval);
             aginet::files::write_atomic(&out, jsonl.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+        }
+        Command::WorkConfig {
+            models,
+            skill,
+            seed,
+            adapter_version,
+            steps,
+            out,
+        } => {
+            let manifest = Manifest::load(&models, &skill)?;
+            let mut config = manifest.work_config(seed, adapter_version);
+            if let Some(steps) = steps {
+                config.steps = steps;
+            }
+            aginet::files::write_atomic(&out, config.to_json().as_bytes())
                 .with_context(|| format!("writing {}", out.display()))?;
         }
     }

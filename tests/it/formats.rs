@@ -164,3 +164,20 @@ fn readers_reject_unknown_versions_naming_file_and_field() {
     let err = Delta::read(&wd.path("delta")).unwrap_err().to_string();
     assert!(err.contains("field format is \"aginet-other\""), "{err}");
 }
+
+#[test]
+fn manifest_pins_the_tiny_model_bytes() {
+    let m = tiny_manifest();
+    let bytes =
+        aginet::model::tiny::tiny_model_bytes(0, aginet::model::tiny::TinyQuant::Q8_0).unwrap();
+    assert_eq!(
+        aginet::files::sha256_hex(&bytes),
+        m.base.sha256,
+        "the tiny writer is deterministic and the manifest pins it"
+    );
+    assert!(
+        bytes.len() < 1_000_000,
+        "well under 1 MB: {} bytes",
+        bytes.len()
+    );
+}

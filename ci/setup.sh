@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything agiNet's build and tests need on a fresh Debian 12 machine: the system
+# packages (apt) and a Rust toolchain if none is on PATH. Safe to run again.
+set -euo pipefail
+
+# Debian packages: a C toolchain for zstd-sys and candle's build scripts, pkg-config.
+PACKAGES=(build-essential pkg-config ca-certificates curl)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "ci/setup.sh: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "ci/setup.sh: installing Rust (stable) with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+cargo --version
