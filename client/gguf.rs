@@ -16,11 +16,15 @@ use std::path::{Path, PathBuf};
 /// The four bytes every GGUF file starts with.
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 
+/// A seekable byte source: a file, or bytes in memory.
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
 /// An opened GGUF base: its parsed header and a reader for its tensors.
 pub struct Gguf {
     path: PathBuf,
     content: gguf_file::Content,
-    reader: BufReader<File>,
+    reader: Box<dyn ReadSeek>,
 }
 
 impl Gguf {
@@ -28,7 +32,11 @@ impl Gguf {
     /// inside the file.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = BufReader::new(file);
+        Self::from_reader(path, Box::new(BufReader::new(file)))
+    }
+
+    /// Parses a GGUF from `reader`; `path` names it in errors.
+    pub fn from_reader(path: &Path, mut reader: Box<dyn ReadSeek>) -> Result<Self> {
         let mut magic = [0u8; 4];
         reader
             .read_exact(&mut magic)
@@ -45,10 +53,8 @@ impl Gguf {
         let content = gguf_file::Content::read(&mut reader)
             .map_err(|e| Error::model(path, format!("malformed GGUF header: {e}")))?;
         let file_len = reader
-            .get_ref()
-            .metadata()
-            .map_err(|e| Error::io(path, e))?
-            .len();
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(path, e))?;
         let gguf = Self {
             path: path.to_path_buf(),
             content,
