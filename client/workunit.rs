@@ -192,16 +192,15 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
     let mut loaded = load(files)?;
     let config = loaded.config.clone();
     let Architecture::Llama(arch) = &config.architecture;
-
     let resume = usable_checkpoint(files, &loaded.inputs_key, host);
-    let trained: Vec<String> = trainable_names(&loaded.sites, config.lora.train_a);
+
+    // The trained factors become variables, starting from the checkpoint when resuming.
+    let trained = trainable_names(&loaded.sites, config.lora.train_a);
     let mut factors = loaded.adapter.tensors.clone();
     let mut vars = Vec::new();
     for name in &trained {
         let start = match &resume {
-            Some(c) => c.params.get(name).cloned().ok_or_else(|| {
-                Error::format(&files.checkpoint, format!("tensor param/{name} is missing"))
-            })?,
+            Some(c) => from_checkpoint(files, &c.params, name)?,
             None => factors[name].clone(),
         };
         let var = Var::from_tensor(&start)?;
@@ -220,20 +219,27 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         },
     )?;
     let mut opt = AdamW::new(vars, config.hyper.clone())?;
+    let eval_nll = || {
+        eval::mean_nll(
+            &model,
+            &loaded.data.eval,
+            config.hyper.batch_size,
+            loaded.pad,
+            &device,
+        )
+    };
 
     let mut state = match resume {
         Some(c) => {
-            let moments = |m: &NamedTensors| -> Result<Vec<_>> {
-                trained
-                    .iter()
-                    .map(|n| {
-                        m.get(n).cloned().ok_or_else(|| {
-                            Error::format(&files.checkpoint, format!("moment of {n} is missing"))
-                        })
-                    })
-                    .collect()
-            };
-            opt.restore(moments(&c.m)?, moments(&c.v)?, c.header.step as u64);
+            let m = trained
+                .iter()
+                .map(|n| from_checkpoint(files, &c.m, n))
+                .collect::<Result<_>>()?;
+            let v = trained
+                .iter()
+                .map(|n| from_checkpoint(files, &c.v, n))
+                .collect::<Result<_>>()?;
+            opt.restore(m, v, c.header.step as u64);
             let sampler = Sampler::restore(&c.header.sampler, loaded.data.train.len())
                 .map_err(|m| Error::format(&files.checkpoint, m))?;
             host.log(&format!(
@@ -249,23 +255,14 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
                 elapsed_before_s: c.header.elapsed_s,
             }
         }
-        None => {
-            let nll = eval::mean_nll(
-                &model,
-                &loaded.data.eval,
-                config.hyper.batch_size,
-                loaded.pad,
-                &device,
-            )?;
-            TrainState {
-                step: 0,
-                sampler: Sampler::new(loaded.data.train.len(), config.seed),
-                reward_before: eval::reward_from_nll(nll),
-                losses: Vec::new(),
-                tokens: 0,
-                elapsed_before_s: 0.0,
-            }
-        }
+        None => TrainState {
+            step: 0,
+            sampler: Sampler::new(loaded.data.train.len(), config.seed),
+            reward_before: eval::reward_from_nll(eval_nll()?),
+            losses: Vec::new(),
+            tokens: 0,
+            elapsed_before_s: 0.0,
+        },
     };
 
     let job = TrainJob {
@@ -282,31 +279,8 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         return Ok(RunOutcome::Stopped { step });
     }
 
-    let nll = eval::mean_nll(
-        &model,
-        &loaded.data.eval,
-        config.hyper.batch_size,
-        loaded.pad,
-        &device,
-    )?;
-    let mut delta_tensors = NamedTensors::new();
-    for (name, var) in opt.params() {
-        let before = &loaded.adapter.tensors[name];
-        delta_tensors.insert(name.clone(), (var.as_tensor().detach() - before)?);
-    }
-    let delta = Delta {
-        header: DeltaHeader {
-            format: DELTA_FORMAT.into(),
-            version: DELTA_VERSION,
-            skill: config.skill.clone(),
-            base_sha256: config.base_sha256.clone(),
-            adapter_version: config.adapter_version,
-            lora: config.lora.clone(),
-            steps: config.steps,
-        },
-        tensors: delta_tensors,
-    };
-    let delta_bytes = delta.to_bytes()?;
+    let reward_after = eval::reward_from_nll(eval_nll()?);
+    let delta_bytes = delta_of(&config, &loaded.adapter, &opt)?.to_bytes()?;
     files::write_atomic(&files.delta, &delta_bytes)?;
     let report = Report {
         format: REPORT_FORMAT.into(),
@@ -317,8 +291,8 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         adapter_version: config.adapter_version,
         reward_kind: REWARD_KIND.into(),
         reward_before: state.reward_before,
-        reward_after: eval::reward_from_nll(nll),
-        loss_curve: state.losses.clone(),
+        reward_after,
+        loss_curve: state.losses,
         steps: state.step,
         tokens: state.tokens,
         wall_time_s: state.elapsed_before_s + started.elapsed().as_secs_f64(),
@@ -335,6 +309,41 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
     }
     host.progress(1.0);
     Ok(RunOutcome::Finished(Box::new(report)))
+}
+
+/// Tensor `name` of a checkpoint group, or an error naming the checkpoint.
+fn from_checkpoint(
+    files: &WorkFiles,
+    group: &NamedTensors,
+    name: &str,
+) -> Result<candle_core::Tensor> {
+    group
+        .get(name)
+        .cloned()
+        .ok_or_else(|| Error::format(&files.checkpoint, format!("tensor {name} is missing")))
+}
+
+/// The delta from the adapter the run started with to the optimizer's current factors.
+fn delta_of(config: &WorkConfig, start: &Adapter, opt: &AdamW) -> Result<Delta> {
+    let mut tensors = NamedTensors::new();
+    for (name, var) in opt.params() {
+        tensors.insert(
+            name.clone(),
+            (var.as_tensor().detach() - &start.tensors[name])?,
+        );
+    }
+    Ok(Delta {
+        header: DeltaHeader {
+            format: DELTA_FORMAT.into(),
+            version: DELTA_VERSION,
+            skill: config.skill.clone(),
+            base_sha256: config.base_sha256.clone(),
+            adapter_version: config.adapter_version,
+            lora: config.lora.clone(),
+            steps: config.steps,
+        },
+        tensors,
+    })
 }
 
 /// Names of the factors that are trained: every B, and every A when `train_a`.
