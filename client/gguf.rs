@@ -70,7 +70,17 @@ impl Gguf {
         names.sort();
         for name in names {
             let info = &self.content.tensor_infos[name];
-            let elems = info.shape.elem_count();
+            let elems = info
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "tensor {name}: shape {:?} has too many elements",
+                        info.shape.dims()
+                    ))
+                })?;
             let block = info.ggml_dtype.block_size();
             if elems % block != 0 {
                 return Err(self.error(format!(
@@ -78,7 +88,7 @@ impl Gguf {
                     info.ggml_dtype
                 )));
             }
-            let bytes = (elems / block * info.ggml_dtype.type_size()) as u64;
+            let bytes = ((elems / block) as u64).saturating_mul(info.ggml_dtype.type_size() as u64);
             let start = self.content.tensor_data_offset.saturating_add(info.offset);
             let end = start.saturating_add(bytes);
             if end > file_len {
@@ -184,5 +194,65 @@ impl Gguf {
         }
         info.read(&mut self.reader, self.content.tensor_data_offset, device)
             .map_err(|e| Error::model(&self.path, format!("tensor {name}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::Tensor;
+    use std::io::Cursor;
+
+    /// A GGUF holding one 2×32 f32 tensor named `w`.
+    fn small_gguf() -> Vec<u8> {
+        let t = QTensor::quantize(
+            &Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap();
+        let mut out = Cursor::new(Vec::new());
+        gguf_file::write(&mut out, &[], &[("w", &t)]).unwrap();
+        out.into_inner()
+    }
+
+    fn open_bytes(bytes: Vec<u8>) -> Result<Gguf> {
+        Gguf::from_reader(Path::new("t.gguf"), Box::new(Cursor::new(bytes)))
+    }
+
+    #[test]
+    fn reads_a_well_formed_file() {
+        let mut g = open_bytes(small_gguf()).unwrap();
+        assert!(g.has_tensor("w"));
+        assert!(g.tensor("w", &[2, 32], &Device::Cpu).is_ok());
+        let err = g
+            .tensor("w", &[32, 2], &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.gguf") && err.contains("has shape [2, 32]"),
+            "{err}"
+        );
+    }
+
+    /// Dimensions whose product overflows are an error, not a panic or a wrapped size (found
+    /// by the `gguf` fuzz target).
+    #[test]
+    fn element_count_overflow_is_an_error() {
+        let mut bytes = small_gguf();
+        // Tensor info: name "w" (u64 length 1, then the byte), n_dims u32 = 2, dims u64 × 2.
+        let at = bytes
+            .windows(9)
+            .position(|w| w == [1, 0, 0, 0, 0, 0, 0, 0, b'w'])
+            .unwrap()
+            + 9
+            + 4;
+        bytes[at..at + 8].copy_from_slice(&(u64::MAX / 3).to_le_bytes());
+        bytes[at + 8..at + 16].copy_from_slice(&(u64::MAX / 5).to_le_bytes());
+        let err = open_bytes(bytes).err().expect("rejected").to_string();
+        assert!(
+            err.contains("t.gguf") && err.contains("too many elements"),
+            "{err}"
+        );
     }
 }
