@@ -3,8 +3,10 @@
 # packages (apt) and a Rust toolchain if none is on PATH. Safe to run again.
 set -euo pipefail
 
-# Debian packages: a C toolchain for zstd-sys and candle's build scripts, pkg-config.
-PACKAGES=(build-essential pkg-config ca-certificates curl)
+# Debian packages: a C/C++ toolchain (zstd-sys, candle, the BOINC shim), pkg-config; BOINC's app
+# API headers and libraries (boinc-api-sys), libclang (bindgen, to check the committed bindings);
+# the real BOINC client and boinccmd for the end-to-end tests (its service is not started).
+PACKAGES=(build-essential pkg-config ca-certificates curl libboinc-app-dev libclang-dev boinc-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

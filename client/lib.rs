@@ -4,6 +4,8 @@
 //! The app's entry point is `client/main.rs`; [`workunit::run`] is one work unit end to end.
 
 pub mod adapter;
+#[cfg(feature = "boinc")]
+pub mod boinc;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

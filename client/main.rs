@@ -1,4 +1,8 @@
-//! `aginet`: the agiNet volunteer app. `aginet run --dir WU_DIR` runs one work unit standalone.
+//! `aginet`: the agiNet volunteer app. With no arguments it runs one task under the BOINC client;
+//! `aginet run --dir WU_DIR` runs one work unit standalone.
+
+#[cfg(feature = "boinc")]
+mod under_boinc;
 
 use aginet::config::WorkConfig;
 use aginet::train::{Control, Host};
@@ -13,8 +17,9 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Without a command, run the task the BOINC client started this process for.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -59,11 +64,18 @@ impl Host for Standalone {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run {
+        Some(Command::Run {
             dir,
             threads,
             checkpoint_every,
-        } => run(dir, threads, checkpoint_every),
+        }) => run(dir, threads, checkpoint_every),
+        #[cfg(feature = "boinc")]
+        None => under_boinc::run(),
+        #[cfg(not(feature = "boinc"))]
+        None => {
+            eprintln!("error: this build has no BOINC support (feature `boinc`); use `aginet run --dir WU_DIR`");
+            ExitCode::from(exit::USAGE)
+        }
     }
 }
 
@@ -71,9 +83,8 @@ fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> E
     let files = WorkFiles::in_dir(&dir);
     // The config is read twice (here for the thread count, then by the run) because the
     // thread pools must be sized before any tensor work.
-    let config_threads = WorkConfig::read(&files.config).ok().and_then(|c| c.threads);
     let n = threads
-        .or(config_threads)
+        .or_else(|| config_threads(&files))
         .unwrap_or_else(threads::available);
     threads::configure(n);
     let mut host = Standalone {
@@ -98,4 +109,9 @@ fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> E
             ExitCode::from(exit::code(&e))
         }
     }
+}
+
+/// The thread count a work unit's config pins, if it reads and pins one.
+fn config_threads(files: &WorkFiles) -> Option<usize> {
+    WorkConfig::read(&files.config).ok().and_then(|c| c.threads)
 }

@@ -1,0 +1,96 @@
+//! The app's life under the BOINC client: initialise the API, resolve the work unit's files
+//! through it, train with the client steering, and end the way the client expects.
+//!
+//! - success: `boinc_finish(0)`;
+//! - a failure: one line `error: …` on stderr, then `boinc_finish_message(code, reason)` with the
+//!   code from `docs/exit-codes.md` (the client marks a compute error and uploads stderr);
+//! - quit request or a lost client: exit 0 without finishing (the client restarts the task,
+//!   which resumes from its last checkpoint);
+//! - abort: exit with 194 (`EXIT_ABORTED_BY_CLIENT`), as the API itself would.
+
+use crate::config_threads;
+use aginet::boinc::{BoincHost, Session, StopReason};
+use aginet::exit;
+use aginet::threads;
+use aginet::workunit::{self, RunOutcome, WorkFiles};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status of an aborted task (BOINC's `EXIT_ABORTED_BY_CLIENT`).
+const EXIT_ABORTED_BY_CLIENT: u8 = 194;
+
+/// Runs the task the client started this process for.
+pub fn run() -> ExitCode {
+    let session = match Session::init() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot initialise the BOINC API: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let files = match resolve_files(&session) {
+        Ok(f) => f,
+        Err(e) => fail(
+            session,
+            exit::IO,
+            &format!("resolving the work unit's files: {e}"),
+        ),
+    };
+    let n = config_threads(&files)
+        .or_else(|| client_cpus(&session))
+        .unwrap_or_else(threads::available);
+    threads::configure(n);
+    eprintln!(
+        "aginet {} under BOINC, {n} threads",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let mut host = BoincHost::new(&session);
+    match workunit::run(&files, n, &mut host) {
+        Ok(RunOutcome::Finished(report)) => {
+            eprintln!(
+                "done: {} steps, reward {:.6} -> {:.6}",
+                report.steps, report.reward_before, report.reward_after
+            );
+            session.finish(0)
+        }
+        Ok(RunOutcome::Stopped { step }) => match host.stop_reason() {
+            Some(StopReason::Abort) => {
+                eprintln!("aborted by the client after step {step}");
+                ExitCode::from(EXIT_ABORTED_BY_CLIENT)
+            }
+            reason => {
+                eprintln!(
+                    "stopping after step {step} ({reason:?}); the client will restart the task"
+                );
+                ExitCode::from(exit::OK)
+            }
+        },
+        Err(e) => fail(session, exit::code(&e), &format!("{e:#}")),
+    }
+}
+
+/// Prints the reason and ends the task as a compute error with `code`.
+fn fail(session: Session, code: u8, reason: &str) -> ! {
+    eprintln!("error: {reason}");
+    session.finish_with_message(i32::from(code), reason, false)
+}
+
+/// The work unit's files by logical name, resolved through the slot's links.
+fn resolve_files(session: &Session) -> Result<WorkFiles, aginet::boinc::BoincError> {
+    Ok(WorkFiles {
+        config: session.resolve("config")?,
+        model: session.resolve("model")?,
+        adapter: session.resolve("adapter")?,
+        data: session.resolve("data")?,
+        delta: session.resolve("delta")?,
+        report: session.resolve("report")?,
+        checkpoint: PathBuf::from("checkpoint"),
+    })
+}
+
+/// The CPUs the client gives this task, when it says.
+fn client_cpus(session: &Session) -> Option<usize> {
+    let data = session.init_data().ok()?;
+    (data.ncpus >= 1.0).then_some(data.ncpus as usize)
+}
