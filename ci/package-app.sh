@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the release app and assembles a BOINC app version folder an operator copies into the
+# project's apps/ tree: apps/aginet/<version>/<platform>/ with the binary, the two BOINC shared
+# libraries it links and version.xml. Usage: ci/package-app.sh [OUT_DIR] [cargo build flags...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+OUT="${1:-target/app-version}"
+shift || true
+VERSION=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="aginet"))')
+PLATFORM=x86_64-pc-linux-gnu
+cargo build --release -p aginet "$@"
+DIR="$OUT/aginet/$VERSION/$PLATFORM"
+mkdir -p "$DIR"
+install -m 0755 target/release/aginet "$DIR/aginet_${VERSION}_${PLATFORM}"
+for lib in libboinc_api.so.7 libboinc.so.7; do
+  install -m 0644 "$(readlink -f "/usr/lib/x86_64-linux-gnu/$lib")" "$DIR/$lib"
+done
+sed "s/@VERSION@/$VERSION/g" wu/version.xml > "$DIR/version.xml"
+echo "app version in $DIR:"
+ls -l "$DIR"
