@@ -1,0 +1,259 @@
+//! The app under Debian's real BOINC client, on the tiny model: completion, suspend/resume,
+//! quit/restart, a killed client, abort, and a corrupt input. Interrupted runs must end with the
+//! delta bytes of an uninterrupted run.
+
+use super::boinc_harness::{boinc_api_libs, Client, Prefs, TaskSpec, TaskStatus};
+use super::fixture::{stderr, WorkDir};
+use aginet::delta::Delta;
+use aginet::report::Report;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Steps per task: long enough (a few seconds) to interrupt mid-run.
+const STEPS: u32 = 100;
+const TASK: &str = "t";
+const LONG: Duration = Duration::from_secs(180);
+
+/// The delta of an uninterrupted standalone run of the same work unit, on one thread.
+fn reference_delta(steps: u32) -> Vec<u8> {
+    static REFS: Mutex<BTreeMap<u32, Vec<u8>>> = Mutex::new(BTreeMap::new());
+    let mut refs = REFS.lock().unwrap_or_else(|e| e.into_inner());
+    refs.entry(steps)
+        .or_insert_with(|| {
+            let wd = WorkDir::tiny(steps);
+            let out = wd.run_app(&["--threads", "1"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            wd.read("delta")
+        })
+        .clone()
+}
+
+fn prefs(leave_apps_in_memory: bool) -> Prefs {
+    Prefs {
+        leave_apps_in_memory,
+        checkpoint_interval_s: 1,
+        ncpus: 1,
+        extra_app_files: boinc_api_libs(),
+    }
+}
+
+/// Steps of the killed-client test: the app needs about 10 s to notice the missing heartbeat.
+const LONG_STEPS: u32 = 300;
+
+fn start(wd: &WorkDir, prefs: &Prefs) -> Client {
+    let task = TaskSpec::new(
+        TASK,
+        wd.dir.path(),
+        &["config", "model", "data"],
+        &["delta", "report"],
+    );
+    Client::start(Path::new(env!("CARGO_BIN_EXE_aginet")), &[task], prefs)
+}
+
+fn task(tasks: &[TaskStatus]) -> &TaskStatus {
+    tasks
+        .iter()
+        .find(|t| t.name == TASK)
+        .expect("our task is listed")
+}
+
+/// Waits until the task has done more than `fraction` of its work.
+fn wait_past(client: &Client, fraction: f64) -> f64 {
+    let tasks = client.wait_for(&format!("fraction done > {fraction}"), LONG, |ts| {
+        task(ts).fraction_done > fraction
+    });
+    task(&tasks).fraction_done
+}
+
+/// Waits for success and checks the outputs: formats, hash, and the reference bytes.
+fn finish_and_check(client: &Client, steps: u32) {
+    client.wait_for("the task to succeed", LONG, |ts| task(ts).succeeded());
+    let delta_path = client.output(TASK, "delta");
+    let bytes = std::fs::read(&delta_path).unwrap();
+    Delta::read(&delta_path).expect("the delta parses");
+    let report = Report::read(&client.output(TASK, "report")).expect("the report parses");
+    assert_eq!(report.delta_sha256, aginet::files::sha256_hex(&bytes));
+    assert_eq!(report.steps, steps);
+    assert_eq!(
+        report.threads, 1,
+        "the thread count comes from the client's ncpus"
+    );
+    assert!(
+        bytes == reference_delta(steps),
+        "the delta differs from the uninterrupted standalone run's"
+    );
+}
+
+#[test]
+fn a_task_runs_to_completion_with_advancing_progress() {
+    let wd = WorkDir::tiny(STEPS);
+    let client = start(&wd, &prefs(false));
+    let first = wait_past(&client, 0.05);
+    let later = wait_past(&client, first + 0.2);
+    assert!(later > first, "fraction done advances: {first} -> {later}");
+    finish_and_check(&client, STEPS);
+    let log = client.task_stderr(TASK);
+    assert!(
+        log.contains("under BOINC, 1 threads") && log.contains("done: 100 steps"),
+        "{log}"
+    );
+}
+
+/// CPU time (user + system, in clock ticks) the process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+fn suspend_and_resume(leave_apps_in_memory: bool) {
+    let wd = WorkDir::tiny(STEPS);
+    let client = start(&wd, &prefs(leave_apps_in_memory));
+    wait_past(&client, 0.3);
+    client.suspend(TASK);
+    let tasks = client.wait_for("the task to be suspended", LONG, |ts| {
+        task(ts).suspended_via_gui
+    });
+    let at_suspend = task(&tasks).fraction_done;
+    if leave_apps_in_memory {
+        // The app sees the request within a step, then sleeps: its CPU time stops growing.
+        std::thread::sleep(Duration::from_secs(1));
+        let pids = client.app_pids();
+        assert_eq!(pids.len(), 1, "the app stays in memory");
+        let before = cpu_ticks(pids[0]);
+        std::thread::sleep(Duration::from_secs(2));
+        let used = cpu_ticks(pids[0]) - before;
+        assert!(
+            used <= 10,
+            "a suspended app computes nothing: {used} ticks in 2 s"
+        );
+    } else {
+        assert!(
+            client.wait_apps_exit(Duration::from_secs(10)),
+            "suspend asks the app to quit"
+        );
+        let log = client.task_stderr(TASK);
+        assert!(
+            log.contains("(Some(Quit))"),
+            "the app quit on the client's request: {log}"
+        );
+    }
+    client.resume(TASK);
+    let tasks = client.wait_for("the task to run again", LONG, |ts| task(ts).executing());
+    assert!(
+        task(&tasks).fraction_done >= at_suspend - 0.05,
+        "resumed from the checkpoint, not from scratch"
+    );
+    finish_and_check(&client, STEPS);
+}
+
+#[test]
+fn suspend_and_resume_with_apps_left_in_memory() {
+    suspend_and_resume(true);
+}
+
+#[test]
+fn suspend_and_resume_with_apps_removed_from_memory() {
+    suspend_and_resume(false);
+}
+
+#[test]
+fn client_quit_and_restart_mid_run() {
+    let wd = WorkDir::tiny(STEPS);
+    let client = start(&wd, &prefs(false));
+    wait_past(&client, 0.3);
+    let stopped = client.quit();
+    assert!(
+        stopped.wait_apps_exit(Duration::from_secs(10)),
+        "the app exits with the client"
+    );
+    let client = stopped.restart();
+    let log = client.task_stderr(TASK);
+    assert!(
+        log.contains("(Some(Quit))"),
+        "the app quit on the client's request: {log}"
+    );
+    finish_and_check(&client, STEPS);
+    assert!(
+        client
+            .task_stderr(TASK)
+            .contains("resuming from checkpoint"),
+        "{}",
+        client.task_stderr(TASK)
+    );
+}
+
+#[test]
+fn client_killed_and_restarted_mid_run() {
+    let wd = WorkDir::tiny(LONG_STEPS);
+    let client = start(&wd, &prefs(false));
+    wait_past(&client, 0.05);
+    let stopped = client.kill9();
+    assert!(
+        stopped.wait_apps_exit(Duration::from_secs(30)),
+        "the app notices the lost heartbeat and exits"
+    );
+    let client = stopped.restart();
+    let log = client.task_stderr(TASK);
+    assert!(
+        log.contains("(Some(ClientGone))"),
+        "the app stopped for the lost client: {log}"
+    );
+    finish_and_check(&client, LONG_STEPS);
+    assert!(
+        client
+            .task_stderr(TASK)
+            .contains("resuming from checkpoint"),
+        "{}",
+        client.task_stderr(TASK)
+    );
+}
+
+#[test]
+fn an_aborted_task_exits_within_seconds() {
+    let wd = WorkDir::tiny(STEPS);
+    let client = start(&wd, &prefs(false));
+    wait_past(&client, 0.1);
+    let t0 = std::time::Instant::now();
+    client.abort(TASK);
+    assert!(
+        client.wait_apps_exit(Duration::from_secs(5)),
+        "the app exits within 5 s of the abort"
+    );
+    let tasks = client.wait_for("the task to be aborted", LONG, |ts| {
+        task(ts).state == "aborted"
+    });
+    assert!(!task(&tasks).succeeded());
+    eprintln!("abort to exit: {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn a_corrupt_model_is_a_compute_error_with_the_reason() {
+    let wd = WorkDir::tiny(STEPS);
+    let model = wd.read("model");
+    std::fs::write(wd.path("model"), &model[..model.len() - 4096]).unwrap();
+    wd.pin_model_sha();
+    let client = start(&wd, &prefs(false));
+    let tasks = client.wait_for("the task to end", Duration::from_secs(60), |ts| {
+        task(ts).ready_to_report
+    });
+    let t = task(&tasks);
+    assert!(!t.succeeded(), "{t:?}");
+    assert_eq!(t.exit_status, Some(aginet::exit::MODEL as i32), "{t:?}");
+    let log = client.task_stderr(TASK);
+    assert!(
+        log.contains("lies past the end of the file"),
+        "the reason reaches the task's stderr: {log}"
+    );
+    assert!(
+        !log.contains("panicked") && !log.contains("SIGSEGV"),
+        "{log}"
+    );
+}
