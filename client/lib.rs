@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod delta;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod exit;

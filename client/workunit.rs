@@ -188,7 +188,7 @@ fn usable_checkpoint(files: &WorkFiles, key: &str, host: &mut dyn Host) -> Optio
 /// Runs (or resumes) the work unit. `threads` is only recorded; the caller sets up the pools.
 pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<RunOutcome> {
     let started = Instant::now();
-    let device = Device::Cpu;
+    let device = crate::device::compute_device()?;
     let mut loaded = load(files)?;
     let config = loaded.config.clone();
     let Architecture::Llama(arch) = &config.architecture;
@@ -196,11 +196,14 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
 
     // The trained factors become variables, starting from the checkpoint when resuming.
     let trained = trainable_names(&loaded.sites, config.lora.train_a);
-    let mut factors = loaded.adapter.tensors.clone();
+    let mut factors = NamedTensors::new();
+    for (name, t) in &loaded.adapter.tensors {
+        factors.insert(name.clone(), t.to_device(&device)?);
+    }
     let mut vars = Vec::new();
     for name in &trained {
         let start = match &resume {
-            Some(c) => from_checkpoint(files, &c.params, name)?,
+            Some(c) => from_checkpoint(files, &c.params, name)?.to_device(&device)?,
             None => factors[name].clone(),
         };
         let var = Var::from_tensor(&start)?;
@@ -231,14 +234,12 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
 
     let mut state = match resume {
         Some(c) => {
-            let m = trained
-                .iter()
-                .map(|n| from_checkpoint(files, &c.m, n))
-                .collect::<Result<_>>()?;
-            let v = trained
-                .iter()
-                .map(|n| from_checkpoint(files, &c.v, n))
-                .collect::<Result<_>>()?;
+            let moments = |group: &NamedTensors| -> Result<Vec<_>> {
+                let on_device =
+                    |n: &String| Ok(from_checkpoint(files, group, n)?.to_device(&device)?);
+                trained.iter().map(on_device).collect()
+            };
+            let (m, v) = (moments(&c.m)?, moments(&c.v)?);
             opt.restore(m, v, c.header.step as u64);
             let sampler = Sampler::restore(&c.header.sampler, loaded.data.train.len())
                 .map_err(|m| Error::format(&files.checkpoint, m))?;
@@ -327,10 +328,8 @@ fn from_checkpoint(
 fn delta_of(config: &WorkConfig, start: &Adapter, opt: &AdamW) -> Result<Delta> {
     let mut tensors = NamedTensors::new();
     for (name, var) in opt.params() {
-        tensors.insert(
-            name.clone(),
-            (var.as_tensor().detach() - &start.tensors[name])?,
-        );
+        let after = var.as_tensor().detach().to_device(&Device::Cpu)?;
+        tensors.insert(name.clone(), (after - &start.tensors[name])?);
     }
     Ok(Delta {
         header: DeltaHeader {
