@@ -192,25 +192,20 @@ mod tests {
             let y = layer.forward(x.as_tensor()).unwrap();
             let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
             let got = grads.get(x.as_tensor()).expect("the input gets a gradient");
-            let err = (got - &want)
-                .unwrap()
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                .sqrt();
-            let norm = want
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                .sqrt();
+            let err = l2(&(got - &want).unwrap());
+            let norm = l2(&want);
             assert!(err / norm < 0.02, "{mode:?}: relative error {}", err / norm);
         }
+    }
+
+    fn l2(t: &Tensor) -> f32 {
+        t.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .sqrt()
     }
 
     /// Dequantizing in slices of rows gives the same product as dequantizing W whole.

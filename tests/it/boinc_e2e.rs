@@ -2,7 +2,7 @@
 //! quit/restart, a killed client, abort, and a corrupt input. Interrupted runs must end with the
 //! delta bytes of an uninterrupted run.
 
-use super::boinc_harness::{boinc_api_libs, Client, Prefs, TaskSpec, TaskStatus};
+use super::boinc_harness::{boinc_api_libs, Client, Prefs, StoppedClient, TaskSpec, TaskStatus};
 use super::fixture::{stderr, WorkDir};
 use aginet::delta::Delta;
 use aginet::report::Report;
@@ -164,55 +164,52 @@ fn suspend_and_resume_with_apps_removed_from_memory() {
     suspend_and_resume(false);
 }
 
-#[test]
-fn client_quit_and_restart_mid_run() {
-    let wd = WorkDir::tiny(STEPS);
+/// Runs a task of `steps` steps to `fraction`, stops the client with `stop`, checks the app
+/// exits within `exit_within` for `reason`, restarts the client, and checks the task resumes
+/// from its checkpoint to the reference bytes.
+fn stop_client_and_restart(
+    steps: u32,
+    fraction: f64,
+    stop: impl FnOnce(Client) -> StoppedClient,
+    exit_within: Duration,
+    reason: &str,
+) {
+    let wd = WorkDir::tiny(steps);
     let client = start(&wd, &prefs(false));
-    wait_past(&client, 0.3);
-    let stopped = client.quit();
+    wait_past(&client, fraction);
+    let stopped = stop(client);
     assert!(
-        stopped.wait_apps_exit(Duration::from_secs(10)),
-        "the app exits with the client"
+        stopped.wait_apps_exit(exit_within),
+        "the app exits once the client is gone"
     );
     let client = stopped.restart();
     let log = client.task_stderr(TASK);
-    assert!(
-        log.contains("(Some(Quit))"),
-        "the app quit on the client's request: {log}"
-    );
-    finish_and_check(&client, STEPS);
-    assert!(
-        client
-            .task_stderr(TASK)
-            .contains("resuming from checkpoint"),
-        "{}",
-        client.task_stderr(TASK)
+    assert!(log.contains(reason), "the app stopped with {reason}: {log}");
+    finish_and_check(&client, steps);
+    let log = client.task_stderr(TASK);
+    assert!(log.contains("resuming from checkpoint"), "{log}");
+}
+
+#[test]
+fn client_quit_and_restart_mid_run() {
+    stop_client_and_restart(
+        STEPS,
+        0.3,
+        Client::quit,
+        Duration::from_secs(10),
+        "(Some(Quit))",
     );
 }
 
 #[test]
 fn client_killed_and_restarted_mid_run() {
-    let wd = WorkDir::tiny(LONG_STEPS);
-    let client = start(&wd, &prefs(false));
-    wait_past(&client, 0.05);
-    let stopped = client.kill9();
-    assert!(
-        stopped.wait_apps_exit(Duration::from_secs(30)),
-        "the app notices the lost heartbeat and exits"
-    );
-    let client = stopped.restart();
-    let log = client.task_stderr(TASK);
-    assert!(
-        log.contains("(Some(ClientGone))"),
-        "the app stopped for the lost client: {log}"
-    );
-    finish_and_check(&client, LONG_STEPS);
-    assert!(
-        client
-            .task_stderr(TASK)
-            .contains("resuming from checkpoint"),
-        "{}",
-        client.task_stderr(TASK)
+    // The app notices the missing heartbeat after about 10 s.
+    stop_client_and_restart(
+        LONG_STEPS,
+        0.05,
+        Client::kill9,
+        Duration::from_secs(30),
+        "(Some(ClientGone))",
     );
 }
 
