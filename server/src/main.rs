@@ -1,5 +1,11 @@
-//! `aginet-server`: the project operator's tools. This build holds the tools that make test
-//! material (the tiny base model and its synthetic task data) and work-unit configs.
+//! `aginet-server`: the project operator's tools, one subcommand per step of a round, plus the
+//! tools that make test material (the tiny base model and its synthetic task data).
+
+mod init;
+mod make_work;
+mod project;
+mod route;
+mod scoreboard;
 
 use aginet::manifest::Manifest;
 use aginet::model::tiny::{write_tiny_model, TinyQuant};
@@ -18,6 +24,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a project folder: state folders, the signing key, the skills from models/.
+    Init {
+        /// The project folder to create.
+        #[arg(long)]
+        project: PathBuf,
+        /// Folder holding the skill manifests.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Skills to train (repeatable; default: every skill under --models).
+        #[arg(long)]
+        skill: Vec<String>,
+    },
+    /// Print the skill that gets the next work, and why.
+    Route {
+        /// The project folder.
+        #[arg(long)]
+        project: PathBuf,
+    },
+    /// Make work units: with --out, one folder per work unit holding its input files.
+    MakeWork {
+        /// The project folder.
+        #[arg(long)]
+        project: PathBuf,
+        /// Skill (default: what `route` picks).
+        #[arg(long)]
+        skill: Option<String>,
+        /// How many work units.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Folder to write the work-unit folders into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the tiny llama-style test base (random init from the seed) as GGUF.
     TinyModel {
         /// Output file.
@@ -80,6 +119,42 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Init {
+            project,
+            models,
+            skill,
+        } => {
+            let p = init::init(&project, &models, &skill)?;
+            println!(
+                "initialised {} with skills {:?}",
+                p.root().display(),
+                p.settings.skills
+            );
+        }
+        Command::Route { project } => {
+            let p = project::Project::open(&project)?;
+            let d = pick_skill(&p)?;
+            println!("{}\t{}", d.skill, d.reason);
+        }
+        Command::MakeWork {
+            project,
+            skill,
+            count,
+            out,
+        } => {
+            let p = project::Project::open(&project)?;
+            let skill = match skill {
+                Some(s) => s,
+                None => {
+                    let d = pick_skill(&p)?;
+                    eprintln!("route: {} ({})", d.skill, d.reason);
+                    d.skill
+                }
+            };
+            for dir in make_work::make_work(&p, &skill, count, &out)? {
+                println!("{}", dir.display());
+            }
+        }
         Command::TinyModel { out, seed, quant } => {
             let sha = write_tiny_model(&out, seed, quant)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -117,4 +192,10 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The router's decision from the project's scoreboard.
+fn pick_skill(p: &project::Project) -> Result<route::Decision> {
+    let rows = scoreboard::read(&p.scoreboard())?;
+    Ok(route::route(&p.settings.skills, &rows, &p.settings.route))
 }

@@ -1,0 +1,136 @@
+//! `init --project DIR`: a new project folder with its keys, its skills (manifest, base, data
+//! pools) and an empty scoreboard.
+
+use crate::project::Project;
+use crate::scoreboard;
+use aginet::files::{sha256_file, sha256_hex, write_atomic};
+use aginet::manifest::Manifest;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// Examples in the tiny skill's training pool.
+const TINY_TRAIN_POOL: usize = 4096;
+/// Examples in the tiny skill's held-out set.
+const TINY_HELD_OUT: usize = 128;
+
+/// Creates the project at `root` for `skills` (every skill under `models` when empty).
+pub fn init(root: &Path, models: &Path, skills: &[String]) -> Result<Project> {
+    if root.join("project.toml").exists() {
+        bail!("{}: already an agiNet project", root.display());
+    }
+    let skills = if skills.is_empty() {
+        skills_in(models)?
+    } else {
+        skills.to_vec()
+    };
+    if skills.is_empty() {
+        bail!("{}: no skill manifests found", models.display());
+    }
+    for dir in ["keys", "state", "skills"] {
+        std::fs::create_dir_all(root.join(dir))
+            .with_context(|| format!("{}", root.join(dir).display()))?;
+    }
+    write_signing_key(&root.join("keys"))?;
+    write_atomic(&root.join("state").join("next_workunit"), b"0\n")?;
+    scoreboard::create(&root.join("scoreboard.csv"))?;
+    let settings = Project::default_settings(skills.clone());
+    let toml = toml::to_string_pretty(&settings).context("serializing project.toml")?;
+    for skill in &skills {
+        add_skill(root, models, skill)?;
+    }
+    // Written last: a project is only valid once everything above exists.
+    write_atomic(&root.join("project.toml"), toml.as_bytes())?;
+    Project::open(root)
+}
+
+/// The skills with a manifest under `models`, sorted.
+fn skills_in(models: &Path) -> Result<Vec<String>> {
+    let mut skills = Vec::new();
+    for entry in std::fs::read_dir(models).with_context(|| format!("{}", models.display()))? {
+        let entry = entry?;
+        if entry.path().join("manifest.toml").exists() {
+            skills.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    skills.sort();
+    Ok(skills)
+}
+
+/// A fresh ed25519 key pair: `signing.key` (secret, 0600) and `signing.pub`, both hex.
+fn write_signing_key(keys: &Path) -> Result<()> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| anyhow::anyhow!("no OS randomness for the signing key: {e}"))?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+    let path = keys.join("signing.key");
+    write_atomic(&path, hex::encode(secret).as_bytes())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("{}", path.display()))?;
+    write_atomic(
+        &keys.join("signing.pub"),
+        hex::encode(key.verifying_key().to_bytes()).as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Copies the manifest, installs the base (checking its sha256) and the data pools of `skill`.
+fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
+    let manifest_path = Manifest::path(models, skill);
+    let manifest = Manifest::read(&manifest_path)?;
+    let dir = root.join("skills").join(skill);
+    for sub in ["data", "adapters", "queue"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("{}", dir.join(sub).display()))?;
+    }
+    std::fs::copy(&manifest_path, dir.join("manifest.toml"))
+        .with_context(|| format!("copying {}", manifest_path.display()))?;
+
+    let base = dir.join("base.gguf");
+    let shipped = models.join(skill).join(&manifest.base.file);
+    if shipped.exists() {
+        std::fs::copy(&shipped, &base).with_context(|| format!("copying {}", shipped.display()))?;
+    } else if manifest.task.kind == "reverse" {
+        aginet::model::tiny::write_tiny_model(&base, 0, aginet::model::tiny::TinyQuant::Q8_0)?;
+    } else {
+        bail!(
+            "{}: missing; make it with: {}",
+            shipped.display(),
+            manifest.base.recipe
+        );
+    }
+    let sha = sha256_file(&base)?;
+    if sha != manifest.base.sha256 {
+        bail!(
+            "{}: sha256 is {sha}, the manifest {} pins {}",
+            base.display(),
+            manifest_path.display(),
+            manifest.base.sha256
+        );
+    }
+
+    let (train, held_out) = match manifest.task.kind.as_str() {
+        "reverse" => {
+            use aginet::task::{reverse_lines, reverse_words};
+            let train = reverse_words(1, TINY_TRAIN_POOL, &Default::default());
+            // Held-out words never occur in the pool volunteers train on.
+            let held_out = reverse_words(2, TINY_HELD_OUT, &train.iter().cloned().collect());
+            (
+                reverse_lines(&train, 0),
+                reverse_lines(&held_out, TINY_HELD_OUT),
+            )
+        }
+        kind => bail!("skill {skill}: no data recipe for task kind {kind:?}"),
+    };
+    write_atomic(&dir.join("data").join("train.jsonl"), train.as_bytes())?;
+    write_atomic(
+        &dir.join("data").join("held_out.jsonl"),
+        held_out.as_bytes(),
+    )?;
+    eprintln!(
+        "skill {skill}: base {} ({sha}), data pools sha256 {}",
+        base.display(),
+        &sha256_hex(train.as_bytes())[..12]
+    );
+    Ok(())
+}

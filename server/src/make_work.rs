@@ -1,0 +1,89 @@
+//! `make-work --out DIR`: work-unit folders holding the input files under their logical names
+//! (`config`, `model`, `adapter` when past version 0, `data`), the way `aginet run --dir` and the
+//! BOINC client's slot see them.
+//!
+//! A work unit's data is a shard drawn from the skill's training pool by a ChaCha8 shuffle
+//! seeded with the work-unit number: `shard_size` training lines, then `eval_size` lines marked
+//! `eval` for the app's own before/after check. Held-out data never goes into a work unit.
+//! Each folder is written under a temporary name and renamed into place, so a crash never
+//! leaves a half-made work unit.
+
+use crate::project::Project;
+use aginet::files::write_atomic;
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+
+/// Makes `count` work units of `skill` in `out`; returns their folders.
+pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Result<Vec<PathBuf>> {
+    let manifest = project.manifest(skill)?;
+    let version = project.adapter_version(skill)?;
+    let pool_path = project.train_pool(skill);
+    let pool =
+        std::fs::read_to_string(&pool_path).with_context(|| format!("{}", pool_path.display()))?;
+    let lines: Vec<&str> = pool.lines().filter(|l| !l.trim().is_empty()).collect();
+    let work = &project.settings.work;
+    if lines.len() < work.shard_size + work.eval_size {
+        bail!(
+            "{}: {} examples, fewer than a shard needs ({} + {})",
+            pool_path.display(),
+            lines.len(),
+            work.shard_size,
+            work.eval_size
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+    let mut made = Vec::new();
+    for n in project.take_workunit_numbers(count)? {
+        let name = format!("{skill}_v{version}_{n:06}");
+        let dir = out.join(&name);
+        let tmp = out.join(format!(".{name}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("{}", tmp.display()))?;
+        }
+        std::fs::create_dir_all(&tmp).with_context(|| format!("{}", tmp.display()))?;
+
+        let config = manifest.work_config(n, version);
+        write_atomic(&tmp.join("config"), config.to_json().as_bytes())?;
+        link_or_copy(&project.base(skill), &tmp.join("model"))?;
+        if version > 0 {
+            link_or_copy(&project.adapter(skill, version), &tmp.join("adapter"))?;
+        }
+        write_atomic(
+            &tmp.join("data"),
+            shard(&lines, n, work.shard_size, work.eval_size)?.as_bytes(),
+        )?;
+
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+        made.push(dir);
+    }
+    Ok(made)
+}
+
+/// The data shard of work unit `n`: `size` training lines and `eval` eval lines.
+fn shard(lines: &[&str], n: u64, size: usize, eval: usize) -> Result<String> {
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(n));
+    let mut out = String::new();
+    for (i, &idx) in order.iter().take(size + eval).enumerate() {
+        let mut example: serde_json::Value = serde_json::from_str(lines[idx])
+            .with_context(|| format!("training pool line {}", idx + 1))?;
+        let split = if i < size { "train" } else { "eval" };
+        example["split"] = serde_json::Value::String(split.into());
+        out.push_str(&example.to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Hard-links `from` to `to` (the base is shared by every work unit), copying across devices.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}

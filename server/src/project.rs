@@ -1,0 +1,196 @@
+//! The project folder: the server's whole state, as plain files written atomically.
+//!
+//! ```text
+//! PROJECT/
+//!   project.toml                  settings (routing)
+//!   keys/signing.key              ed25519 secret key, hex (mode 0600)
+//!   keys/signing.pub              its public key, hex (the app's copy verifies adapters)
+//!   scoreboard.csv                one line per decided result (see scoreboard.rs)
+//!   state/next_workunit           counter naming work units
+//!   skills/<skill>/manifest.toml  the skill's manifest, copied from models/
+//!   skills/<skill>/base.gguf      its base model
+//!   skills/<skill>/data/train.jsonl     the pool volunteers' shards are drawn from
+//!   skills/<skill>/data/held_out.jsonl  the validator's data; never leaves the server
+//!   skills/<skill>/adapters/v<N>.adapter  global adapter versions (none: version 0, derived)
+//!   skills/<skill>/queue/         accepted deltas waiting for aggregation
+//! ```
+//! Documented for operators in `docs/operator.md`.
+
+use aginet::manifest::Manifest;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `project.toml`'s `format` value.
+const PROJECT_FORMAT: &str = "aginet-project";
+/// The project layout version this build reads.
+const PROJECT_VERSION: u32 = 1;
+
+/// Routing settings (`[route]` in `project.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// UCB exploration weight.
+    pub exploration: f64,
+    /// Least share of recent work units every skill gets.
+    pub min_share: f64,
+    /// How many recent work units the share is measured over.
+    pub window: usize,
+    /// Seed breaking ties.
+    pub seed: u64,
+}
+
+/// Work generation settings (`[work]` in `project.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkSettings {
+    /// Training examples per work unit.
+    pub shard_size: usize,
+    /// Eval examples per work unit (the app's own before/after check).
+    pub eval_size: usize,
+}
+
+/// `project.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Always `aginet-project`.
+    pub format: String,
+    /// Always 1.
+    pub version: u32,
+    /// Skills this project trains.
+    pub skills: Vec<String>,
+    /// Routing.
+    pub route: RouteSettings,
+    /// Work generation.
+    pub work: WorkSettings,
+}
+
+/// An opened project folder.
+#[derive(Clone, Debug)]
+pub struct Project {
+    root: PathBuf,
+    /// Its settings.
+    pub settings: Settings,
+}
+
+impl Project {
+    /// Opens an initialised project.
+    pub fn open(root: &Path) -> Result<Self> {
+        let path = root.join("project.toml");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: not an agiNet project (run `aginet-server init`)",
+                path.display()
+            )
+        })?;
+        let settings: Settings =
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        if settings.format != PROJECT_FORMAT || settings.version != PROJECT_VERSION {
+            bail!(
+                "{}: format {:?} version {} is not {PROJECT_FORMAT:?} version {PROJECT_VERSION}",
+                path.display(),
+                settings.format,
+                settings.version
+            );
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            settings,
+        })
+    }
+
+    /// The default settings of a new project training `skills`.
+    pub fn default_settings(skills: Vec<String>) -> Settings {
+        Settings {
+            format: PROJECT_FORMAT.into(),
+            version: PROJECT_VERSION,
+            skills,
+            route: RouteSettings {
+                exploration: 0.5,
+                min_share: 0.1,
+                window: 100,
+                seed: 0,
+            },
+            work: WorkSettings {
+                shard_size: 64,
+                eval_size: 8,
+            },
+        }
+    }
+
+    /// The project folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `scoreboard.csv`.
+    pub fn scoreboard(&self) -> PathBuf {
+        self.root.join("scoreboard.csv")
+    }
+
+    /// The folder of `skill`.
+    pub fn skill_dir(&self, skill: &str) -> PathBuf {
+        self.root.join("skills").join(skill)
+    }
+
+    /// The manifest of `skill`, failing if the project does not train it.
+    pub fn manifest(&self, skill: &str) -> Result<Manifest> {
+        if !self.settings.skills.iter().any(|s| s == skill) {
+            bail!(
+                "skill {skill:?} is not one of this project's skills {:?}",
+                self.settings.skills
+            );
+        }
+        Ok(Manifest::read(
+            &self.skill_dir(skill).join("manifest.toml"),
+        )?)
+    }
+
+    /// The base model file of `skill`.
+    pub fn base(&self, skill: &str) -> PathBuf {
+        self.skill_dir(skill).join("base.gguf")
+    }
+
+    /// The training pool of `skill`.
+    pub fn train_pool(&self, skill: &str) -> PathBuf {
+        self.skill_dir(skill).join("data").join("train.jsonl")
+    }
+
+    /// The file of global adapter `version` of `skill`.
+    pub fn adapter(&self, skill: &str, version: u64) -> PathBuf {
+        self.skill_dir(skill)
+            .join("adapters")
+            .join(format!("v{version:06}.adapter"))
+    }
+
+    /// The newest global adapter version of `skill` (0: none written yet, the derived initial one).
+    pub fn adapter_version(&self, skill: &str) -> Result<u64> {
+        let dir = self.skill_dir(skill).join("adapters");
+        let mut newest = 0;
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some(v) = name
+                .strip_prefix('v')
+                .and_then(|n| n.strip_suffix(".adapter"))
+            {
+                if let Ok(v) = v.parse::<u64>() {
+                    newest = newest.max(v);
+                }
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Takes the next `count` work-unit numbers from the project's counter.
+    pub fn take_workunit_numbers(&self, count: u64) -> Result<std::ops::Range<u64>> {
+        let path = self.root.join("state").join("next_workunit");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        let first: u64 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("{}: not a number: {text:?}", path.display()))?;
+        aginet::files::write_atomic(&path, format!("{}\n", first + count).as_bytes())?;
+        Ok(first..first + count)
+    }
+}
