@@ -58,13 +58,7 @@ pub struct Sequence {
 impl Dataset {
     /// Reads, tokenizes and splits a data file.
     pub fn read(path: &Path, tok: &dyn Tokenizer, max_seq_len: usize) -> Result<Self> {
-        let raw = crate::files::read(path)?;
-        let bytes = if raw.starts_with(&ZSTD_MAGIC) {
-            zstd::decode_all(raw.as_slice())
-                .map_err(|e| Error::data(path, format!("corrupt zstd stream: {e}")))?
-        } else {
-            raw
-        };
+        let bytes = read_maybe_compressed(path)?;
         Self::parse(&bytes, tok, max_seq_len).map_err(|m| Error::data(path, m))
     }
 
@@ -74,40 +68,13 @@ impl Dataset {
         tok: &dyn Tokenizer,
         max_seq_len: usize,
     ) -> std::result::Result<Self, String> {
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count()
-                + 1;
-            format!(
-                "line {line}: not valid UTF-8 (byte offset {})",
-                e.valid_up_to()
-            )
-        })?;
         let mut train = Vec::new();
         let mut eval = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let ex: Example =
-                serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
-            let seq = tokenize(&ex, tok);
-            if seq.ids.len() > max_seq_len {
-                return Err(format!(
-                    "line {}: example is {} tokens, longer than max_seq_len {max_seq_len}",
-                    i + 1,
-                    seq.ids.len()
-                ));
-            }
-            match ex.split {
+        for (seq, split) in parse_lines(bytes, tok, max_seq_len)? {
+            match split {
                 Some(Split::Eval) => eval.push(seq),
                 _ => train.push(seq),
             }
-        }
-        if train.is_empty() && eval.is_empty() {
-            return Err("the data set is empty: no examples".into());
         }
         if eval.is_empty() {
             let held = (train.len() / 10).max(1);
@@ -118,6 +85,64 @@ impl Dataset {
         }
         Ok(Self { train, eval })
     }
+}
+
+/// Every example of a data file, whatever its split (the validator's held-out set).
+pub fn read_all(path: &Path, tok: &dyn Tokenizer, max_seq_len: usize) -> Result<Vec<Sequence>> {
+    let bytes = read_maybe_compressed(path)?;
+    let lines = parse_lines(&bytes, tok, max_seq_len).map_err(|m| Error::data(path, m))?;
+    Ok(lines.into_iter().map(|(seq, _)| seq).collect())
+}
+
+/// A file's bytes, decompressed when they are a zstd frame.
+fn read_maybe_compressed(path: &Path) -> Result<Vec<u8>> {
+    let raw = crate::files::read(path)?;
+    if raw.starts_with(&ZSTD_MAGIC) {
+        zstd::decode_all(raw.as_slice())
+            .map_err(|e| Error::data(path, format!("corrupt zstd stream: {e}")))
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Tokenized examples with their split markers; fails on bad UTF-8, bad JSON, overlong
+/// examples, or no examples at all.
+fn parse_lines(
+    bytes: &[u8],
+    tok: &dyn Tokenizer,
+    max_seq_len: usize,
+) -> std::result::Result<Vec<(Sequence, Option<Split>)>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        format!(
+            "line {line}: not valid UTF-8 (byte offset {})",
+            e.valid_up_to()
+        )
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ex: Example = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let seq = tokenize(&ex, tok);
+        if seq.ids.len() > max_seq_len {
+            return Err(format!(
+                "line {}: example is {} tokens, longer than max_seq_len {max_seq_len}",
+                i + 1,
+                seq.ids.len()
+            ));
+        }
+        out.push((seq, ex.split));
+    }
+    if out.is_empty() {
+        return Err("the data set is empty: no examples".into());
+    }
+    Ok(out)
 }
 
 fn tokenize(ex: &Example, tok: &dyn Tokenizer) -> Sequence {

@@ -23,6 +23,7 @@ pub mod model;
 pub mod optim;
 pub mod report;
 pub mod sampler;
+pub mod score;
 pub mod task;
 pub mod tensors;
 pub mod threads;

@@ -6,6 +6,7 @@ mod make_work;
 mod project;
 mod route;
 mod scoreboard;
+mod validate;
 
 use aginet::manifest::Manifest;
 use aginet::model::tiny::{write_tiny_model, TinyQuant};
@@ -57,6 +58,20 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Validate one result (BOINC script_validator --init_script): exit 0 valid, 1 invalid,
+    /// 3 try again later. With --compare, FILES are two results' files (first half, second
+    /// half): exit 0 when their deltas are identical.
+    Validate {
+        /// The project folder.
+        #[arg(long)]
+        project: PathBuf,
+        /// Compare two replicas instead of validating one result.
+        #[arg(long)]
+        compare: bool,
+        /// The result's output files (delta and report, any order).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Write the tiny llama-style test base (random init from the seed) as GGUF.
     TinyModel {
         /// Output file.
@@ -107,8 +122,20 @@ enum Command {
     },
 }
 
+/// `validate`'s exit code for a transient failure (BOINC's VAL_RESULT_TRANSIENT_ERROR).
+const EXIT_TRANSIENT: u8 = 3;
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Command::Validate {
+        project,
+        compare,
+        files,
+    } = &cli.command
+    {
+        return run_validate(project, *compare, files);
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -119,6 +146,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Validate { .. } => unreachable!("handled in main"),
         Command::Init {
             project,
             models,
@@ -192,6 +220,44 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `validate` and maps its outcome to BOINC's exit codes.
+fn run_validate(project: &std::path::Path, compare: bool, files: &[PathBuf]) -> ExitCode {
+    let outcome = project::Project::open(project).and_then(|p| {
+        if compare {
+            let (a, b) = files.split_at(files.len() / 2);
+            validate::equivalent(a, b).map(|same| {
+                if same {
+                    validate::Verdict::Valid {
+                        reward_before: f64::NAN,
+                        reward_after: f64::NAN,
+                    }
+                } else {
+                    validate::Verdict::Invalid("the replicas' deltas differ".into())
+                }
+            })
+        } else {
+            validate::validate(&p, files)
+        }
+    });
+    match outcome {
+        Ok(validate::Verdict::Valid {
+            reward_before,
+            reward_after,
+        }) => {
+            println!("valid: held-out reward {reward_before:.6} -> {reward_after:.6}");
+            ExitCode::SUCCESS
+        }
+        Ok(validate::Verdict::Invalid(reason)) => {
+            println!("invalid: {reason}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#} (transient: try again later)");
+            ExitCode::from(EXIT_TRANSIENT)
+        }
+    }
 }
 
 /// The router's decision from the project's scoreboard.

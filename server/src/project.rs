@@ -7,6 +7,7 @@
 //!   keys/signing.pub              its public key, hex (the app's copy verifies adapters)
 //!   scoreboard.csv                one line per decided result (see scoreboard.rs)
 //!   state/next_workunit           counter naming work units
+//!   state/seen_deltas             sha256 of every accepted delta (replay check)
 //!   skills/<skill>/manifest.toml  the skill's manifest, copied from models/
 //!   skills/<skill>/base.gguf      its base model
 //!   skills/<skill>/data/train.jsonl     the pool volunteers' shards are drawn from
@@ -50,6 +51,18 @@ pub struct WorkSettings {
     pub eval_size: usize,
 }
 
+/// Validation bounds (`[validate]` in `project.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSettings {
+    /// How many global versions behind the current one a delta may start from.
+    pub max_staleness: u64,
+    /// Largest L2 norm of a whole delta.
+    pub max_delta_norm: f64,
+    /// Largest relative fall of the held-out reward a delta may cause.
+    pub max_reward_drop: f64,
+}
+
 /// `project.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +77,8 @@ pub struct Settings {
     pub route: RouteSettings,
     /// Work generation.
     pub work: WorkSettings,
+    /// Validation bounds.
+    pub validate: ValidateSettings,
 }
 
 /// An opened project folder.
@@ -116,6 +131,11 @@ impl Project {
                 shard_size: 64,
                 eval_size: 8,
             },
+            validate: ValidateSettings {
+                max_staleness: 3,
+                max_delta_norm: 100.0,
+                max_reward_drop: 0.02,
+            },
         }
     }
 
@@ -155,6 +175,16 @@ impl Project {
     /// The training pool of `skill`.
     pub fn train_pool(&self, skill: &str) -> PathBuf {
         self.skill_dir(skill).join("data").join("train.jsonl")
+    }
+
+    /// The held-out data of `skill`.
+    pub fn held_out(&self, skill: &str) -> PathBuf {
+        self.skill_dir(skill).join("data").join("held_out.jsonl")
+    }
+
+    /// sha256s of every delta already accepted, one per line (replays are rejected).
+    pub fn seen_deltas(&self) -> PathBuf {
+        self.root.join("state").join("seen_deltas")
     }
 
     /// The file of global adapter `version` of `skill`.

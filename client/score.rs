@@ -1,0 +1,63 @@
+//! The server's view of a result: the held-out reward of an adapter, optionally with a delta
+//! applied. The validator uses it to recompute what a volunteer claims; the aggregator to
+//! report the new global adapter's reward.
+
+use crate::adapter::{Adapter, LoraSpec};
+use crate::config::Architecture;
+use crate::data;
+use crate::error::{Error, Result};
+use crate::eval;
+use crate::gguf::Gguf;
+use crate::model::llama::{Llama, LoadOptions};
+use crate::model::WeightMode;
+use crate::tensors::NamedTensors;
+use crate::tokenizer;
+use candle_core::Device;
+use std::path::Path;
+
+/// What the scorer needs to know of a skill.
+pub struct Skill<'a> {
+    /// The base's architecture and dimensions.
+    pub architecture: &'a Architecture,
+    /// The adapter's shape.
+    pub lora: &'a LoraSpec,
+    /// Longest example.
+    pub max_seq_len: usize,
+    /// Evaluation batch size.
+    pub batch_size: usize,
+}
+
+/// `adapter + delta` (factor by factor; factors the delta lacks stay as they are).
+pub fn apply_delta(adapter: &Adapter, delta: &NamedTensors) -> Result<NamedTensors> {
+    let mut out = adapter.tensors.clone();
+    for (name, d) in delta {
+        let base = out.get(name).ok_or_else(|| {
+            Error::Tensor(candle_core::Error::Msg(format!(
+                "delta names unknown factor {name}"
+            )))
+        })?;
+        let sum = (base + d)?;
+        out.insert(name.clone(), sum);
+    }
+    Ok(out)
+}
+
+/// The reward (`token_likelihood`) of the base with `factors` on every example of `data`.
+pub fn reward(base: &Path, skill: &Skill<'_>, factors: &NamedTensors, data: &Path) -> Result<f64> {
+    let Architecture::Llama(arch) = skill.architecture;
+    let device = Device::Cpu;
+    let mut gguf = Gguf::open(base)?;
+    let tok = tokenizer::from_gguf(&gguf)?;
+    let examples = data::read_all(data, tok.as_ref(), skill.max_seq_len)?;
+    let opts = LoadOptions {
+        expected: arch,
+        weights: WeightMode::Quantized(crate::frozen::BackwardMode::Dequantize),
+        lora: skill.lora,
+        factors,
+        max_seq_len: skill.max_seq_len,
+        device: &device,
+    };
+    let model = Llama::from_gguf(&mut gguf, &opts)?;
+    let nll = eval::mean_nll(&model, &examples, skill.batch_size, tok.pad(), &device)?;
+    Ok(eval::reward_from_nll(nll))
+}

@@ -1,0 +1,242 @@
+//! `validate`: BOINC's `script_validator` for one result (exit 0 valid, 1 invalid, 3 try
+//! later), and the compare mode for replicas.
+//!
+//! A volunteer may run a modified app, so nothing in the result is trusted. In order: the report
+//! parses; the delta's sha256 is the one the report names; the delta parses and describes the
+//! same skill, base and adapter version as the report; the skill, base and version are known and
+//! the version is at most `max_staleness` behind; tensor names and shapes are the skill's; every
+//! value is finite; the delta's L2 norm is within `max_delta_norm`; it is not a replay of an
+//! accepted delta; then the server applies it to the global adapter it started from and
+//! recomputes the reward on held-out data, which must reach the skill's threshold and may fall
+//! below the starting adapter's by at most `max_reward_drop` (relative): a delta that makes the
+//! model worse is rejected, while the noise of an honest small step is not.
+
+use crate::project::Project;
+use aginet::adapter::{a_name, b_name, Adapter, AdapterHeader, ADAPTER_FORMAT, ADAPTER_VERSION};
+use aginet::config::Architecture;
+use aginet::delta::Delta;
+use aginet::report::Report;
+use aginet::score::{self, Skill};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The validator's decision on one result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Accepted, with the rewards the server recomputed on held-out data.
+    Valid {
+        /// The starting adapter's reward.
+        reward_before: f64,
+        /// The reward with the delta applied.
+        reward_after: f64,
+    },
+    /// Rejected, and why.
+    Invalid(String),
+}
+
+/// The result's two files, told apart by content (the report is JSON, the delta a zstd frame).
+fn identify(files: &[PathBuf]) -> Result<(PathBuf, PathBuf), String> {
+    let mut delta = None;
+    let mut report = None;
+    for f in files {
+        let head = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        if head.first() == Some(&b'{') {
+            report = Some(f.clone());
+        } else {
+            delta = Some(f.clone());
+        }
+    }
+    match (delta, report) {
+        (Some(d), Some(r)) => Ok((d, r)),
+        _ => Err(format!("expected a delta and a report among {files:?}")),
+    }
+}
+
+/// Validates one result. `Err` is a transient failure (the project's own files unreadable).
+pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
+    macro_rules! reject {
+        ($($arg:tt)*) => { return Ok(Verdict::Invalid(format!($($arg)*))) };
+    }
+    let (delta_path, report_path) = match identify(files) {
+        Ok(p) => p,
+        Err(m) => reject!("{m}"),
+    };
+    let report = match Report::read(&report_path) {
+        Ok(r) => r,
+        Err(e) => reject!("{e}"),
+    };
+    let bytes = match std::fs::read(&delta_path) {
+        Ok(b) => b,
+        Err(e) => reject!("{}: {e}", delta_path.display()),
+    };
+    let sha = aginet::files::sha256_hex(&bytes);
+    if sha != report.delta_sha256 {
+        reject!(
+            "{}: sha256 is {sha}, the report names {}",
+            delta_path.display(),
+            report.delta_sha256
+        );
+    }
+    let delta = match Delta::from_bytes(&bytes) {
+        Ok(d) => d,
+        Err(m) => reject!("{}: {m}", delta_path.display()),
+    };
+    let h = &delta.header;
+    if h.skill != report.skill
+        || h.base_sha256 != report.base_sha256
+        || h.adapter_version != report.adapter_version
+    {
+        reject!("the delta's skill/base/version disagree with the report's");
+    }
+    if !project.settings.skills.contains(&h.skill) {
+        reject!("unknown skill {:?}", h.skill);
+    }
+    let manifest = project.manifest(&h.skill)?;
+    if h.base_sha256 != manifest.base.sha256 {
+        reject!(
+            "base sha256 {} is not the skill's {}",
+            h.base_sha256,
+            manifest.base.sha256
+        );
+    }
+    if h.lora != manifest.lora {
+        reject!(
+            "the delta's LoRA shape {:?} is not the skill's {:?}",
+            h.lora,
+            manifest.lora
+        );
+    }
+    let current = project.adapter_version(&h.skill)?;
+    if h.adapter_version > current {
+        reject!(
+            "adapter version {} is unknown (current {current})",
+            h.adapter_version
+        );
+    }
+    if current - h.adapter_version > project.settings.validate.max_staleness {
+        reject!(
+            "stale: adapter version {} is {} behind the current {current} (at most {})",
+            h.adapter_version,
+            current - h.adapter_version,
+            project.settings.validate.max_staleness
+        );
+    }
+    let Architecture::Llama(arch) = &manifest.architecture;
+    let sites = arch
+        .sites(&manifest.lora.targets)
+        .map_err(anyhow::Error::msg)?;
+    let rank = manifest.lora.rank;
+    let mut want = Vec::new();
+    for s in &sites {
+        if manifest.lora.train_a {
+            want.push((a_name(&s.name), vec![rank, s.inp]));
+        }
+        want.push((b_name(&s.name), vec![s.out, rank]));
+    }
+    if let Err(m) = aginet::tensors::check_shapes(&delta.tensors, &want) {
+        reject!("{}: {m}", delta_path.display());
+    }
+    let mut sum_sq = 0f64;
+    for (name, t) in &delta.tensors {
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            reject!("tensor {name} holds a non-finite value ({v})");
+        }
+        sum_sq += values
+            .iter()
+            .map(|v| (*v as f64) * (*v as f64))
+            .sum::<f64>();
+    }
+    let norm = sum_sq.sqrt();
+    if norm > project.settings.validate.max_delta_norm {
+        reject!(
+            "delta L2 norm {norm:.3} exceeds max_delta_norm {}",
+            project.settings.validate.max_delta_norm
+        );
+    }
+    if is_replay(&project.seen_deltas(), &sha)? {
+        reject!("replay: delta {sha} was already accepted");
+    }
+
+    let adapter = global_adapter(project, &manifest, h.adapter_version, &sites)?;
+    let skill = Skill {
+        architecture: &manifest.architecture,
+        lora: &manifest.lora,
+        max_seq_len: manifest.defaults.hyper.max_seq_len,
+        batch_size: manifest.defaults.hyper.batch_size,
+    };
+    let base = project.base(&h.skill);
+    let held_out = project.held_out(&h.skill);
+    let reward_before = score::reward(&base, &skill, &adapter.tensors, &held_out)?;
+    let with_delta = match score::apply_delta(&adapter, &delta.tensors) {
+        Ok(f) => f,
+        Err(e) => reject!("{e}"),
+    };
+    let reward_after = score::reward(&base, &skill, &with_delta, &held_out)?;
+    if reward_after < manifest.reward.threshold {
+        reject!(
+            "held-out reward {reward_after:.6} is below the skill's threshold {}",
+            manifest.reward.threshold
+        );
+    }
+    let floor = reward_before * (1.0 - project.settings.validate.max_reward_drop);
+    if reward_after < floor {
+        reject!(
+            "held-out reward falls from {reward_before:.6} to {reward_after:.6} (more than {} relative)",
+            project.settings.validate.max_reward_drop
+        );
+    }
+    Ok(Verdict::Valid {
+        reward_before,
+        reward_after,
+    })
+}
+
+/// Whether `sha` is listed in the accepted-delta file (absent file: nothing accepted yet).
+fn is_replay(seen: &Path, sha: &str) -> Result<bool> {
+    match std::fs::read_to_string(seen) {
+        Ok(text) => Ok(text.lines().any(|l| l.trim() == sha)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("{}", seen.display())),
+    }
+}
+
+/// Global adapter `version` of the skill: the signed file, or the derived initial one for 0.
+fn global_adapter(
+    project: &Project,
+    manifest: &aginet::manifest::Manifest,
+    version: u64,
+    sites: &[aginet::adapter::Site],
+) -> Result<Adapter> {
+    let header = AdapterHeader {
+        format: ADAPTER_FORMAT.into(),
+        version: ADAPTER_VERSION,
+        skill: manifest.name.clone(),
+        base_sha256: manifest.base.sha256.clone(),
+        adapter_version: version,
+        lora: manifest.lora.clone(),
+    };
+    if version == 0 {
+        Ok(Adapter::initial(
+            header,
+            sites,
+            manifest.defaults.adapter_seed,
+        )?)
+    } else {
+        Ok(Adapter::read(
+            &project.adapter(&manifest.name, version),
+            &header,
+            sites,
+        )?)
+    }
+}
+
+/// Compare mode: two replicas of a deterministic app are equivalent when their deltas are
+/// byte-identical.
+pub fn equivalent(files: &[PathBuf], files2: &[PathBuf]) -> Result<bool> {
+    let delta_of = |fs: &[PathBuf]| -> Result<Vec<u8>> {
+        let (d, _) = identify(fs).map_err(anyhow::Error::msg)?;
+        std::fs::read(&d).with_context(|| format!("{}", d.display()))
+    };
+    Ok(delta_of(files)? == delta_of(files2)?)
+}
