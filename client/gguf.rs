@@ -174,6 +174,15 @@ impl Gguf {
             .collect()
     }
 
+    /// Total number of weights in the base (every tensor's element count).
+    pub fn parameter_count(&self) -> u64 {
+        self.content
+            .tensor_infos
+            .values()
+            .map(|i| i.shape.elem_count() as u64)
+            .sum()
+    }
+
     /// Whether the base holds a tensor called `name`.
     pub fn has_tensor(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)

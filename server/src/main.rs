@@ -1,6 +1,7 @@
 //! `aginet-server`: the project operator's tools, one subcommand per step of a round, plus the
 //! tools that make test material (the tiny base model and its synthetic task data).
 
+mod assimilate;
 mod init;
 mod make_work;
 mod project;
@@ -71,6 +72,20 @@ enum Command {
         /// The result's output files (delta and report, any order).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Assimilate a validated result (BOINC script_assimilator "NAME files wu_id runtime"):
+    /// queue its delta and log it with its credit; with --error N, log a failed work unit.
+    Assimilate {
+        /// The project folder.
+        #[arg(long)]
+        project: PathBuf,
+        /// BOINC's error code for a work unit that failed (then ARGS is just the work unit).
+        #[arg(long)]
+        error: Option<i32>,
+        /// The result's files, then the work unit name and the runtime; or, with --error, the
+        /// work unit name.
+        #[arg(required = true)]
+        args: Vec<String>,
     },
     /// Write the tiny llama-style test base (random init from the seed) as GGUF.
     TinyModel {
@@ -147,6 +162,42 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { .. } => unreachable!("handled in main"),
+        Command::Assimilate {
+            project,
+            error,
+            args,
+        } => {
+            let p = project::Project::open(&project)?;
+            match error {
+                Some(code) => {
+                    let [wu] = args.as_slice() else {
+                        anyhow::bail!(
+                            "with --error, give exactly one work unit name, not {args:?}"
+                        );
+                    };
+                    assimilate::record_error(&p, code, wu)?;
+                    println!("logged error {code} of {wu}");
+                }
+                None => {
+                    let [files @ .., wu, _runtime] = args.as_slice() else {
+                        anyhow::bail!("expected FILES... WU_ID RUNTIME, got {args:?}");
+                    };
+                    anyhow::ensure!(!files.is_empty(), "no result files in {args:?}");
+                    let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+                    match assimilate::assimilate(&p, &files, wu)? {
+                        assimilate::Outcome::Accepted { credit } => {
+                            println!("accepted {wu}: credit {credit:.6}")
+                        }
+                        assimilate::Outcome::Rejected(reason) => {
+                            println!("rejected {wu}: {reason}")
+                        }
+                        assimilate::Outcome::AlreadyDone => {
+                            println!("{wu} was already assimilated")
+                        }
+                    }
+                }
+            }
+        }
         Command::Init {
             project,
             models,

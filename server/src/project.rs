@@ -8,6 +8,7 @@
 //!   scoreboard.csv                one line per decided result (see scoreboard.rs)
 //!   state/next_workunit           counter naming work units
 //!   state/seen_deltas             sha256 of every accepted delta (replay check)
+//!   state/verdicts/<sha>.json     the validator's verdict on each valid delta
 //!   skills/<skill>/manifest.toml  the skill's manifest, copied from models/
 //!   skills/<skill>/base.gguf      its base model
 //!   skills/<skill>/data/train.jsonl     the pool volunteers' shards are drawn from
@@ -185,6 +186,19 @@ impl Project {
     /// sha256s of every delta already accepted, one per line (replays are rejected).
     pub fn seen_deltas(&self) -> PathBuf {
         self.root.join("state").join("seen_deltas")
+    }
+
+    /// Where the validator records its verdict on the delta with sha256 `sha`.
+    pub fn verdict(&self, sha: &str) -> PathBuf {
+        self.root
+            .join("state")
+            .join("verdicts")
+            .join(format!("{sha}.json"))
+    }
+
+    /// The queue of accepted deltas of `skill`.
+    pub fn queue(&self, skill: &str) -> PathBuf {
+        self.skill_dir(skill).join("queue")
     }
 
     /// The file of global adapter `version` of `skill`.

@@ -73,6 +73,23 @@ pub fn read(path: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Appends one row as a single write, then syncs.
+pub fn append(path: &Path, row: &Row) -> Result<()> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    writer.serialize(row)?;
+    let line = writer.into_inner().context("csv buffer")?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}", path.display()))?;
+    std::io::Write::write_all(&mut file, &line).with_context(|| format!("{}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

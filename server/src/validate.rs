@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// The validator's decision on one result.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
     /// Accepted, with the rewards the server recomputed on held-out data.
     Valid {
@@ -35,7 +35,7 @@ pub enum Verdict {
 }
 
 /// The result's two files, told apart by content (the report is JSON, the delta a zstd frame).
-fn identify(files: &[PathBuf]) -> Result<(PathBuf, PathBuf), String> {
+pub fn identify(files: &[PathBuf]) -> Result<(PathBuf, PathBuf), String> {
     let mut delta = None;
     let mut report = None;
     for f in files {
@@ -186,10 +186,16 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
             project.settings.validate.max_reward_drop
         );
     }
-    Ok(Verdict::Valid {
+    let verdict = Verdict::Valid {
         reward_before,
         reward_after,
-    })
+    };
+    let path = project.verdict(&sha);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    aginet::files::write_atomic(&path, serde_json::to_string(&verdict)?.as_bytes())?;
+    Ok(verdict)
 }
 
 /// Whether `sha` is listed in the accepted-delta file (absent file: nothing accepted yet).

@@ -1,5 +1,6 @@
-//! `validate` on real results of the tiny skill: honest work passes; every kind of bad result
-//! is rejected with its reason; replicas compare by their delta bytes.
+//! `validate` and `assimilate` on real results of the tiny skill: honest work passes and is queued
+//! and credited once; every kind of bad result is rejected with its reason; replicas compare by
+//! their delta bytes.
 
 use aginet::delta::Delta;
 use aginet::report::Report;
@@ -239,5 +240,139 @@ fn an_unreadable_project_is_a_transient_error() {
         Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Fixture {
+    fn assimilate(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["assimilate", "--project", self.project.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        server(&args)
+    }
+
+    fn assimilate_result(&self) -> String {
+        let delta = self.wu.join("delta");
+        let report = self.wu.join("report");
+        let out = self.assimilate(&[
+            delta.to_str().unwrap(),
+            report.to_str().unwrap(),
+            "tiny_v0_000000",
+            "12.5",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn scoreboard_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.project.join("scoreboard.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(String::from)
+            .collect()
+    }
+}
+
+#[test]
+fn assimilate_queues_logs_and_credits_once() {
+    let f = fixture();
+    assert_eq!(f.validate().0, Some(0));
+    let first = f.assimilate_result();
+    assert!(
+        first.starts_with("accepted tiny_v0_000000: credit "),
+        "{first}"
+    );
+    let sha = Report::read(&f.wu.join("report")).unwrap().delta_sha256;
+    let queue = f.project.join("skills/tiny/queue");
+    assert!(
+        queue.join(format!("{sha}.delta")).exists() && queue.join(format!("{sha}.report")).exists()
+    );
+    let rows = f.scoreboard_lines();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].contains(",tiny,") && rows[0].contains(",valid,accepted,"),
+        "{rows:?}"
+    );
+    let credit: f64 = rows[0].rsplit(',').next().unwrap().parse().unwrap();
+    assert!(credit > 0.0, "valid work earns credit: {rows:?}");
+
+    let again = f.assimilate_result();
+    assert!(again.contains("already assimilated"), "{again}");
+    assert_eq!(
+        f.scoreboard_lines().len(),
+        1,
+        "a rerun counts the delta once"
+    );
+    f.expect_invalid("replay");
+}
+
+#[test]
+fn assimilate_after_a_crash_before_the_scoreboard_line_finishes_once() {
+    let f = fixture();
+    f.assimilate_result();
+    // A crash after queueing the delta and marking it seen, before the scoreboard append.
+    let sb = f.project.join("scoreboard.csv");
+    let text = std::fs::read_to_string(&sb).unwrap();
+    let header_end = text.find('\n').unwrap() + 1;
+    std::fs::write(&sb, &text[..header_end]).unwrap();
+    let out = f.assimilate_result();
+    assert!(out.starts_with("accepted"), "{out}");
+    assert_eq!(f.scoreboard_lines().len(), 1);
+    let seen = std::fs::read_to_string(f.project.join("state/seen_deltas")).unwrap();
+    assert_eq!(seen.lines().count(), 1, "the delta is marked seen once");
+    assert_eq!(
+        std::fs::read_dir(f.project.join("skills/tiny/queue"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn assimilate_logs_an_invalid_result_without_credit() {
+    let f = fixture();
+    f.forge(|d| {
+        for t in d.tensors.values_mut() {
+            *t = (t.clone() * 1e4).unwrap();
+        }
+    });
+    let out = f.assimilate_result();
+    assert!(
+        out.starts_with("rejected") && out.contains("max_delta_norm"),
+        "{out}"
+    );
+    let rows = f.scoreboard_lines();
+    assert!(
+        rows[0].contains(",invalid,") && rows[0].ends_with(",0.0"),
+        "{rows:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(f.project.join("skills/tiny/queue"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn assimilate_error_mode_logs_the_failed_work_unit_once() {
+    let f = fixture();
+    for _ in 0..2 {
+        let out = f.assimilate(&["--error", "4", "tiny_v0_000007"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rows = f.scoreboard_lines();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].contains("tiny_v0_000007") && rows[0].contains(",error,BOINC error 4,0"),
+        "{rows:?}"
     );
 }
