@@ -1,12 +1,14 @@
 //! `aginet-server`: the project operator's tools, one subcommand per step of a round, plus the
 //! tools that make test material (the tiny base model and its synthetic task data).
 
+mod aggregate;
 mod assimilate;
 mod init;
 mod make_work;
 mod project;
 mod route;
 mod scoreboard;
+mod strategy;
 mod validate;
 
 use aginet::manifest::Manifest;
@@ -87,6 +89,19 @@ enum Command {
         #[arg(required = true)]
         args: Vec<String>,
     },
+    /// Aggregate each skill's queue of accepted deltas into its next global adapter version
+    /// (nightly cron). Idempotent: rerun after a crash.
+    Aggregate {
+        /// The project folder.
+        #[arg(long)]
+        project: PathBuf,
+        /// The server optimizer.
+        #[arg(long, value_enum, default_value = "fedavgm")]
+        strategy: strategy::Strategy,
+        /// Only this skill (default: every skill).
+        #[arg(long)]
+        skill: Option<String>,
+    },
     /// Write the tiny llama-style test base (random init from the seed) as GGUF.
     TinyModel {
         /// Output file.
@@ -162,6 +177,29 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { .. } => unreachable!("handled in main"),
+        Command::Aggregate {
+            project,
+            strategy,
+            skill,
+        } => {
+            let p = project::Project::open(&project)?;
+            let skills = match skill {
+                Some(s) => vec![s],
+                None => p.settings.skills.clone(),
+            };
+            for skill in skills {
+                match aggregate::aggregate(&p, &skill, strategy)? {
+                    aggregate::Outcome::Nothing => println!("{skill}: no queued deltas"),
+                    aggregate::Outcome::NewVersion {
+                        version,
+                        deltas,
+                        dropped,
+                    } => {
+                        println!("{skill}: version {version} from {deltas} deltas ({dropped} dropped as stale)")
+                    }
+                }
+            }
+        }
         Command::Assimilate {
             project,
             error,

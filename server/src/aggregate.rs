@@ -1,0 +1,345 @@
+//! `aggregate`: turns a skill's queue of accepted deltas into the next global adapter version.
+//!
+//! 1. The cohort is every queued delta, in sha256 order. A delta whose starting version lags
+//!    the current one by more than `max_staleness` is dropped; the others are weighted by their
+//!    trained tokens times `1 / (1 + lag)`.
+//! 2. Each delta's L2 norm is clipped to `clip_factor ×` the cohort's median norm, so one hostile
+//!    volunteer cannot move the model far.
+//! 3. The weighted mean is accumulated one delta file at a time: memory grows with the adapter
+//!    size, never with the number of deltas.
+//! 4. The strategy (FedAvg, FedAvgM, FedAdam, FedYogi) steps the global adapter's B factors.
+//!    With A frozen and shared (`train_a = false`, which aggregation requires), the mean of the
+//!    clients' ΔB is exactly the mean of their updates ΔB·A: aggregation is exact for LoRA.
+//! 5. The new version is committed in an order that survives a crash anywhere: the optimizer
+//!    state and the signed adapter are written under temporary names, the round record (which
+//!    deltas it consumed) is written, the adapter is renamed into place (the commit), and only
+//!    then are the consumed deltas removed from the queue. A rerun after a crash recomputes
+//!    the same bytes from the same queue, or finishes the clean-up of a committed round.
+
+use crate::project::Project;
+use crate::strategy::{Moments, Strategy};
+use aginet::adapter::{Adapter, AdapterHeader, ADAPTER_FORMAT, ADAPTER_VERSION};
+use aginet::config::Architecture;
+use aginet::delta::Delta;
+use aginet::files::write_atomic;
+use aginet::report::Report;
+use aginet::tensors::{self, NamedTensors};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use ed25519_dalek::Signer;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A delta's norm may be at most this many times the cohort's median norm.
+const CLIP_FACTOR: f64 = 2.0;
+
+/// The record of one aggregation round, `skills/<skill>/rounds/v<N>.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Round {
+    /// The version this round produced.
+    pub version: u64,
+    /// The strategy used.
+    pub strategy: Strategy,
+    /// sha256 of every delta consumed.
+    pub consumed: Vec<String>,
+    /// sha256 of deltas dropped as too stale.
+    pub dropped: Vec<String>,
+}
+
+/// The optimizer state's header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct OptimizerHeader {
+    format: String,
+    version: u32,
+    strategy: Strategy,
+    rounds: u64,
+}
+
+/// What a call did for one skill.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// The queue was empty.
+    Nothing,
+    /// Version `version` was written from `deltas` deltas.
+    NewVersion {
+        /// The new global version.
+        version: u64,
+        /// Deltas aggregated.
+        deltas: usize,
+        /// Deltas dropped as stale.
+        dropped: usize,
+    },
+}
+
+fn rounds_dir(project: &Project, skill: &str) -> PathBuf {
+    project.skill_dir(skill).join("rounds")
+}
+
+fn optimizer_path(project: &Project, skill: &str, version: u64) -> PathBuf {
+    project
+        .skill_dir(skill)
+        .join("optimizer")
+        .join(format!("v{version:06}.state"))
+}
+
+/// Runs one aggregation round for `skill`.
+pub fn aggregate(project: &Project, skill: &str, strategy: Strategy) -> Result<Outcome> {
+    let manifest = project.manifest(skill)?;
+    if manifest.lora.train_a {
+        bail!("skill {skill}: train_a = true; averaging A and B separately is not exact, refusing to aggregate");
+    }
+    let current = project.adapter_version(skill)?;
+    let next = current + 1;
+    finish_committed_round(project, skill)?;
+
+    let queue = project.queue(skill);
+    let mut shas: Vec<String> = std::fs::read_dir(&queue)
+        .with_context(|| format!("{}", queue.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".delta")
+                .map(String::from)
+        })
+        .collect();
+    shas.sort();
+    if shas.is_empty() {
+        return Ok(Outcome::Nothing);
+    }
+
+    // Weights and norms, one delta at a time.
+    let max_lag = project.settings.validate.max_staleness;
+    let mut cohort = Vec::new();
+    let mut dropped = Vec::new();
+    for sha in &shas {
+        let report = Report::read(&queue.join(format!("{sha}.report")))?;
+        let lag = current.saturating_sub(report.adapter_version);
+        if lag > max_lag {
+            dropped.push(sha.clone());
+            continue;
+        }
+        let delta = Delta::read(&queue.join(format!("{sha}.delta")))?;
+        let weight = report.tokens.max(1) as f64 / (1 + lag) as f64;
+        cohort.push((sha.clone(), weight, l2(&delta.tensors)?));
+    }
+    let mut norms: Vec<f64> = cohort.iter().map(|c| c.2).collect();
+    norms.sort_by(f64::total_cmp);
+    let clip = norms.get(norms.len() / 2).copied().unwrap_or(0.0) * CLIP_FACTOR;
+
+    // Streaming weighted mean of the (clipped) deltas.
+    let mut sum: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut total_weight = 0f64;
+    for (sha, weight, norm) in &cohort {
+        let delta = Delta::read(&queue.join(format!("{sha}.delta")))?;
+        let scale = if *norm > clip && *norm > 0.0 {
+            clip / norm
+        } else {
+            1.0
+        };
+        for (name, t) in &delta.tensors {
+            let values = t.flatten_all()?.to_vec1::<f32>()?;
+            let acc = sum
+                .entry(name.clone())
+                .or_insert_with(|| vec![0.0; values.len()]);
+            for (a, v) in acc.iter_mut().zip(&values) {
+                *a += weight * scale * *v as f64;
+            }
+        }
+        total_weight += weight;
+    }
+
+    let Architecture::Llama(arch) = &manifest.architecture;
+    let sites = arch
+        .sites(&manifest.lora.targets)
+        .map_err(anyhow::Error::msg)?;
+    let header = |version| AdapterHeader {
+        format: ADAPTER_FORMAT.into(),
+        version: ADAPTER_VERSION,
+        skill: skill.to_string(),
+        base_sha256: manifest.base.sha256.clone(),
+        adapter_version: version,
+        lora: manifest.lora.clone(),
+    };
+    let mut adapter = if current == 0 {
+        Adapter::initial(header(0), &sites, manifest.defaults.adapter_seed)?
+    } else {
+        Adapter::read(&project.adapter(skill, current), &header(current), &sites)?
+    };
+    let (mut moments, rounds) = read_optimizer(project, skill, current, strategy)?;
+    let optimizer = strategy.optimizer();
+    if total_weight > 0.0 {
+        for (name, acc) in &sum {
+            let pseudo_gradient: Vec<f32> = acc.iter().map(|a| (a / total_weight) as f32).collect();
+            let t = adapter
+                .tensors
+                .get(name)
+                .with_context(|| format!("delta names unknown factor {name}"))?;
+            let mut x = t.flatten_all()?.to_vec1::<f32>()?;
+            optimizer.step(
+                &mut x,
+                &pseudo_gradient,
+                moments.entry(name.clone()).or_default(),
+                rounds + 1,
+            );
+            adapter
+                .tensors
+                .insert(name.clone(), Tensor::from_vec(x, t.dims(), &Device::Cpu)?);
+        }
+    }
+    adapter.header = header(next);
+
+    // Commit: optimizer state, adapter and signature under temporary names; the round record;
+    // the rename of the adapter; then the clean-up of the queue.
+    write_optimizer(project, skill, next, strategy, rounds + 1, &moments)?;
+    let bytes = adapter.to_bytes()?;
+    let final_path = project.adapter(skill, next);
+    let pending = final_path.with_extension("adapter.pending");
+    write_atomic(&pending, &bytes)?;
+    write_atomic(
+        &signature_path(&final_path),
+        sign(project, &bytes)?.as_bytes(),
+    )?;
+    let consumed: Vec<String> = cohort.iter().map(|c| c.0.clone()).collect();
+    let round = Round {
+        version: next,
+        strategy,
+        consumed,
+        dropped,
+    };
+    let rounds_dir = rounds_dir(project, skill);
+    std::fs::create_dir_all(&rounds_dir).with_context(|| format!("{}", rounds_dir.display()))?;
+    write_atomic(
+        &rounds_dir.join(format!("v{next:06}.json")),
+        serde_json::to_string_pretty(&round)?.as_bytes(),
+    )?;
+    std::fs::rename(&pending, &final_path).with_context(|| format!("{}", final_path.display()))?;
+    finish_committed_round(project, skill)?;
+    Ok(Outcome::NewVersion {
+        version: next,
+        deltas: round.consumed.len(),
+        dropped: round.dropped.len(),
+    })
+}
+
+/// Removes from the queue the deltas the newest committed round consumed (or dropped).
+fn finish_committed_round(project: &Project, skill: &str) -> Result<()> {
+    let version = project.adapter_version(skill)?;
+    if version == 0 {
+        return Ok(());
+    }
+    let path = rounds_dir(project, skill).join(format!("v{version:06}.json"));
+    let round: Round = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("{}", path.display()))?,
+    )
+    .with_context(|| format!("{}", path.display()))?;
+    let queue = project.queue(skill);
+    for sha in round.consumed.iter().chain(&round.dropped) {
+        for ext in ["delta", "report"] {
+            let f = queue.join(format!("{sha}.{ext}"));
+            if f.exists() {
+                std::fs::remove_file(&f).with_context(|| format!("{}", f.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The global L2 norm of a delta.
+fn l2(tensors: &NamedTensors) -> Result<f64> {
+    let mut s = 0f64;
+    for t in tensors.values() {
+        s += t
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>();
+    }
+    Ok(s.sqrt())
+}
+
+/// `<adapter>.sig`: the hex ed25519 signature of the adapter file's bytes.
+pub fn signature_path(adapter: &Path) -> PathBuf {
+    let mut name = adapter.file_name().unwrap_or_default().to_os_string();
+    name.push(".sig");
+    adapter.with_file_name(name)
+}
+
+fn sign(project: &Project, bytes: &[u8]) -> Result<String> {
+    let path = project.root().join("keys").join("signing.key");
+    let hex_key = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let secret: [u8; 32] = hex::decode(hex_key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| format!("{}: not a 32-byte hex key", path.display()))?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+    Ok(hex::encode(key.sign(bytes).to_bytes()))
+}
+
+const OPTIMIZER_FORMAT: &str = "aginet-server-optimizer";
+
+fn read_optimizer(
+    project: &Project,
+    skill: &str,
+    version: u64,
+    strategy: Strategy,
+) -> Result<(BTreeMap<String, Moments>, u64)> {
+    let path = optimizer_path(project, skill, version);
+    if version == 0 || !path.exists() {
+        return Ok((BTreeMap::new(), 0));
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+    let (meta, all) =
+        tensors::decode(&bytes).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    let header: OptimizerHeader = tensors::parse_header(&meta, OPTIMIZER_FORMAT, 1)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    if header.strategy != strategy {
+        // A new strategy starts its own state.
+        return Ok((BTreeMap::new(), 0));
+    }
+    let mut moments: BTreeMap<String, Moments> = BTreeMap::new();
+    for (name, t) in all {
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(n) = name.strip_prefix("m/") {
+            moments.entry(n.to_string()).or_default().m = values;
+        } else if let Some(n) = name.strip_prefix("v/") {
+            moments.entry(n.to_string()).or_default().v = values;
+        }
+    }
+    Ok((moments, header.rounds))
+}
+
+fn write_optimizer(
+    project: &Project,
+    skill: &str,
+    version: u64,
+    strategy: Strategy,
+    rounds: u64,
+    moments: &BTreeMap<String, Moments>,
+) -> Result<()> {
+    let mut all = NamedTensors::new();
+    for (name, mo) in moments {
+        for (prefix, values) in [("m", &mo.m), ("v", &mo.v)] {
+            if !values.is_empty() {
+                all.insert(
+                    format!("{prefix}/{name}"),
+                    Tensor::from_vec(values.clone(), values.len(), &Device::Cpu)?,
+                );
+            }
+        }
+    }
+    let header = OptimizerHeader {
+        format: OPTIMIZER_FORMAT.into(),
+        version: 1,
+        strategy,
+        rounds,
+    };
+    let path = optimizer_path(project, skill, version);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    Ok(write_atomic(&path, &tensors::encode(&all, &header)?)?)
+}
