@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the release app and assembles a BOINC app version folder an operator copies into the
 # project's apps/ tree: apps/aginet/<version>/<platform>/ with the binary, the two BOINC shared
-# libraries it links and version.xml. Usage: ci/package-app.sh [OUT_DIR] [cargo build flags...]
+# libraries it links, the project's public key and version.xml.
+# Usage: AGINET_PROJECT_KEY=PROJECT/keys/signing.pub ci/package-app.sh [OUT_DIR] [cargo flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -16,6 +17,11 @@ install -m 0755 target/release/aginet "$DIR/aginet_${VERSION}_${PLATFORM}"
 for lib in libboinc_api.so.7 libboinc.so.7; do
   install -m 0644 "$(readlink -f "/usr/lib/x86_64-linux-gnu/$lib")" "$DIR/$lib"
 done
+if [ -n "${AGINET_PROJECT_KEY:-}" ]; then
+  install -m 0644 "$AGINET_PROJECT_KEY" "$DIR/aginet_project_key"
+else
+  echo "package-app.sh: AGINET_PROJECT_KEY not set: add the project's keys/signing.pub as aginet_project_key" >&2
+fi
 sed "s/@VERSION@/$VERSION/g" wu/version.xml > "$DIR/version.xml"
 echo "app version in $DIR:"
 ls -l "$DIR"

@@ -1,6 +1,7 @@
 //! The LoRA adapter: which layers carry one, their factors, and the adapter file.
 //!
-//! File format (`docs/formats.md#adapter`): safetensors holding `<site>.lora_a` (rank × in) and
+//! File format (`docs/formats.md#adapter`): a signed file (`crate::signed`) whose payload is
+//! safetensors holding `<site>.lora_a` (rank × in) and
 //! `<site>.lora_b` (out × rank) in f32 for every adapted site, and one metadata entry, `aginet`,
 //! whose JSON value is an [`AdapterHeader`] (`format = "aginet-adapter"`, `version = 1`).
 //! The first round has no adapter file: every volunteer derives the same initial adapter from
@@ -9,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::tensors::{self, NamedTensors};
 use candle_core::{Device, Tensor};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -112,11 +114,17 @@ impl Adapter {
         Ok(Self { header, tensors })
     }
 
-    /// Reads an adapter file and checks it against the expected header (skill, base, rank,
-    /// targets) and the expected sites' shapes.
-    pub fn read(path: &Path, expected: &AdapterHeader, sites: &[Site]) -> Result<Self> {
-        let bytes = crate::files::read(path)?;
-        let (meta, tensors) = tensors::decode(&bytes).map_err(|m| Error::adapter(path, m))?;
+    /// Reads an adapter file, verifies its signature with the project's `key`, and checks it
+    /// against the expected header (skill, base, rank, targets) and the sites' shapes.
+    pub fn read(
+        path: &Path,
+        expected: &AdapterHeader,
+        sites: &[Site],
+        key: &VerifyingKey,
+    ) -> Result<Self> {
+        let signed = crate::files::read(path)?;
+        let bytes = crate::signed::open(&signed, key).map_err(|m| Error::adapter(path, m))?;
+        let (meta, tensors) = tensors::decode(bytes).map_err(|m| Error::adapter(path, m))?;
         let header: AdapterHeader = tensors::parse_header(&meta, ADAPTER_FORMAT, ADAPTER_VERSION)
             .map_err(|m| Error::adapter(path, m))?;
         let mismatch = |field: &str, got: String, want: String| {
@@ -166,8 +174,13 @@ impl Adapter {
         Ok(Self { header, tensors })
     }
 
-    /// The adapter file's bytes.
+    /// The adapter's unsigned bytes (safetensors).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         tensors::encode(&self.tensors, &self.header)
+    }
+
+    /// The adapter file's bytes: signed with the project's key.
+    pub fn to_signed_bytes(&self, key: &SigningKey) -> Result<Vec<u8>> {
+        Ok(crate::signed::seal(&self.to_bytes()?, key))
     }
 }

@@ -83,6 +83,7 @@ fn resolve_files(session: &Session) -> Result<WorkFiles, aginet::boinc::BoincErr
         model: session.resolve("model")?,
         adapter: session.resolve("adapter")?,
         data: session.resolve("data")?,
+        project_key: session.resolve("project_key")?,
         delta: session.resolve("delta")?,
         report: session.resolve("report")?,
         checkpoint: PathBuf::from("checkpoint"),

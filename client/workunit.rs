@@ -42,6 +42,9 @@ pub struct WorkFiles {
     pub adapter: PathBuf,
     /// `data` (input).
     pub data: PathBuf,
+    /// `project_key`, the project's public key (an app version file under BOINC); needed to
+    /// verify `adapter`.
+    pub project_key: PathBuf,
     /// `delta` (output).
     pub delta: PathBuf,
     /// `report` (output).
@@ -58,6 +61,7 @@ impl WorkFiles {
             model: dir.join("model"),
             adapter: dir.join("adapter"),
             data: dir.join("data"),
+            project_key: dir.join("project_key"),
             delta: dir.join("delta"),
             report: dir.join("report"),
             checkpoint: dir.join("checkpoint"),
@@ -118,8 +122,18 @@ fn load(files: &WorkFiles) -> Result<Loaded> {
         lora: config.lora.clone(),
     };
     let (adapter, adapter_sha) = if files.adapter.exists() {
+        if !files.project_key.exists() {
+            return Err(Error::adapter(
+                &files.adapter,
+                format!(
+                    "cannot verify its signature: {} is missing",
+                    files.project_key.display()
+                ),
+            ));
+        }
+        let key = crate::signed::read_public_key(&files.project_key)?;
         (
-            Adapter::read(&files.adapter, &expected, &sites)?,
+            Adapter::read(&files.adapter, &expected, &sites, &key)?,
             files::sha256_file(&files.adapter)?,
         )
     } else if config.adapter_version == 0 {

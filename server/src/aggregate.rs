@@ -11,7 +11,7 @@
 //!    With A frozen and shared (`train_a = false`, which aggregation requires), the mean of the
 //!    clients' ΔB is exactly the mean of their updates ΔB·A: aggregation is exact for LoRA.
 //! 5. The new version is committed in an order that survives a crash anywhere: the optimizer
-//!    state and the signed adapter are written under temporary names, the round record (which
+//!    state and the adapter, signed with the project key, are written under temporary names, the round record (which
 //!    deltas it consumed) is written, the adapter is renamed into place (the commit), and only
 //!    then are the consumed deltas removed from the queue. A rerun after a crash recomputes
 //!    the same bytes from the same queue, or finishes the clean-up of a committed round.
@@ -26,10 +26,9 @@ use aginet::report::Report;
 use aginet::tensors::{self, NamedTensors};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use ed25519_dalek::Signer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A delta's norm may be at most this many times the cohort's median norm.
 const CLIP_FACTOR: f64 = 2.0;
@@ -166,7 +165,13 @@ pub fn aggregate(project: &Project, skill: &str, strategy: Strategy) -> Result<O
     let mut adapter = if current == 0 {
         Adapter::initial(header(0), &sites, manifest.defaults.adapter_seed)?
     } else {
-        Adapter::read(&project.adapter(skill, current), &header(current), &sites)?
+        let key = aginet::signed::read_public_key(&project.public_key())?;
+        Adapter::read(
+            &project.adapter(skill, current),
+            &header(current),
+            &sites,
+            &key,
+        )?
     };
     let (mut moments, rounds) = read_optimizer(project, skill, current, strategy)?;
     let optimizer = strategy.optimizer();
@@ -191,17 +196,14 @@ pub fn aggregate(project: &Project, skill: &str, strategy: Strategy) -> Result<O
     }
     adapter.header = header(next);
 
-    // Commit: optimizer state, adapter and signature under temporary names; the round record;
+    // Commit: optimizer state, the signed adapter under a temporary name; the round record;
     // the rename of the adapter; then the clean-up of the queue.
     write_optimizer(project, skill, next, strategy, rounds + 1, &moments)?;
-    let bytes = adapter.to_bytes()?;
+    let key = aginet::signed::read_signing_key(&project.signing_key())?;
+    let bytes = adapter.to_signed_bytes(&key)?;
     let final_path = project.adapter(skill, next);
     let pending = final_path.with_extension("adapter.pending");
     write_atomic(&pending, &bytes)?;
-    write_atomic(
-        &signature_path(&final_path),
-        sign(project, &bytes)?.as_bytes(),
-    )?;
     let consumed: Vec<String> = cohort.iter().map(|c| c.0.clone()).collect();
     let round = Round {
         version: next,
@@ -259,24 +261,6 @@ fn l2(tensors: &NamedTensors) -> Result<f64> {
             .sum::<f64>();
     }
     Ok(s.sqrt())
-}
-
-/// `<adapter>.sig`: the hex ed25519 signature of the adapter file's bytes.
-pub fn signature_path(adapter: &Path) -> PathBuf {
-    let mut name = adapter.file_name().unwrap_or_default().to_os_string();
-    name.push(".sig");
-    adapter.with_file_name(name)
-}
-
-fn sign(project: &Project, bytes: &[u8]) -> Result<String> {
-    let path = project.root().join("keys").join("signing.key");
-    let hex_key = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let secret: [u8; 32] = hex::decode(hex_key.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{}: not a 32-byte hex key", path.display()))?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&secret);
-    Ok(hex::encode(key.sign(bytes).to_bytes()))
 }
 
 const OPTIMIZER_FORMAT: &str = "aginet-server-optimizer";

@@ -1,6 +1,7 @@
 //! `make-work --out DIR`: work-unit folders holding the input files under their logical names
-//! (`config`, `model`, `adapter` when past version 0, `data`), the way `aginet run --dir` and the
-//! BOINC client's slot see them.
+//! (`config`, `model`, `adapter` when past version 0, `data`, and `project_key`, which under
+//! BOINC is a file of the app version), the way `aginet run --dir` and the client's slot see
+//! them.
 //!
 //! A work unit's data is a shard drawn from the skill's training pool by a ChaCha8 shuffle
 //! seeded with the work-unit number: `shard_size` training lines, then `eval_size` lines marked
@@ -48,6 +49,8 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
         let config = manifest.work_config(n, version);
         write_atomic(&tmp.join("config"), config.to_json().as_bytes())?;
         link_or_copy(&project.base(skill), &tmp.join("model"))?;
+        std::fs::copy(project.public_key(), tmp.join("project_key"))
+            .with_context(|| format!("copying {}", project.public_key().display()))?;
         if version > 0 {
             link_or_copy(&project.adapter(skill, version), &tmp.join("adapter"))?;
         }

@@ -145,6 +145,16 @@ impl Project {
         &self.root
     }
 
+    /// The project's ed25519 public key (hex), shipped to volunteers as `project_key`.
+    pub fn public_key(&self) -> PathBuf {
+        self.root.join("keys").join("signing.pub")
+    }
+
+    /// The project's ed25519 secret key (hex), which signs global adapters.
+    pub fn signing_key(&self) -> PathBuf {
+        self.root.join("keys").join("signing.key")
+    }
+
     /// `scoreboard.csv`.
     pub fn scoreboard(&self) -> PathBuf {
         self.root.join("scoreboard.csv")

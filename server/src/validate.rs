@@ -229,10 +229,12 @@ fn global_adapter(
             manifest.defaults.adapter_seed,
         )?)
     } else {
+        let key = aginet::signed::read_public_key(&project.public_key())?;
         Ok(Adapter::read(
             &project.adapter(&manifest.name, version),
             &header,
             sites,
+            &key,
         )?)
     }
 }

@@ -3,7 +3,6 @@
 
 use aginet::delta::Delta;
 use aginet::report::Report;
-use ed25519_dalek::Verifier;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -109,21 +108,12 @@ fn a_round_aggregates_exactly_signs_and_feeds_the_next_round() {
         "the queue is consumed"
     );
 
-    // The signature verifies with the project's public key.
-    let adapter_path = project.join("skills/tiny/adapters/v000001.adapter");
-    let bytes = std::fs::read(&adapter_path).unwrap();
-    let sig_hex =
-        std::fs::read_to_string(project.join("skills/tiny/adapters/v000001.adapter.sig")).unwrap();
-    let pub_hex = std::fs::read_to_string(project.join("keys/signing.pub")).unwrap();
-    let key = ed25519_dalek::VerifyingKey::from_bytes(
-        &hex::decode(pub_hex.trim()).unwrap().try_into().unwrap(),
-    )
-    .unwrap();
-    let sig = ed25519_dalek::Signature::from_bytes(
-        &hex::decode(sig_hex.trim()).unwrap().try_into().unwrap(),
-    );
-    key.verify(&bytes, &sig)
-        .expect("the new adapter is signed by the project key");
+    // The new version is signed with the project's key.
+    let signed = std::fs::read(project.join("skills/tiny/adapters/v000001.adapter")).unwrap();
+    let key = aginet::signed::read_public_key(&project.join("keys/signing.pub")).unwrap();
+    let bytes = aginet::signed::open(&signed, &key)
+        .expect("the new adapter is signed by the project key")
+        .to_vec();
 
     // Exact for LoRA: with A frozen, FedAvg's new B·A − B₀·A is the weighted mean of the
     // clients' ΔB·A (weights: trained tokens).
@@ -177,7 +167,11 @@ fn a_round_aggregates_exactly_signs_and_feeds_the_next_round() {
             .starts_with("tiny_v1_"),
         "{made}"
     );
-    assert_eq!(std::fs::read(wu.join("adapter")).unwrap(), bytes);
+    assert_eq!(std::fs::read(wu.join("adapter")).unwrap(), signed);
+    assert_eq!(
+        std::fs::read(wu.join("project_key")).unwrap(),
+        std::fs::read(project.join("keys/signing.pub")).unwrap()
+    );
     let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert_eq!(config.adapter_version, 1);
     config.steps = 2;

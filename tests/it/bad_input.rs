@@ -153,7 +153,74 @@ fn write_adapter(wd: &WorkDir, edit: impl FnOnce(&mut AdapterHeader)) {
     edit(&mut header);
     let sites = arch.sites(&c.lora.targets).unwrap();
     let adapter = Adapter::initial(header, &sites, 3).unwrap();
-    std::fs::write(wd.path("adapter"), adapter.to_bytes().unwrap()).unwrap();
+    let key = project_key();
+    std::fs::write(wd.path("adapter"), adapter.to_signed_bytes(&key).unwrap()).unwrap();
+    std::fs::write(
+        wd.path("project_key"),
+        hex::encode(key.verifying_key().to_bytes()),
+    )
+    .unwrap();
+}
+
+/// The test project's signing key.
+fn project_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[9u8; 32])
+}
+
+#[test]
+fn forged_adapter() {
+    let wd = WorkDir::tiny(2);
+    write_adapter(&wd, |_| {});
+    let mut bytes = wd.read("adapter");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(wd.path("adapter"), bytes).unwrap();
+    expect_failure(
+        &wd,
+        exit::ADAPTER,
+        "adapter",
+        "does not verify with the project key",
+    );
+}
+
+#[test]
+fn adapter_signed_by_another_key() {
+    let wd = WorkDir::tiny(2);
+    write_adapter(&wd, |_| {});
+    let other = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+    std::fs::write(
+        wd.path("project_key"),
+        hex::encode(other.verifying_key().to_bytes()),
+    )
+    .unwrap();
+    expect_failure(
+        &wd,
+        exit::ADAPTER,
+        "adapter",
+        "does not verify with the project key",
+    );
+}
+
+#[test]
+fn unsigned_adapter() {
+    let wd = WorkDir::tiny(2);
+    write_adapter(&wd, |_| {});
+    let signed = wd.read("adapter");
+    std::fs::write(wd.path("adapter"), &signed[8 + 64..]).unwrap();
+    expect_failure(
+        &wd,
+        exit::ADAPTER,
+        "adapter",
+        "refusing an unsigned adapter",
+    );
+}
+
+#[test]
+fn adapter_without_a_project_key() {
+    let wd = WorkDir::tiny(2);
+    write_adapter(&wd, |_| {});
+    std::fs::remove_file(wd.path("project_key")).unwrap();
+    expect_failure(&wd, exit::ADAPTER, "adapter", "project_key is missing");
 }
 
 #[test]
