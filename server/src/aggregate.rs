@@ -18,8 +18,6 @@
 
 use crate::project::Project;
 use crate::strategy::{Moments, Strategy};
-use aginet::adapter::{Adapter, AdapterHeader, ADAPTER_FORMAT, ADAPTER_VERSION};
-use aginet::config::Architecture;
 use aginet::delta::Delta;
 use aginet::files::write_atomic;
 use aginet::report::Report;
@@ -150,29 +148,7 @@ pub fn aggregate(project: &Project, skill: &str, strategy: Strategy) -> Result<O
         total_weight += weight;
     }
 
-    let Architecture::Llama(arch) = &manifest.architecture;
-    let sites = arch
-        .sites(&manifest.lora.targets)
-        .map_err(anyhow::Error::msg)?;
-    let header = |version| AdapterHeader {
-        format: ADAPTER_FORMAT.into(),
-        version: ADAPTER_VERSION,
-        skill: skill.to_string(),
-        base_sha256: manifest.base.sha256.clone(),
-        adapter_version: version,
-        lora: manifest.lora.clone(),
-    };
-    let mut adapter = if current == 0 {
-        Adapter::initial(header(0), &sites, manifest.defaults.adapter_seed)?
-    } else {
-        let key = aginet::signed::read_public_key(&project.public_key())?;
-        Adapter::read(
-            &project.adapter(skill, current),
-            &header(current),
-            &sites,
-            &key,
-        )?
-    };
+    let mut adapter = project.global_adapter(&manifest, current)?;
     let (mut moments, rounds) = read_optimizer(project, skill, current, strategy)?;
     let optimizer = strategy.optimizer();
     if total_weight > 0.0 {
@@ -194,7 +170,7 @@ pub fn aggregate(project: &Project, skill: &str, strategy: Strategy) -> Result<O
                 .insert(name.clone(), Tensor::from_vec(x, t.dims(), &Device::Cpu)?);
         }
     }
-    adapter.header = header(next);
+    adapter.header = Project::adapter_header(&manifest, next);
 
     // Commit: optimizer state, the signed adapter under a temporary name; the round record;
     // the rename of the adapter; then the clean-up of the queue.

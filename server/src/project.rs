@@ -18,7 +18,11 @@
 //! ```
 //! Documented for operators in `docs/operator.md`.
 
+use aginet::adapter::{Adapter, AdapterHeader, Site, ADAPTER_FORMAT, ADAPTER_VERSION};
+use aginet::config::Architecture;
 use aginet::manifest::Manifest;
+use aginet::score::{self, Skill};
+use aginet::tensors::NamedTensors;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -234,6 +238,62 @@ impl Project {
             }
         }
         Ok(newest)
+    }
+
+    /// The adapted sites of a skill's base.
+    pub fn sites(manifest: &Manifest) -> Result<Vec<Site>> {
+        let Architecture::Llama(arch) = &manifest.architecture;
+        arch.sites(&manifest.lora.targets)
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// The header global version `version` of the skill carries.
+    pub fn adapter_header(manifest: &Manifest, version: u64) -> AdapterHeader {
+        AdapterHeader {
+            format: ADAPTER_FORMAT.into(),
+            version: ADAPTER_VERSION,
+            skill: manifest.name.clone(),
+            base_sha256: manifest.base.sha256.clone(),
+            adapter_version: version,
+            lora: manifest.lora.clone(),
+        }
+    }
+
+    /// Global adapter `version` of the skill: its signed file (verified), or the derived
+    /// initial adapter for version 0.
+    pub fn global_adapter(&self, manifest: &Manifest, version: u64) -> Result<Adapter> {
+        let sites = Self::sites(manifest)?;
+        let header = Self::adapter_header(manifest, version);
+        if version == 0 {
+            return Ok(Adapter::initial(
+                header,
+                &sites,
+                manifest.defaults.adapter_seed,
+            )?);
+        }
+        let key = aginet::signed::read_public_key(&self.public_key())?;
+        Ok(Adapter::read(
+            &self.adapter(&manifest.name, version),
+            &header,
+            &sites,
+            &key,
+        )?)
+    }
+
+    /// The held-out reward of the skill's base with adapter `factors`.
+    pub fn held_out_reward(&self, manifest: &Manifest, factors: &NamedTensors) -> Result<f64> {
+        let skill = Skill {
+            architecture: &manifest.architecture,
+            lora: &manifest.lora,
+            max_seq_len: manifest.defaults.hyper.max_seq_len,
+            batch_size: manifest.defaults.hyper.batch_size,
+        };
+        Ok(score::reward(
+            &self.base(&manifest.name),
+            &skill,
+            factors,
+            &self.held_out(&manifest.name),
+        )?)
     }
 
     /// Takes the next `count` work-unit numbers from the project's counter.

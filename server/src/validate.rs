@@ -12,11 +12,10 @@
 //! model worse is rejected, while the noise of an honest small step is not.
 
 use crate::project::Project;
-use aginet::adapter::{a_name, b_name, Adapter, AdapterHeader, ADAPTER_FORMAT, ADAPTER_VERSION};
-use aginet::config::Architecture;
+use aginet::adapter::{a_name, b_name};
 use aginet::delta::Delta;
 use aginet::report::Report;
-use aginet::score::{self, Skill};
+use aginet::score;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -121,10 +120,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
             project.settings.validate.max_staleness
         );
     }
-    let Architecture::Llama(arch) = &manifest.architecture;
-    let sites = arch
-        .sites(&manifest.lora.targets)
-        .map_err(anyhow::Error::msg)?;
+    let sites = Project::sites(&manifest)?;
     let rank = manifest.lora.rank;
     let mut want = Vec::new();
     for s in &sites {
@@ -158,21 +154,13 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
         reject!("replay: delta {sha} was already accepted");
     }
 
-    let adapter = global_adapter(project, &manifest, h.adapter_version, &sites)?;
-    let skill = Skill {
-        architecture: &manifest.architecture,
-        lora: &manifest.lora,
-        max_seq_len: manifest.defaults.hyper.max_seq_len,
-        batch_size: manifest.defaults.hyper.batch_size,
-    };
-    let base = project.base(&h.skill);
-    let held_out = project.held_out(&h.skill);
-    let reward_before = score::reward(&base, &skill, &adapter.tensors, &held_out)?;
+    let adapter = project.global_adapter(&manifest, h.adapter_version)?;
+    let reward_before = project.held_out_reward(&manifest, &adapter.tensors)?;
     let with_delta = match score::apply_delta(&adapter, &delta.tensors) {
         Ok(f) => f,
         Err(e) => reject!("{e}"),
     };
-    let reward_after = score::reward(&base, &skill, &with_delta, &held_out)?;
+    let reward_after = project.held_out_reward(&manifest, &with_delta)?;
     if reward_after < manifest.reward.threshold {
         reject!(
             "held-out reward {reward_after:.6} is below the skill's threshold {}",
@@ -204,38 +192,6 @@ fn is_replay(seen: &Path, sha: &str) -> Result<bool> {
         Ok(text) => Ok(text.lines().any(|l| l.trim() == sha)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("{}", seen.display())),
-    }
-}
-
-/// Global adapter `version` of the skill: the signed file, or the derived initial one for 0.
-fn global_adapter(
-    project: &Project,
-    manifest: &aginet::manifest::Manifest,
-    version: u64,
-    sites: &[aginet::adapter::Site],
-) -> Result<Adapter> {
-    let header = AdapterHeader {
-        format: ADAPTER_FORMAT.into(),
-        version: ADAPTER_VERSION,
-        skill: manifest.name.clone(),
-        base_sha256: manifest.base.sha256.clone(),
-        adapter_version: version,
-        lora: manifest.lora.clone(),
-    };
-    if version == 0 {
-        Ok(Adapter::initial(
-            header,
-            sites,
-            manifest.defaults.adapter_seed,
-        )?)
-    } else {
-        let key = aginet::signed::read_public_key(&project.public_key())?;
-        Ok(Adapter::read(
-            &project.adapter(&manifest.name, version),
-            &header,
-            sites,
-            &key,
-        )?)
     }
 }
 

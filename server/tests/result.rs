@@ -167,14 +167,75 @@ fn a_huge_delta_is_rejected() {
     f.expect_invalid("exceeds max_delta_norm");
 }
 
+/// A finished work unit that starts from global version 1 (aggregated from two honest results).
+fn fixture_at_version_1() -> Fixture {
+    let first = fixture();
+    let p = first.project.to_str().unwrap();
+    let out = first.wu.parent().unwrap().join("round1");
+    let made = server(&["make-work", "--project", p, "--out", out.to_str().unwrap()]);
+    let second = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
+    for wu in [&first.wu, &second] {
+        if !wu.join("delta").exists() {
+            let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+            config.steps = 20;
+            std::fs::write(wu.join("config"), config.to_json()).unwrap();
+            aginet::workunit::run(&aginet::workunit::WorkFiles::in_dir(wu), 1, &mut Quiet).unwrap();
+        }
+        let (d, r) = (wu.join("delta"), wu.join("report"));
+        let name = wu.file_name().unwrap().to_str().unwrap();
+        let out = server(&[
+            "assimilate",
+            "--project",
+            p,
+            d.to_str().unwrap(),
+            r.to_str().unwrap(),
+            name,
+            "1",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = server(&["aggregate", "--project", p, "--strategy", "fedavg"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("version 1"),
+        "{out:?}"
+    );
+    let made = server(&[
+        "make-work",
+        "--project",
+        p,
+        "--out",
+        out_dir(&first).to_str().unwrap(),
+    ]);
+    let wu = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
+    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    assert_eq!(config.adapter_version, 1);
+    config.steps = 20;
+    std::fs::write(wu.join("config"), config.to_json()).unwrap();
+    aginet::workunit::run(&aginet::workunit::WorkFiles::in_dir(&wu), 1, &mut Quiet).unwrap();
+    Fixture { wu, ..first }
+}
+
+fn out_dir(f: &Fixture) -> PathBuf {
+    f.wu.parent().unwrap().join("round2")
+}
+
 #[test]
-fn a_noise_delta_is_rejected_by_the_held_out_reward() {
-    // Random directions make the model worse (at the near-uniform start even a sign-flipped
-    // honest delta still helps, so noise is the poison the held-out check must catch here).
-    let f = fixture();
+fn a_sign_flipped_delta_from_a_trained_adapter_is_rejected_by_the_held_out_reward() {
+    // At version 0 the model is near uniform and almost any change helps; from a trained
+    // version, undoing what was learned shows on held-out data.
+    let f = fixture_at_version_1();
+    assert_eq!(
+        f.validate().0,
+        Some(0),
+        "honest work from version 1 is valid"
+    );
     f.forge(|d| {
         for t in d.tensors.values_mut() {
-            *t = candle_core::Tensor::randn(0f32, 0.1, t.shape(), t.device()).unwrap();
+            *t = (t.clone() * -3.0).unwrap();
         }
     });
     f.expect_invalid("held-out reward falls");
