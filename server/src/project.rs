@@ -139,7 +139,7 @@ impl Project {
             validate: ValidateSettings {
                 max_staleness: 3,
                 max_delta_norm: 100.0,
-                max_reward_drop: 0.02,
+                max_reward_drop: 0.2,
             },
         }
     }

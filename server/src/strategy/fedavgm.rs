@@ -1,5 +1,7 @@
-//! FedAvgM (Hsu et al. 2019): `m ← β·m + Δ; x ← x + η·m`. Defaults as Flower's `FedAvgM`
-//! when momentum is on: `η = 1`, `β = 0.9`. No bias correction.
+//! FedAvgM (Hsu et al. 2019): `m ← β·m + Δ; x ← x + η·m`. Defaults are Hsu et al.'s,
+//! `η = 1`, `β = 0.9` (Flower's `FedAvgM` defaults to no momentum at all). No bias correction.
+//! With whole local runs as deltas the momentum overshoots in the first rounds, which is why
+//! `aggregate` defaults to FedAvg.
 
 use super::{ensure, Moments, ServerOptimizer};
 

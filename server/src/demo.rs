@@ -1,0 +1,260 @@
+//! `demo`: a whole local federation on one machine, no BOINC server. Each round, `make-work`
+//! makes a work unit per volunteer, the volunteers run the real `aginet` binary on them (as many
+//! at once as there are cores), every result goes through `validate` and `assimilate`, and
+//! `aggregate` writes the next global version, whose held-out reward the server computes.
+//!
+//! With four or more volunteers, three misbehave on purpose: one is killed mid-run and resumes
+//! from its checkpoint (its result must still be accepted), one returns a corrupt delta, and one
+//! returns a poisoned delta (scaled, then sign-flipped, then with a forged hash, round by round).
+
+use crate::aggregate::{self, Outcome as AggregateOutcome};
+use crate::assimilate::{self, Outcome as AssimilateOutcome};
+use crate::strategy::Strategy;
+use aginet::delta::Delta;
+use aginet::report::Report;
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// How the demo runs.
+pub struct DemoOptions {
+    /// Volunteers per round.
+    pub volunteers: usize,
+    /// Rounds.
+    pub rounds: usize,
+    /// The skill trained.
+    pub skill: String,
+    /// The project folder (recreated).
+    pub project: PathBuf,
+    /// Skill manifests.
+    pub models: PathBuf,
+    /// The volunteer app binary.
+    pub app: PathBuf,
+    /// Steps per work unit (default: the manifest's).
+    pub steps: Option<u32>,
+    /// The server optimizer.
+    pub strategy: Strategy,
+}
+
+/// What a volunteer does with its work unit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Role {
+    Honest,
+    Interrupted,
+    Corrupt,
+    Poisoned,
+}
+
+impl Role {
+    fn of(i: usize, volunteers: usize) -> Self {
+        match i {
+            0 if volunteers >= 3 => Self::Interrupted,
+            1 if volunteers >= 4 => Self::Corrupt,
+            2 if volunteers >= 4 => Self::Poisoned,
+            _ => Self::Honest,
+        }
+    }
+}
+
+/// Runs the demo and prints a table row per round.
+pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
+    if opts.project.exists() {
+        if !opts.project.join("project.toml").exists() {
+            bail!(
+                "{}: exists and is not an agiNet project; refusing to replace it",
+                opts.project.display()
+            );
+        }
+        std::fs::remove_dir_all(&opts.project)
+            .with_context(|| format!("{}", opts.project.display()))?;
+    }
+    if !opts.app.exists() {
+        bail!(
+            "{}: the volunteer app is missing (cargo build --release --workspace)",
+            opts.app.display()
+        );
+    }
+    let project = crate::init::init(
+        &opts.project,
+        &opts.models,
+        std::slice::from_ref(&opts.skill),
+    )?;
+    let manifest = project.manifest(&opts.skill)?;
+    let start =
+        project.held_out_reward(&manifest, &project.global_adapter(&manifest, 0)?.tensors)?;
+    let mut rewards = vec![start];
+    println!(
+        "agiNet local federation: skill {}, {} volunteers, {} rounds, {:?}",
+        opts.skill, opts.volunteers, opts.rounds, opts.strategy
+    );
+    println!("global held-out reward at version 0: {start:.6}");
+    println!(
+        "{:<6} {:>8} {:>8}  {:<60} {:>12} {:>10}",
+        "round", "accepted", "rejected", "reasons", "reward", "credit"
+    );
+
+    for round in 1..=opts.rounds {
+        let dir = opts.project.join("work").join(format!("round-{round}"));
+        let wus = crate::make_work::make_work(&project, &opts.skill, opts.volunteers as u64, &dir)?;
+        if let Some(steps) = opts.steps {
+            for wu in &wus {
+                let mut config = aginet::config::WorkConfig::read(&wu.join("config"))?;
+                config.steps = steps;
+                aginet::files::write_atomic(&wu.join("config"), config.to_json().as_bytes())?;
+            }
+        }
+        run_volunteers(&opts.app, &wus)?;
+        let (mut accepted, mut rejected, mut credit, mut reasons) = (0, 0, 0.0, Vec::new());
+        for (i, wu) in wus.iter().enumerate() {
+            misbehave(Role::of(i, opts.volunteers), round, wu)?;
+            let files = [wu.join("delta"), wu.join("report")];
+            let name = wu
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            match assimilate::assimilate(&project, &files, &name) {
+                Ok(AssimilateOutcome::Accepted { credit: c }) => {
+                    accepted += 1;
+                    credit += c;
+                }
+                Ok(AssimilateOutcome::Rejected(reason)) => {
+                    rejected += 1;
+                    reasons.push(short(&reason));
+                }
+                Ok(AssimilateOutcome::AlreadyDone) => {}
+                Err(e) => {
+                    rejected += 1;
+                    reasons.push(short(&format!("{e:#}")));
+                }
+            }
+        }
+        let reward = match aggregate::aggregate(&project, &opts.skill, opts.strategy)? {
+            AggregateOutcome::NewVersion { version, .. } => project.held_out_reward(
+                &manifest,
+                &project.global_adapter(&manifest, version)?.tensors,
+            )?,
+            AggregateOutcome::Nothing => *rewards.last().expect("start reward"),
+        };
+        rewards.push(reward);
+        println!(
+            "{round:<6} {accepted:>8} {rejected:>8}  {:<60} {reward:>12.6} {credit:>10.4}",
+            reasons.join("; ")
+        );
+    }
+    let (first, last) = (rewards[0], *rewards.last().expect("rewards"));
+    println!(
+        "global held-out reward: {first:.6} -> {last:.6} ({:+.1}%)",
+        (last / first - 1.0) * 100.0
+    );
+    println!(
+        "project folder: {} (scoreboard.csv, skills/{}/adapters/)",
+        opts.project.display(),
+        opts.skill
+    );
+    Ok(rewards)
+}
+
+/// The first words of a reason, for the table.
+fn short(reason: &str) -> String {
+    let r: String = reason.chars().take(40).collect();
+    if reason.chars().count() > 40 {
+        format!("{r}…")
+    } else {
+        r
+    }
+}
+
+/// Runs every work unit with the app, one thread each, as many at once as there are cores.
+/// The first volunteer (with three or more) is killed after step 5 and run again to resume.
+fn run_volunteers(app: &Path, wus: &[PathBuf]) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for chunk in wus.chunks(cores) {
+        std::thread::scope(|s| -> Result<()> {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|wu| {
+                    let interrupt = wus.len() >= 3 && wu == &wus[0];
+                    s.spawn(move || run_app(app, wu, interrupt))
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a volunteer thread panicked"))??;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// `aginet run --dir WU`; with `interrupt`, kills it after step 5 first (SIGKILL) and reruns.
+fn run_app(app: &Path, wu: &Path, interrupt: bool) -> Result<()> {
+    let command = || {
+        let mut c = Command::new(app);
+        c.args(["run", "--threads", "1", "--checkpoint-every", "1", "--dir"])
+            .arg(wu);
+        c
+    };
+    if interrupt {
+        let mut child = command()
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", app.display()))?;
+        let stderr = child.stderr.take().context("child stderr")?;
+        for line in BufReader::new(stderr).lines() {
+            if line?.starts_with("step     5/") {
+                break;
+            }
+        }
+        child.kill().ok();
+        child.wait().ok();
+    }
+    let out = command()
+        .output()
+        .with_context(|| format!("running {}", app.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{}: the app failed: {}",
+            wu.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// Spoils a finished work unit's result the way its volunteer's role says.
+fn misbehave(role: Role, round: usize, wu: &Path) -> Result<()> {
+    let delta_path = wu.join("delta");
+    let report_path = wu.join("report");
+    match role {
+        Role::Honest | Role::Interrupted => {}
+        Role::Corrupt => {
+            let bytes = std::fs::read(&delta_path)?;
+            std::fs::write(&delta_path, &bytes[..bytes.len() / 2])?;
+        }
+        Role::Poisoned => {
+            let mut report = Report::read(&report_path)?;
+            if round % 3 == 0 {
+                // A forged report: it claims another delta's hash.
+                report.delta_sha256 = "0".repeat(64);
+            } else {
+                // Scaled up, or sign-flipped, and re-hashed so the hash check passes.
+                let factor = if round % 3 == 1 { 1e3 } else { -3.0 };
+                let mut delta = Delta::read(&delta_path)?;
+                for t in delta.tensors.values_mut() {
+                    *t = (t.clone() * factor)?;
+                }
+                let bytes = delta.to_bytes()?;
+                std::fs::write(&delta_path, &bytes)?;
+                report.delta_sha256 = aginet::files::sha256_hex(&bytes);
+            }
+            report.write(&report_path)?;
+        }
+    }
+    Ok(())
+}

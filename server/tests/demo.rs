@@ -1,0 +1,63 @@
+//! The local federation: the global held-out reward rises over the rounds while the corrupt and
+//! poisoned volunteers are rejected and the interrupted one is accepted.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_demo_learns_and_rejects_the_bad_volunteers() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("demo");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let out = Command::new(env!("CARGO_BIN_EXE_aginet-server"))
+        .args([
+            "demo",
+            "--rounds",
+            "3",
+            "--volunteers",
+            "4",
+            "--steps",
+            "30",
+            "--project",
+        ])
+        .arg(&project)
+        .arg("--models")
+        .arg(&models)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    let mut rewards = Vec::new();
+    for row in &rows {
+        assert_eq!(
+            (row[1], row[2]),
+            ("2", "2"),
+            "the honest and the interrupted accepted, corrupt and poisoned rejected: {text}"
+        );
+        rewards.push(row[row.len() - 2].parse::<f64>().unwrap());
+    }
+    let start: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("global held-out reward at version 0: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        rewards[0] > start * 2.0,
+        "round 1 learns: {start} -> {rewards:?}"
+    );
+    assert!(
+        rewards[2] > rewards[0],
+        "the reward keeps rising: {start} -> {rewards:?}"
+    );
+}
