@@ -156,13 +156,17 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
     Ok(rewards)
 }
 
-/// The first words of a reason, for the table.
+/// A reason without its leading file path, cut to fit the table.
 fn short(reason: &str) -> String {
-    let r: String = reason.chars().take(40).collect();
-    if reason.chars().count() > 40 {
-        format!("{r}…")
+    let reason = match reason.split_once(": ") {
+        Some((head, rest)) if head.contains('/') => rest,
+        _ => reason,
+    };
+    let cut: String = reason.chars().take(44).collect();
+    if reason.chars().count() > 44 {
+        format!("{cut}…")
     } else {
-        r
+        cut
     }
 }
 

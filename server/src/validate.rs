@@ -71,7 +71,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     let sha = aginet::files::sha256_hex(&bytes);
     if sha != report.delta_sha256 {
         reject!(
-            "{}: sha256 is {sha}, the report names {}",
+            "{}: sha256 differs from the report's (file {sha}, report {})",
             delta_path.display(),
             report.delta_sha256
         );

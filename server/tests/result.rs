@@ -127,7 +127,7 @@ fn a_forged_hash_is_rejected() {
     let mut report = Report::read(&f.wu.join("report")).unwrap();
     report.delta_sha256 = "00".repeat(32);
     report.write(&f.wu.join("report")).unwrap();
-    f.expect_invalid("the report names 0000");
+    f.expect_invalid("sha256 differs from the report's");
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn a_truncated_delta_is_rejected() {
     let f = fixture();
     let bytes = std::fs::read(f.wu.join("delta")).unwrap();
     std::fs::write(f.wu.join("delta"), &bytes[..bytes.len() / 2]).unwrap();
-    f.expect_invalid("sha256 is");
+    f.expect_invalid("sha256 differs from the report's");
 }
 
 #[test]
