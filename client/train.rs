@@ -43,6 +43,21 @@ pub trait Host {
     }
 }
 
+/// A host for runs inside another program (the server's tools, tests, benchmarks): never
+/// stops early, never checkpoints, keeps its log lines to itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unattended;
+
+impl Host for Unattended {
+    fn poll(&mut self) -> Control {
+        Control::Continue
+    }
+    fn time_to_checkpoint(&mut self, _step: u32) -> bool {
+        false
+    }
+    fn log(&mut self, _line: &str) {}
+}
+
 /// How a call to [`train`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

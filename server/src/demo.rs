@@ -17,23 +17,32 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// How the demo runs.
+/// How the demo runs (the `demo` subcommand's flags).
+#[derive(clap::Args, Debug)]
 pub struct DemoOptions {
     /// Volunteers per round.
+    #[arg(long, default_value_t = 4)]
     pub volunteers: usize,
     /// Rounds.
+    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// The skill trained.
+    /// The skill to train.
+    #[arg(long, default_value = "tiny")]
     pub skill: String,
-    /// The project folder (recreated).
+    /// The project folder (recreated if it is a demo project).
+    #[arg(long, default_value = "target/demo-project")]
     pub project: PathBuf,
-    /// Skill manifests.
+    /// Folder holding the skill manifests.
+    #[arg(long, default_value = "models")]
     pub models: PathBuf,
-    /// The volunteer app binary.
-    pub app: PathBuf,
-    /// Steps per work unit (default: the manifest's).
+    /// The volunteer app (default: `aginet` beside this binary).
+    #[arg(long)]
+    pub app: Option<PathBuf>,
+    /// Steps per work unit (default: the skill's).
+    #[arg(long)]
     pub steps: Option<u32>,
     /// The server optimizer.
+    #[arg(long, value_enum, default_value = "fedavg")]
     pub strategy: Strategy,
 }
 
@@ -69,10 +78,14 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         std::fs::remove_dir_all(&opts.project)
             .with_context(|| format!("{}", opts.project.display()))?;
     }
-    if !opts.app.exists() {
+    let app = match &opts.app {
+        Some(a) => a.clone(),
+        None => std::env::current_exe()?.with_file_name("aginet"),
+    };
+    if !app.exists() {
         bail!(
             "{}: the volunteer app is missing (cargo build --release --workspace)",
-            opts.app.display()
+            app.display()
         );
     }
     let project = crate::init::init(
@@ -104,7 +117,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
                 aginet::files::write_atomic(&wu.join("config"), config.to_json().as_bytes())?;
             }
         }
-        run_volunteers(&opts.app, &wus)?;
+        run_volunteers(&app, &wus)?;
         let (mut accepted, mut rejected, mut credit, mut reasons) = (0, 0, 0.0, Vec::new());
         for (i, wu) in wus.iter().enumerate() {
             misbehave(Role::of(i, opts.volunteers), round, wu)?;

@@ -105,32 +105,7 @@ enum Command {
     },
     /// Run a local federation: rounds of make-work, volunteers running the real app (one
     /// interrupted, one corrupt, one poisoned), validate, assimilate, aggregate.
-    Demo {
-        /// Volunteers per round.
-        #[arg(long, default_value_t = 4)]
-        volunteers: usize,
-        /// Rounds.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// The skill to train.
-        #[arg(long, default_value = "tiny")]
-        skill: String,
-        /// The project folder (recreated if it is a demo project).
-        #[arg(long, default_value = "target/demo-project")]
-        project: PathBuf,
-        /// Folder holding the skill manifests.
-        #[arg(long, default_value = "models")]
-        models: PathBuf,
-        /// The volunteer app (default: `aginet` beside this binary).
-        #[arg(long)]
-        app: Option<PathBuf>,
-        /// Steps per work unit (default: the skill's).
-        #[arg(long)]
-        steps: Option<u32>,
-        /// The server optimizer.
-        #[arg(long, value_enum, default_value = "fedavg")]
-        strategy: strategy::Strategy,
-    },
+    Demo(demo::DemoOptions),
     /// Write the tiny llama-style test base (random init from the seed) as GGUF.
     TinyModel {
         /// Output file.
@@ -206,30 +181,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { .. } => unreachable!("handled in main"),
-        Command::Demo {
-            volunteers,
-            rounds,
-            skill,
-            project,
-            models,
-            app,
-            steps,
-            strategy,
-        } => {
-            let app = match app {
-                Some(a) => a,
-                None => std::env::current_exe()?.with_file_name("aginet"),
-            };
-            let opts = demo::DemoOptions {
-                volunteers,
-                rounds,
-                skill,
-                project,
-                models,
-                app,
-                steps,
-                strategy,
-            };
+        Command::Demo(opts) => {
             demo::demo(&opts)?;
         }
         Command::Aggregate {

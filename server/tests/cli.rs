@@ -1,22 +1,11 @@
 //! The operator's commands end to end on the tiny skill: init, route, make-work, and the app
 //! running a work unit that make-work made.
 
+mod common;
+
+use common::{models, server, train};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn server(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aginet-server"))
-        .args(args)
-        .output()
-        .expect("aginet-server runs")
-}
-
-fn models() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .display()
-        .to_string()
-}
+use std::process::Output;
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -34,7 +23,7 @@ fn init(dir: &Path) -> PathBuf {
         "--project",
         project.to_str().unwrap(),
         "--models",
-        &models(),
+        models().to_str().unwrap(),
     ]));
     project
 }
@@ -67,7 +56,7 @@ fn init_lays_out_the_project() {
         "--project",
         project.to_str().unwrap(),
         "--models",
-        &models(),
+        models().to_str().unwrap(),
     ]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already an agiNet project"));
@@ -132,22 +121,7 @@ fn route_explores_first_and_make_work_writes_runnable_work_units() {
         std::fs::read(Path::new(dirs[1]).join("data")).unwrap()
     );
 
-    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
-    config.steps = 3;
-    std::fs::write(wu.join("config"), config.to_json()).unwrap();
-    struct Quiet;
-    impl aginet::train::Host for Quiet {
-        fn poll(&mut self) -> aginet::train::Control {
-            aginet::train::Control::Continue
-        }
-        fn time_to_checkpoint(&mut self, _: u32) -> bool {
-            false
-        }
-        fn log(&mut self, _: &str) {}
-    }
-    let files = aginet::workunit::WorkFiles::in_dir(wu);
-    let outcome = aginet::workunit::run(&files, 1, &mut Quiet).expect("the app runs the work unit");
-    assert!(matches!(outcome, aginet::workunit::RunOutcome::Finished(_)));
+    train(wu, 3);
     assert!(wu.join("delta").exists() && wu.join("report").exists());
 }
 

@@ -4,8 +4,11 @@
 
 use aginet::delta::Delta;
 use aginet::report::Report;
+mod common;
+
+use common::{models, server, train};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// A project with one finished work unit.
 struct Fixture {
@@ -14,28 +17,10 @@ struct Fixture {
     wu: PathBuf,
 }
 
-fn server(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aginet-server"))
-        .args(args)
-        .output()
-        .expect("aginet-server runs")
-}
-
-struct Quiet;
-impl aginet::train::Host for Quiet {
-    fn poll(&mut self) -> aginet::train::Control {
-        aginet::train::Control::Continue
-    }
-    fn time_to_checkpoint(&mut self, _: u32) -> bool {
-        false
-    }
-    fn log(&mut self, _: &str) {}
-}
-
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let models = models();
     let out = server(&[
         "init",
         "--project",
@@ -62,10 +47,7 @@ fn fixture() -> Fixture {
         String::from_utf8_lossy(&out.stderr)
     );
     let wu = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
-    config.steps = 20;
-    std::fs::write(wu.join("config"), config.to_json()).unwrap();
-    aginet::workunit::run(&aginet::workunit::WorkFiles::in_dir(&wu), 1, &mut Quiet).unwrap();
+    train(&wu, 20);
     Fixture {
         _dir: dir,
         project,
@@ -176,10 +158,7 @@ fn fixture_at_version_1() -> Fixture {
     let second = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
     for wu in [&first.wu, &second] {
         if !wu.join("delta").exists() {
-            let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
-            config.steps = 20;
-            std::fs::write(wu.join("config"), config.to_json()).unwrap();
-            aginet::workunit::run(&aginet::workunit::WorkFiles::in_dir(wu), 1, &mut Quiet).unwrap();
+            train(wu, 20);
         }
         let (d, r) = (wu.join("delta"), wu.join("report"));
         let name = wu.file_name().unwrap().to_str().unwrap();
@@ -211,11 +190,9 @@ fn fixture_at_version_1() -> Fixture {
         out_dir(&first).to_str().unwrap(),
     ]);
     let wu = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
-    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    let config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert_eq!(config.adapter_version, 1);
-    config.steps = 20;
-    std::fs::write(wu.join("config"), config.to_json()).unwrap();
-    aginet::workunit::run(&aginet::workunit::WorkFiles::in_dir(&wu), 1, &mut Quiet).unwrap();
+    train(&wu, 20);
     Fixture { wu, ..first }
 }
 

@@ -3,15 +3,11 @@
 
 use aginet::delta::Delta;
 use aginet::report::Report;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn server(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aginet-server"))
-        .args(args)
-        .output()
-        .expect("aginet-server runs")
-}
+use common::{models, server, train};
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn ok(out: Output) -> String {
     assert!(
@@ -23,21 +19,10 @@ fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-struct Quiet;
-impl aginet::train::Host for Quiet {
-    fn poll(&mut self) -> aginet::train::Control {
-        aginet::train::Control::Continue
-    }
-    fn time_to_checkpoint(&mut self, _: u32) -> bool {
-        false
-    }
-    fn log(&mut self, _: &str) {}
-}
-
 /// A project whose queue holds `n` accepted deltas of 20-step work units.
 fn project_with_queue(dir: &Path, n: usize) -> (PathBuf, Vec<PathBuf>) {
     let project = dir.join("project");
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let models = models();
     let p = project.to_str().unwrap();
     ok(server(&[
         "init",
@@ -58,10 +43,7 @@ fn project_with_queue(dir: &Path, n: usize) -> (PathBuf, Vec<PathBuf>) {
     ]));
     let wus: Vec<PathBuf> = made.lines().map(PathBuf::from).collect();
     for wu in &wus {
-        let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
-        config.steps = 20;
-        std::fs::write(wu.join("config"), config.to_json()).unwrap();
-        aginet::workunit::run(&aginet::workunit::WorkFiles::in_dir(wu), 1, &mut Quiet).unwrap();
+        train(wu, 20);
         let files = [wu.join("delta"), wu.join("report")];
         let name = wu.file_name().unwrap().to_str().unwrap();
         ok(server(&[
@@ -172,12 +154,9 @@ fn a_round_aggregates_exactly_signs_and_feeds_the_next_round() {
         std::fs::read(wu.join("project_key")).unwrap(),
         std::fs::read(project.join("keys/signing.pub")).unwrap()
     );
-    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    let config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert_eq!(config.adapter_version, 1);
-    config.steps = 2;
-    std::fs::write(wu.join("config"), config.to_json()).unwrap();
-    aginet::workunit::run(&aginet::workunit::WorkFiles::in_dir(&wu), 1, &mut Quiet)
-        .expect("the app trains from version 1");
+    train(&wu, 2);
 
     let again = ok(server(&["aggregate", "--project", p]));
     assert!(again.contains("tiny: no queued deltas"), "{again}");

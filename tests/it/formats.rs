@@ -5,24 +5,13 @@ use aginet::checkpoint::Checkpoint;
 use aginet::config::WorkConfig;
 use aginet::delta::Delta;
 use aginet::report::Report;
-use aginet::train::{Control, Host};
+use aginet::train::{Control, Host, Unattended};
 use aginet::workunit::{self, WorkFiles};
-
-struct Quiet;
-impl Host for Quiet {
-    fn poll(&mut self) -> Control {
-        Control::Continue
-    }
-    fn time_to_checkpoint(&mut self, _step: u32) -> bool {
-        false
-    }
-    fn log(&mut self, _line: &str) {}
-}
 
 /// A finished tiny run of 3 steps.
 fn finished() -> WorkDir {
     let wd = WorkDir::tiny(3);
-    workunit::run(&WorkFiles::in_dir(wd.dir.path()), 2, &mut Quiet).unwrap();
+    workunit::run(&WorkFiles::in_dir(wd.dir.path()), 2, &mut Unattended).unwrap();
     wd
 }
 

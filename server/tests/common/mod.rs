@@ -1,0 +1,27 @@
+//! Helpers shared by the server's integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `aginet-server` with `args`.
+pub fn server(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aginet-server"))
+        .args(args)
+        .output()
+        .expect("aginet-server runs")
+}
+
+/// The repository's `models/` folder.
+pub fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// Runs the work unit in `wu` in-process with `steps` steps, as a volunteer's app would.
+pub fn train(wu: &Path, steps: u32) {
+    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    config.steps = steps;
+    std::fs::write(wu.join("config"), config.to_json()).unwrap();
+    let files = aginet::workunit::WorkFiles::in_dir(wu);
+    aginet::workunit::run(&files, 1, &mut aginet::train::Unattended)
+        .expect("the app runs the work unit");
+}
