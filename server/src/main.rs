@@ -3,6 +3,7 @@
 
 mod aggregate;
 mod assimilate;
+mod boinc_work;
 mod demo;
 mod init;
 mod make_work;
@@ -47,7 +48,9 @@ enum Command {
         #[arg(long)]
         project: PathBuf,
     },
-    /// Make work units: with --out, one folder per work unit holding its input files.
+    /// Make work units: with --out, one folder per work unit holding its input files; with
+    /// --boinc, staged and created in a BOINC project with its create_work.
+    #[command(group(clap::ArgGroup::new("dest").required(true).args(["out", "boinc"])))]
     MakeWork {
         /// The project folder.
         #[arg(long)]
@@ -60,7 +63,10 @@ enum Command {
         count: u64,
         /// Folder to write the work-unit folders into.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
+        /// A BOINC project folder (with bin/create_work) to create the work units in.
+        #[arg(long)]
+        boinc: Option<PathBuf>,
     },
     /// Validate one result (BOINC script_validator --init_script): exit 0 valid, 1 invalid,
     /// 3 try again later. With --compare, FILES are two results' files (first half, second
@@ -265,6 +271,7 @@ fn run(cli: Cli) -> Result<()> {
             skill,
             count,
             out,
+            boinc,
         } => {
             let p = project::Project::open(&project)?;
             let skill = match skill {
@@ -275,8 +282,18 @@ fn run(cli: Cli) -> Result<()> {
                     d.skill
                 }
             };
-            for dir in make_work::make_work(&p, &skill, count, &out)? {
-                println!("{}", dir.display());
+            match (out, boinc) {
+                (Some(out), _) => {
+                    for dir in make_work::make_work(&p, &skill, count, &out)? {
+                        println!("{}", dir.display());
+                    }
+                }
+                (None, Some(boinc)) => {
+                    for wu in boinc_work::make_work_boinc(&p, &skill, count, &boinc)? {
+                        println!("{wu}");
+                    }
+                }
+                (None, None) => unreachable!("clap requires --out or --boinc"),
             }
         }
         Command::TinyModel { out, seed, quant } => {
