@@ -122,6 +122,9 @@ pub fn aggregate(project: &Project, skill: &str, strategy: Strategy) -> Result<O
         let weight = report.tokens.max(1) as f64 / (1 + lag) as f64;
         cohort.push((sha.clone(), weight, l2(&delta.tensors)?));
     }
+    for sha in &dropped {
+        tracing::info!("{skill}: dropping stale delta {sha}");
+    }
     let mut norms: Vec<f64> = cohort.iter().map(|c| c.2).collect();
     norms.sort_by(f64::total_cmp);
     let clip = norms.get(norms.len() / 2).copied().unwrap_or(0.0) * CLIP_FACTOR;

@@ -185,8 +185,13 @@ fn short(reason: &str) -> String {
 
 /// Runs every work unit with the app, one thread each, as many at once as there are cores.
 /// The first volunteer (with three or more) is killed after step 5 and run again to resume.
+/// A progress bar counts finished volunteers when stderr is a terminal.
 fn run_volunteers(app: &Path, wus: &[PathBuf]) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bar = indicatif::ProgressBar::new(wus.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("  volunteers {bar:30} {pos}/{len} {elapsed}")
+            .expect("valid progress template"),
+    );
     for chunk in wus.chunks(cores) {
         std::thread::scope(|s| -> Result<()> {
             let handles: Vec<_> = chunk
@@ -199,10 +204,12 @@ fn run_volunteers(app: &Path, wus: &[PathBuf]) -> Result<()> {
             for h in handles {
                 h.join()
                     .map_err(|_| anyhow::anyhow!("a volunteer thread panicked"))??;
+                bar.inc(1);
             }
             Ok(())
         })?;
     }
+    bar.finish_and_clear();
     Ok(())
 }
 

@@ -127,8 +127,8 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
         &dir.join("data").join("held_out.jsonl"),
         held_out.as_bytes(),
     )?;
-    eprintln!(
-        "skill {skill}: base {} ({sha}), data pools sha256 {}",
+    tracing::info!(
+        "skill {skill}: base {} ({sha}), training pool sha256 {}",
         base.display(),
         &sha256_hex(train.as_bytes())[..12]
     );

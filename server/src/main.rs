@@ -166,6 +166,16 @@ enum Command {
 const EXIT_TRANSIENT: u8 = 3;
 
 fn main() -> ExitCode {
+    // Logs go to stderr; RUST_LOG sets the level (default: info).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let cli = Cli::parse();
     if let Command::Validate {
         project,
@@ -278,7 +288,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(s) => s,
                 None => {
                     let d = pick_skill(&p)?;
-                    eprintln!("route: {} ({})", d.skill, d.reason);
+                    tracing::info!("route: {} ({})", d.skill, d.reason);
                     d.skill
                 }
             };

@@ -54,8 +54,8 @@ pub fn read(path: &Path) -> Result<Vec<Row>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let complete = match text.rfind('\n') {
         Some(end) if end + 1 < text.len() => {
-            eprintln!(
-                "warning: {}: ignoring a torn last line (a crash during an append)",
+            tracing::warn!(
+                "{}: ignoring a torn last line (a crash during an append)",
                 path.display()
             );
             &text[..end + 1]
