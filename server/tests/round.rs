@@ -170,10 +170,7 @@ fn a_crash_before_the_commit_is_redone_to_the_same_bytes() {
     let queue = project.join("skills/tiny/queue");
     let saved = dir.path().join("saved-queue");
     std::fs::create_dir_all(&saved).unwrap();
-    for e in std::fs::read_dir(&queue).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), saved.join(e.file_name())).unwrap();
-    }
+    copy_files(&queue, &saved);
     ok(server(&[
         "aggregate",
         "--project",
@@ -187,10 +184,7 @@ fn a_crash_before_the_commit_is_redone_to_the_same_bytes() {
     // The state of a crash after the round record, before the adapter's rename: the adapter
     // still pending and the queue not yet cleaned.
     std::fs::rename(&adapter, adapter.with_extension("adapter.pending")).unwrap();
-    for e in std::fs::read_dir(&saved).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), queue.join(e.file_name())).unwrap();
-    }
+    copy_files(&saved, &queue);
     let out = ok(server(&[
         "aggregate",
         "--project",
@@ -213,10 +207,7 @@ fn a_crash_before_the_commit_is_redone_to_the_same_bytes() {
     );
 
     // A crash after the commit, before the queue's clean-up: the rerun only cleans up.
-    for e in std::fs::read_dir(&saved).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), queue.join(e.file_name())).unwrap();
-    }
+    copy_files(&saved, &queue);
     let out = ok(server(&[
         "aggregate",
         "--project",
@@ -231,4 +222,12 @@ fn a_crash_before_the_commit_is_redone_to_the_same_bytes() {
             .exists(),
         "every delta counted once"
     );
+}
+
+/// Copies every file of `from` into `to`.
+fn copy_files(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }
