@@ -13,8 +13,10 @@
 //!   skills/<skill>/base.gguf      its base model
 //!   skills/<skill>/data/train.jsonl     the pool volunteers' shards are drawn from
 //!   skills/<skill>/data/held_out.jsonl  the validator's data; never leaves the server
-//!   skills/<skill>/adapters/v<N>.adapter  global adapter versions (none: version 0, derived)
+//!   skills/<skill>/adapters/v<N>.adapter  global adapter versions, signed (none: version 0)
 //!   skills/<skill>/queue/         accepted deltas waiting for aggregation
+//!   skills/<skill>/rounds/v<N>.json       the deltas each aggregation consumed or dropped
+//!   skills/<skill>/optimizer/v<N>.state   the server optimizer's moments
 //! ```
 //! Documented for operators in `docs/operator.md`.
 
