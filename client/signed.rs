@@ -39,12 +39,17 @@ pub fn open<'a>(bytes: &'a [u8], key: &VerifyingKey) -> std::result::Result<&'a 
     Ok(payload)
 }
 
+/// The 32 bytes of a hex key file; `None` when it does not hold 64 hex digits.
+fn read_key_bytes(path: &Path) -> Result<Option<[u8; 32]>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok()))
+}
+
 /// Reads a public key file (64 hex digits).
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bytes: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
+    let bytes = read_key_bytes(path)?
         .ok_or_else(|| Error::adapter(path, "not a 32-byte hex public key"))?;
     VerifyingKey::from_bytes(&bytes)
         .map_err(|e| Error::adapter(path, format!("not an ed25519 public key: {e}")))
@@ -52,11 +57,8 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
 
 /// Reads a secret key file (64 hex digits).
 pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bytes: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::format(path, "not a 32-byte hex secret key"))?;
+    let bytes =
+        read_key_bytes(path)?.ok_or_else(|| Error::format(path, "not a 32-byte hex secret key"))?;
     Ok(SigningKey::from_bytes(&bytes))
 }
 
