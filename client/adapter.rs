@@ -91,6 +91,19 @@ pub fn b_name(site: &str) -> String {
     format!("{site}.lora_b")
 }
 
+/// Every factor of `sites` with its shape: `<site>.lora_b` (out × rank), preceded by
+/// `<site>.lora_a` (rank × in) when `with_a`.
+pub fn factor_shapes(sites: &[Site], rank: usize, with_a: bool) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for site in sites {
+        if with_a {
+            out.push((a_name(&site.name), vec![rank, site.inp]));
+        }
+        out.push((b_name(&site.name), vec![site.out, rank]));
+    }
+    out
+}
+
 impl Adapter {
     /// The initial adapter: A uniform in ±1/√in from `seed`, B zero, so it changes nothing yet.
     pub fn initial(header: AdapterHeader, sites: &[Site], seed: u64) -> Result<Self> {
@@ -164,12 +177,7 @@ impl Adapter {
                 format!("{:?}", expected.lora.targets),
             ));
         }
-        let rank = header.lora.rank;
-        let mut want = Vec::new();
-        for site in sites {
-            want.push((a_name(&site.name), vec![rank, site.inp]));
-            want.push((b_name(&site.name), vec![site.out, rank]));
-        }
+        let want = factor_shapes(sites, header.lora.rank, true);
         tensors::check_shapes(&tensors, &want).map_err(|m| Error::adapter(path, m))?;
         Ok(Self { header, tensors })
     }

@@ -6,7 +6,7 @@
 //! `delta` and `report` atomically and remove the checkpoint.
 
 use crate::adapter::{
-    a_name, b_name, Adapter, AdapterHeader, Site, ADAPTER_FORMAT, ADAPTER_VERSION,
+    factor_shapes, Adapter, AdapterHeader, Site, ADAPTER_FORMAT, ADAPTER_VERSION,
 };
 use crate::checkpoint::Checkpoint;
 use crate::config::{Architecture, WorkConfig};
@@ -361,12 +361,8 @@ fn delta_of(config: &WorkConfig, start: &Adapter, opt: &AdamW) -> Result<Delta> 
 
 /// Names of the factors that are trained: every B, and every A when `train_a`.
 pub fn trainable_names(sites: &[Site], train_a: bool) -> Vec<String> {
-    let mut names = Vec::new();
-    for site in sites {
-        if train_a {
-            names.push(a_name(&site.name));
-        }
-        names.push(b_name(&site.name));
-    }
-    names
+    factor_shapes(sites, 0, train_a)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }

@@ -12,7 +12,7 @@
 //! model worse is rejected, while the noise of an honest small step is not.
 
 use crate::project::Project;
-use aginet::adapter::{a_name, b_name};
+use aginet::adapter::factor_shapes;
 use aginet::delta::Delta;
 use aginet::report::Report;
 use aginet::score;
@@ -121,14 +121,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
         );
     }
     let sites = Project::sites(&manifest)?;
-    let rank = manifest.lora.rank;
-    let mut want = Vec::new();
-    for s in &sites {
-        if manifest.lora.train_a {
-            want.push((a_name(&s.name), vec![rank, s.inp]));
-        }
-        want.push((b_name(&s.name), vec![s.out, rank]));
-    }
+    let want = factor_shapes(&sites, manifest.lora.rank, manifest.lora.train_a);
     if let Err(m) = aginet::tensors::check_shapes(&delta.tensors, &want) {
         reject!("{}: {m}", delta_path.display());
     }
