@@ -72,6 +72,20 @@ pub struct AdapterHeader {
     pub lora: LoraSpec,
 }
 
+impl AdapterHeader {
+    /// The header of global version `adapter_version` of `skill`, in this build's file version.
+    pub fn new(skill: &str, base_sha256: &str, adapter_version: u64, lora: &LoraSpec) -> Self {
+        Self {
+            format: ADAPTER_FORMAT.into(),
+            version: ADAPTER_VERSION,
+            skill: skill.to_string(),
+            base_sha256: base_sha256.to_string(),
+            adapter_version,
+            lora: lora.clone(),
+        }
+    }
+}
+
 /// A full adapter: header plus factors by tensor name.
 #[derive(Clone, Debug)]
 pub struct Adapter {

@@ -5,9 +5,7 @@
 //! the data; resume from a checkpoint of the same inputs if there is one; train; then write
 //! `delta` and `report` atomically and remove the checkpoint.
 
-use crate::adapter::{
-    factor_shapes, Adapter, AdapterHeader, Site, ADAPTER_FORMAT, ADAPTER_VERSION,
-};
+use crate::adapter::{factor_shapes, Adapter, AdapterHeader, Site};
 use crate::checkpoint::Checkpoint;
 use crate::config::{Architecture, WorkConfig};
 use crate::data::Dataset;
@@ -113,14 +111,12 @@ fn load(files: &WorkFiles) -> Result<Loaded> {
         .sites(&config.lora.targets)
         .map_err(|m| Error::config(&files.config, format!("field lora.targets: {m}")))?;
 
-    let expected = AdapterHeader {
-        format: ADAPTER_FORMAT.into(),
-        version: ADAPTER_VERSION,
-        skill: config.skill.clone(),
-        base_sha256: config.base_sha256.clone(),
-        adapter_version: config.adapter_version,
-        lora: config.lora.clone(),
-    };
+    let expected = AdapterHeader::new(
+        &config.skill,
+        &config.base_sha256,
+        config.adapter_version,
+        &config.lora,
+    );
     let (adapter, adapter_sha) = if files.adapter.exists() {
         if !files.project_key.exists() {
             return Err(Error::adapter(

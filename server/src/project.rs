@@ -20,7 +20,7 @@
 //! ```
 //! Documented for operators in `docs/operator.md`.
 
-use aginet::adapter::{Adapter, AdapterHeader, Site, ADAPTER_FORMAT, ADAPTER_VERSION};
+use aginet::adapter::{Adapter, AdapterHeader, Site};
 use aginet::config::Architecture;
 use aginet::manifest::Manifest;
 use aginet::score::{self, Skill};
@@ -251,14 +251,12 @@ impl Project {
 
     /// The header global version `version` of the skill carries.
     pub fn adapter_header(manifest: &Manifest, version: u64) -> AdapterHeader {
-        AdapterHeader {
-            format: ADAPTER_FORMAT.into(),
-            version: ADAPTER_VERSION,
-            skill: manifest.name.clone(),
-            base_sha256: manifest.base.sha256.clone(),
-            adapter_version: version,
-            lora: manifest.lora.clone(),
-        }
+        AdapterHeader::new(
+            &manifest.name,
+            &manifest.base.sha256,
+            version,
+            &manifest.lora,
+        )
     }
 
     /// Global adapter `version` of the skill: its signed file (verified), or the derived
