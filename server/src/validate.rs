@@ -38,8 +38,14 @@ pub fn identify(files: &[PathBuf]) -> Result<(PathBuf, PathBuf), String> {
     let mut delta = None;
     let mut report = None;
     for f in files {
-        let head = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        if head.first() == Some(&b'{') {
+        // The first byte tells them apart; the files are read whole later, once.
+        let mut head = [0u8; 1];
+        let n = std::io::Read::read(
+            &mut std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?,
+            &mut head,
+        )
+        .map_err(|e| format!("{}: {e}", f.display()))?;
+        if n == 1 && head[0] == b'{' {
             report = Some(f.clone());
         } else {
             delta = Some(f.clone());
