@@ -149,8 +149,18 @@ impl Adapter {
         sites: &[Site],
         key: &VerifyingKey,
     ) -> Result<Self> {
-        let signed = crate::files::read(path)?;
-        let bytes = crate::signed::open(&signed, key).map_err(|m| Error::adapter(path, m))?;
+        Self::from_signed_bytes(&crate::files::read(path)?, path, expected, sites, key)
+    }
+
+    /// Parses and checks a signed adapter held in memory; `path` names it in errors.
+    pub fn from_signed_bytes(
+        signed: &[u8],
+        path: &Path,
+        expected: &AdapterHeader,
+        sites: &[Site],
+        key: &VerifyingKey,
+    ) -> Result<Self> {
+        let bytes = crate::signed::open(signed, key).map_err(|m| Error::adapter(path, m))?;
         let (meta, tensors) = tensors::decode(bytes).map_err(|m| Error::adapter(path, m))?;
         let header: AdapterHeader = tensors::parse_header(&meta, ADAPTER_FORMAT, ADAPTER_VERSION)
             .map_err(|m| Error::adapter(path, m))?;

@@ -11,16 +11,19 @@
 //!    With A frozen and shared (`train_a = false`, which aggregation requires), the mean of the
 //!    clients' ΔB is exactly the mean of their updates ΔB·A: aggregation is exact for LoRA.
 //! 5. The new version is committed in an order that survives a crash anywhere: the optimizer
-//!    state and the adapter, signed with the project key, are written under temporary names, the round record (which
+//!    state and the adapter, signed with the project key and sealed with its storage key, are
+//!    written under temporary names, the round record (which
 //!    deltas it consumed) is written, the adapter is renamed into place (the commit), and only
 //!    then are the consumed deltas removed from the queue. A rerun after a crash recomputes
 //!    the same bytes from the same queue, or finishes the clean-up of a committed round.
 
+use crate::accumulate::{weighted_mean, Member};
+use crate::fault;
 use crate::project::Project;
+use crate::queue;
+use crate::sealed::StorageKey;
 use crate::strategy::{Moments, Strategy};
-use aginet::delta::Delta;
 use aginet::files::write_atomic;
-use aginet::report::Report;
 use aginet::tensors::{self, NamedTensors};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -81,109 +84,98 @@ fn optimizer_path(project: &Project, skill: &str, version: u64) -> PathBuf {
         .join(format!("v{version:06}.state"))
 }
 
-/// Runs one aggregation round for `skill`.
-pub fn aggregate(project: &Project, skill: &str, strategy: Strategy) -> Result<Outcome> {
+/// Runs one aggregation round for `skill`, reading deltas with `threads` decoder threads.
+pub fn aggregate(
+    project: &Project,
+    skill: &str,
+    strategy: Strategy,
+    threads: usize,
+) -> Result<Outcome> {
     let manifest = project.manifest(skill)?;
     if manifest.lora.train_a {
         bail!("skill {skill}: train_a = true; averaging A and B separately is not exact, refusing to aggregate");
     }
+    finish_committed_round(project, skill)?;
     let current = project.adapter_version(skill)?;
     let next = current + 1;
-    finish_committed_round(project, skill)?;
 
     let queue = project.queue(skill);
-    let mut shas: Vec<String> = std::fs::read_dir(&queue)
-        .with_context(|| format!("{}", queue.display()))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_suffix(".delta")
-                .map(String::from)
-        })
-        .collect();
-    shas.sort();
+    let shas = queue::list(&queue)?;
     if shas.is_empty() {
         return Ok(Outcome::Nothing);
     }
 
-    // Weights and norms, one delta at a time.
+    // The cohort, weighted by tokens and staleness, from the server's own queue entries.
     let max_lag = project.settings.validate.max_staleness;
-    let mut cohort = Vec::new();
+    let mut members = Vec::new();
+    let mut consumed = Vec::new();
     let mut dropped = Vec::new();
     for sha in &shas {
-        let report = Report::read(&queue.join(format!("{sha}.report")))?;
-        let lag = current.saturating_sub(report.adapter_version);
+        let entry = queue::entry(&queue, sha)?;
+        let lag = current.saturating_sub(entry.adapter_version);
         if lag > max_lag {
+            tracing::info!("{skill}: dropping stale delta {sha} (lag {lag})");
             dropped.push(sha.clone());
             continue;
         }
-        let delta = Delta::read(&queue.join(format!("{sha}.delta")))?;
-        let weight = report.tokens.max(1) as f64 / (1 + lag) as f64;
-        cohort.push((sha.clone(), weight, l2(&delta.tensors)?));
+        members.push(Member {
+            path: queue::delta_path(&queue, sha),
+            weight: entry.tokens.max(1) as f64 / (1 + lag) as f64,
+            scale: 1.0,
+            norm: entry.norm,
+        });
+        consumed.push(sha.clone());
     }
-    for sha in &dropped {
-        tracing::info!("{skill}: dropping stale delta {sha}");
-    }
-    let mut norms: Vec<f64> = cohort.iter().map(|c| c.2).collect();
-    norms.sort_by(f64::total_cmp);
-    let clip = norms.get(norms.len() / 2).copied().unwrap_or(0.0) * CLIP_FACTOR;
+    clip_to_median(&mut members);
 
-    // Streaming weighted mean of the (clipped) deltas.
-    let mut sum: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut total_weight = 0f64;
-    for (sha, weight, norm) in &cohort {
-        let delta = Delta::read(&queue.join(format!("{sha}.delta")))?;
-        let scale = if *norm > clip && *norm > 0.0 {
-            clip / norm
-        } else {
-            1.0
-        };
-        for (name, t) in &delta.tensors {
-            let values = t.flatten_all()?.to_vec1::<f32>()?;
-            let acc = sum
-                .entry(name.clone())
-                .or_insert_with(|| vec![0.0; values.len()]);
-            for (a, v) in acc.iter_mut().zip(&values) {
-                *a += weight * scale * *v as f64;
-            }
-        }
-        total_weight += weight;
-    }
+    let bar = progress_bar(skill, &members);
+    let mean = weighted_mean(&members, threads, &mut |_, bytes| bar.inc(bytes))?;
+    bar.finish_and_clear();
 
     let mut adapter = project.global_adapter(&manifest, current)?;
     let (mut moments, rounds) = read_optimizer(project, skill, current, strategy)?;
     let optimizer = strategy.optimizer();
-    if total_weight > 0.0 {
-        for (name, acc) in &sum {
-            let pseudo_gradient: Vec<f32> = acc.iter().map(|a| (a / total_weight) as f32).collect();
-            let t = adapter
-                .tensors
-                .get(name)
-                .with_context(|| format!("delta names unknown factor {name}"))?;
-            let mut x = t.flatten_all()?.to_vec1::<f32>()?;
-            optimizer.step(
-                &mut x,
-                &pseudo_gradient,
-                moments.entry(name.clone()).or_default(),
-                rounds + 1,
-            );
-            adapter
-                .tensors
-                .insert(name.clone(), Tensor::from_vec(x, t.dims(), &Device::Cpu)?);
-        }
+    for (name, (_, pseudo_gradient)) in &mean {
+        let t = adapter
+            .tensors
+            .get(name)
+            .with_context(|| format!("delta names unknown factor {name}"))?;
+        let mut x = t.flatten_all()?.to_vec1::<f32>()?;
+        optimizer.step(
+            &mut x,
+            pseudo_gradient,
+            moments.entry(name.clone()).or_default(),
+            rounds + 1,
+        );
+        adapter
+            .tensors
+            .insert(name.clone(), Tensor::from_vec(x, t.dims(), &Device::Cpu)?);
     }
     adapter.header = Project::adapter_header(&manifest, next);
 
-    // Commit: optimizer state, the signed adapter under a temporary name; the round record;
-    // the rename of the adapter; then the clean-up of the queue.
-    write_optimizer(project, skill, next, strategy, rounds + 1, &moments)?;
+    // Commit: optimizer state, the signed and sealed adapter under a temporary name; the round
+    // record; the rename of the adapter; then the clean-up of the queue.
+    let storage = project.storage_key()?;
+    write_optimizer(
+        project,
+        &storage,
+        skill,
+        next,
+        strategy,
+        rounds + 1,
+        &moments,
+    )?;
+    fault::point("aggregate:optimizer-written");
     let key = aginet::signed::read_signing_key(&project.signing_key())?;
     let bytes = adapter.to_signed_bytes(&key)?;
     let final_path = project.adapter(skill, next);
-    let pending = final_path.with_extension("adapter.pending");
-    write_atomic(&pending, &bytes)?;
-    let consumed: Vec<String> = cohort.iter().map(|c| c.0.clone()).collect();
+    let pending = final_path.with_extension("sealed.pending");
+    storage.write_file(
+        &pending,
+        &Project::sealed_role(skill, "adapter", next),
+        &bytes,
+    )?;
+    fault::point("aggregate:adapter-pending");
     let round = Round {
         version: next,
         strategy,
@@ -196,13 +188,47 @@ pub fn aggregate(project: &Project, skill: &str, strategy: Strategy) -> Result<O
         &rounds_dir.join(format!("v{next:06}.json")),
         serde_json::to_string_pretty(&round)?.as_bytes(),
     )?;
+    fault::point("aggregate:round-recorded");
     std::fs::rename(&pending, &final_path).with_context(|| format!("{}", final_path.display()))?;
+    fault::point("aggregate:committed");
     finish_committed_round(project, skill)?;
     Ok(Outcome::NewVersion {
         version: next,
         deltas: round.consumed.len(),
         dropped: round.dropped.len(),
     })
+}
+
+/// Scales every delta whose norm exceeds `CLIP_FACTOR ×` the cohort's median down to that bound.
+fn clip_to_median(members: &mut [Member]) {
+    let mut norms: Vec<f64> = members.iter().map(|m| m.norm).collect();
+    norms.sort_by(f64::total_cmp);
+    let clip = norms.get(norms.len() / 2).copied().unwrap_or(0.0) * CLIP_FACTOR;
+    for m in members.iter_mut() {
+        if m.norm > clip && m.norm > 0.0 {
+            m.scale = clip / m.norm;
+        }
+    }
+}
+
+/// A progress bar over the cohort's bytes, drawn only when stderr is a terminal.
+fn progress_bar(skill: &str, members: &[Member]) -> indicatif::ProgressBar {
+    let total: u64 = members
+        .iter()
+        .filter_map(|m| std::fs::metadata(&m.path).ok())
+        .map(|m| m.len())
+        .sum();
+    indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    )
+    .with_style(
+        indicatif::ProgressStyle::with_template(
+            "  {msg} {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("a valid template"),
+    )
+    .with_message(format!("{skill}: {} deltas", members.len()))
 }
 
 /// Removes from the queue the deltas the newest committed round consumed (or dropped).
@@ -217,29 +243,13 @@ fn finish_committed_round(project: &Project, skill: &str) -> Result<()> {
     )
     .with_context(|| format!("{}", path.display()))?;
     let queue = project.queue(skill);
-    for sha in round.consumed.iter().chain(&round.dropped) {
-        for ext in ["delta", "report"] {
-            let f = queue.join(format!("{sha}.{ext}"));
-            if f.exists() {
-                std::fs::remove_file(&f).with_context(|| format!("{}", f.display()))?;
-            }
+    for (i, sha) in round.consumed.iter().chain(&round.dropped).enumerate() {
+        queue::remove(&queue, sha)?;
+        if i == 0 {
+            fault::point("aggregate:cleanup-started");
         }
     }
     Ok(())
-}
-
-/// The global L2 norm of a delta.
-fn l2(tensors: &NamedTensors) -> Result<f64> {
-    let mut s = 0f64;
-    for t in tensors.values() {
-        s += t
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .map(|v| (*v as f64).powi(2))
-            .sum::<f64>();
-    }
-    Ok(s.sqrt())
 }
 
 const OPTIMIZER_FORMAT: &str = "aginet-server-optimizer";
@@ -254,7 +264,9 @@ fn read_optimizer(
     if version == 0 || !path.exists() {
         return Ok((BTreeMap::new(), 0));
     }
-    let bytes = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+    let bytes = project
+        .storage_key()?
+        .read_file(&path, &Project::sealed_role(skill, "optimizer", version))?;
     let (meta, all) =
         tensors::decode(&bytes).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
     let header: OptimizerHeader = tensors::parse_header(&meta, OPTIMIZER_FORMAT, 1)
@@ -277,6 +289,7 @@ fn read_optimizer(
 
 fn write_optimizer(
     project: &Project,
+    storage: &StorageKey,
     skill: &str,
     version: u64,
     strategy: Strategy,
@@ -304,5 +317,9 @@ fn write_optimizer(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
-    Ok(write_atomic(&path, &tensors::encode(&all, &header)?)?)
+    storage.write_file(
+        &path,
+        &Project::sealed_role(skill, "optimizer", version),
+        &tensors::encode(&all, &header)?,
+    )
 }

@@ -10,9 +10,11 @@
 //! `4 · N · T / 4.32e11`, where N is the base's parameter count and T the tokens trained (a
 //! forward and an input-gradient pass through the frozen base cost about 2·N FLOP per token
 //! each). T is the report's count, capped at `steps · batch_size · max_seq_len`, the most the
-//! work unit allows. Only valid work earns credit.
+//! work unit allows (steps capped by the skill's budget); T also weighs the delta in aggregation. Only valid work earns credit.
 
+use crate::fault;
 use crate::project::Project;
+use crate::queue;
 use crate::scoreboard::{self, Row};
 use crate::validate::{self, Verdict};
 use aginet::files::{sha256_hex, write_atomic};
@@ -77,11 +79,12 @@ pub fn assimilate(project: &Project, files: &[PathBuf], wu: &str) -> Result<Outc
         reason: String::new(),
         credit: 0.0,
     };
-    let (reward_before, reward_after) = match verdict {
+    let (reward_before, reward_after, norm) = match verdict {
         Verdict::Valid {
             reward_before,
             reward_after,
-        } => (reward_before, reward_after),
+            delta_norm,
+        } => (reward_before, reward_after, delta_norm),
         Verdict::Invalid(reason) => {
             row.reason = reason.clone();
             scoreboard::append(&sb, &row)?;
@@ -89,15 +92,26 @@ pub fn assimilate(project: &Project, files: &[PathBuf], wu: &str) -> Result<Outc
         }
     };
 
-    let queue = project.queue(&report.skill);
-    write_atomic(&queue.join(format!("{sha}.delta")), &bytes)?;
-    write_atomic(
-        &queue.join(format!("{sha}.report")),
-        &std::fs::read(&report_path)?,
+    let tokens = capped_tokens(project, &report)?;
+    let entry = queue::Entry {
+        adapter_version: report.adapter_version,
+        tokens,
+        norm,
+    };
+    let report_bytes =
+        std::fs::read(&report_path).with_context(|| format!("{}", report_path.display()))?;
+    queue::put(
+        &project.queue(&report.skill),
+        &sha,
+        &bytes,
+        &report_bytes,
+        &entry,
     )?;
+    fault::point("assimilate:queued");
     mark_seen(project, &sha)?;
+    fault::point("assimilate:seen");
 
-    let credit = credit(project, &report)?;
+    let credit = credit(project, &report.skill, tokens)?;
     row.reward_before = reward_before;
     row.reward_after = reward_after;
     row.verdict = "valid".into();
@@ -150,12 +164,18 @@ fn mark_seen(project: &Project, sha: &str) -> Result<()> {
     Ok(())
 }
 
-/// The credit of a valid result (see the module doc for the formula).
-fn credit(project: &Project, report: &Report) -> Result<f64> {
+/// The report's tokens, capped at the most the work unit allows (`steps · batch_size ·
+/// max_seq_len`, with the skill's step budget capping the report's steps).
+fn capped_tokens(project: &Project, report: &Report) -> Result<u64> {
     let manifest = project.manifest(&report.skill)?;
-    let n = aginet::gguf::Gguf::open(&project.base(&report.skill))?.parameter_count() as f64;
     let h = &manifest.defaults.hyper;
-    let cap = report.steps as u64 * (h.batch_size * h.max_seq_len) as u64;
-    let tokens = report.tokens.min(cap) as f64;
-    Ok(4.0 * n * tokens / FLOP_PER_CREDIT)
+    let steps = report.steps.min(manifest.defaults.steps);
+    let cap = steps as u64 * (h.batch_size * h.max_seq_len) as u64;
+    Ok(report.tokens.min(cap))
+}
+
+/// The credit of `tokens` trained on `skill` (see the module doc for the formula).
+fn credit(project: &Project, skill: &str, tokens: u64) -> Result<f64> {
+    let n = aginet::gguf::Gguf::open(&project.base(skill))?.parameter_count() as f64;
+    Ok(4.0 * n * tokens as f64 / FLOP_PER_CREDIT)
 }

@@ -143,7 +143,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
                 }
             }
         }
-        let reward = match aggregate::aggregate(&project, &opts.skill, opts.strategy)? {
+        let reward = match aggregate::aggregate(&project, &opts.skill, opts.strategy, 2)? {
             AggregateOutcome::NewVersion { version, .. } => project.held_out_reward(
                 &manifest,
                 &project.global_adapter(&manifest, version)?.tensors,

@@ -30,7 +30,7 @@ pub fn init(root: &Path, models: &Path, skills: &[String]) -> Result<Project> {
         std::fs::create_dir_all(root.join(dir))
             .with_context(|| format!("{}", root.join(dir).display()))?;
     }
-    write_signing_key(&root.join("keys"))?;
+    write_keys(&root.join("keys"))?;
     write_atomic(&root.join("state").join("next_workunit"), b"0\n")?;
     scoreboard::create(&root.join("scoreboard.csv"))?;
     let settings = Project::default_settings(skills.clone());
@@ -56,22 +56,25 @@ fn skills_in(models: &Path) -> Result<Vec<String>> {
     Ok(skills)
 }
 
-/// A fresh ed25519 key pair: `signing.key` (secret, 0600) and `signing.pub`, both hex.
-fn write_signing_key(keys: &Path) -> Result<()> {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)
-        .map_err(|e| anyhow::anyhow!("no OS randomness for the signing key: {e}"))?;
+/// Fresh keys: the ed25519 pair `signing.key` (secret) and `signing.pub`, and the archive's
+/// `storage.key`; all hex, secrets mode 0600.
+fn write_keys(keys: &Path) -> Result<()> {
+    let secret = write_secret(&keys.join("signing.key"))?;
     let key = ed25519_dalek::SigningKey::from_bytes(&secret);
-    let path = keys.join("signing.key");
-    write_atomic(&path, hex::encode(secret).as_bytes())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("{}", path.display()))?;
     write_atomic(
         &keys.join("signing.pub"),
         hex::encode(key.verifying_key().to_bytes()).as_bytes(),
     )?;
+    write_secret(&keys.join("storage.key"))?;
     Ok(())
+}
+
+/// 32 random bytes written as hex to `path`, readable by the owner only.
+fn write_secret(path: &Path) -> Result<[u8; 32]> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    aginet::files::write_atomic_private(path, hex::encode(secret).as_bytes())?;
+    Ok(secret)
 }
 
 /// Copies the manifest, installs the base (checking its sha256) and the data pools of `skill`.

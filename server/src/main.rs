@@ -1,15 +1,19 @@
 //! `aginet-server`: the project operator's tools, one subcommand per step of a round, plus the
 //! tools that make test material (the tiny base model and its synthetic task data).
 
+mod accumulate;
 mod aggregate;
 mod assimilate;
 mod boinc_work;
 mod demo;
+mod fault;
 mod init;
 mod make_work;
 mod project;
+mod queue;
 mod route;
 mod scoreboard;
+mod sealed;
 mod strategy;
 mod validate;
 
@@ -108,6 +112,9 @@ enum Command {
         /// Only this skill (default: every skill).
         #[arg(long)]
         skill: Option<String>,
+        /// Threads reading and decompressing deltas (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Run a local federation: rounds of make-work, volunteers running the real app (one
     /// interrupted, one corrupt, one poisoned), validate, assimilate, aggregate.
@@ -204,14 +211,18 @@ fn run(cli: Cli) -> Result<()> {
             project,
             strategy,
             skill,
+            threads,
         } => {
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
             let p = project::Project::open(&project)?;
             let skills = match skill {
                 Some(s) => vec![s],
                 None => p.settings.skills.clone(),
             };
             for skill in skills {
-                match aggregate::aggregate(&p, &skill, strategy)? {
+                match aggregate::aggregate(&p, &skill, strategy, threads)? {
                     aggregate::Outcome::Nothing => println!("{skill}: no queued deltas"),
                     aggregate::Outcome::NewVersion {
                         version,
@@ -355,6 +366,7 @@ fn run_validate(project: &std::path::Path, compare: bool, files: &[PathBuf]) -> 
                     validate::Verdict::Valid {
                         reward_before: f64::NAN,
                         reward_after: f64::NAN,
+                        delta_norm: f64::NAN,
                     }
                 } else {
                     validate::Verdict::Invalid("the replicas' deltas differ".into())
@@ -368,6 +380,7 @@ fn run_validate(project: &std::path::Path, compare: bool, files: &[PathBuf]) -> 
         Ok(validate::Verdict::Valid {
             reward_before,
             reward_after,
+            ..
         }) => {
             println!("valid: held-out reward {reward_before:.6} -> {reward_after:.6}");
             ExitCode::SUCCESS

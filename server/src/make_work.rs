@@ -36,6 +36,11 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+    let published = if version > 0 {
+        project.published_adapter(skill, version)?
+    } else {
+        PathBuf::new()
+    };
     let mut made = Vec::new();
     for n in project.take_workunit_numbers(count)? {
         let name = format!("{skill}_v{version}_{n:06}");
@@ -52,7 +57,7 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
         std::fs::copy(project.public_key(), tmp.join("project_key"))
             .with_context(|| format!("copying {}", project.public_key().display()))?;
         if version > 0 {
-            link_or_copy(&project.adapter(skill, version), &tmp.join("adapter"))?;
+            link_or_copy(&published, &tmp.join("adapter"))?;
         }
         write_atomic(
             &tmp.join("data"),

@@ -5,6 +5,7 @@
 //!   project.toml                  settings (routing)
 //!   keys/signing.key              ed25519 secret key, hex (mode 0600)
 //!   keys/signing.pub              its public key, hex (the app's copy verifies adapters)
+//!   keys/storage.key              XChaCha20-Poly1305 key sealing the archive, hex (mode 0600)
 //!   scoreboard.csv                one line per decided result (see scoreboard.rs)
 //!   state/next_workunit           counter naming work units
 //!   state/seen_deltas             sha256 of every accepted delta (replay check)
@@ -13,13 +14,15 @@
 //!   skills/<skill>/base.gguf      its base model
 //!   skills/<skill>/data/train.jsonl     the pool volunteers' shards are drawn from
 //!   skills/<skill>/data/held_out.jsonl  the validator's data; never leaves the server
-//!   skills/<skill>/adapters/v<N>.adapter  global adapter versions, signed (none: version 0)
+//!   skills/<skill>/adapters/v<N>.sealed   global adapter versions, signed then sealed (none: version 0)
+//!   skills/<skill>/published/v<N>.adapter the signed adapter work units carry (made by make-work)
 //!   skills/<skill>/queue/         accepted deltas waiting for aggregation
 //!   skills/<skill>/rounds/v<N>.json       the deltas each aggregation consumed or dropped
-//!   skills/<skill>/optimizer/v<N>.state   the server optimizer's moments
+//!   skills/<skill>/optimizer/v<N>.state   the server optimizer's moments, sealed
 //! ```
 //! Documented for operators in `docs/operator.md`.
 
+use crate::sealed::StorageKey;
 use aginet::adapter::{Adapter, AdapterHeader, Site};
 use aginet::config::Architecture;
 use aginet::manifest::Manifest;
@@ -161,6 +164,16 @@ impl Project {
         self.root.join("keys").join("signing.key")
     }
 
+    /// The key sealing the archive of adapters and optimizer state (hex, never leaves the server).
+    pub fn storage_key_path(&self) -> PathBuf {
+        self.root.join("keys").join("storage.key")
+    }
+
+    /// Reads the storage key.
+    pub fn storage_key(&self) -> Result<StorageKey> {
+        StorageKey::read(&self.storage_key_path())
+    }
+
     /// `scoreboard.csv`.
     pub fn scoreboard(&self) -> PathBuf {
         self.root.join("scoreboard.csv")
@@ -217,11 +230,40 @@ impl Project {
         self.skill_dir(skill).join("queue")
     }
 
-    /// The file of global adapter `version` of `skill`.
+    /// The sealed file of global adapter `version` of `skill`.
     pub fn adapter(&self, skill: &str, version: u64) -> PathBuf {
         self.skill_dir(skill)
             .join("adapters")
-            .join(format!("v{version:06}.adapter"))
+            .join(format!("v{version:06}.sealed"))
+    }
+
+    /// The role a sealed file is bound to: `<skill>/<kind>/v<N>`.
+    pub fn sealed_role(skill: &str, kind: &str, version: u64) -> String {
+        format!("{skill}/{kind}/v{version:06}")
+    }
+
+    /// The signed bytes of global adapter `version` of `skill` (version ≥ 1), unsealed.
+    pub fn signed_adapter(&self, skill: &str, version: u64) -> Result<Vec<u8>> {
+        self.storage_key()?.read_file(
+            &self.adapter(skill, version),
+            &Self::sealed_role(skill, "adapter", version),
+        )
+    }
+
+    /// The signed adapter file work units of `version` carry, written from the sealed archive
+    /// the first time it is asked for.
+    pub fn published_adapter(&self, skill: &str, version: u64) -> Result<PathBuf> {
+        let path = self
+            .skill_dir(skill)
+            .join("published")
+            .join(format!("v{version:06}.adapter"));
+        if !path.exists() {
+            let bytes = self.signed_adapter(skill, version)?;
+            let dir = path.parent().expect("a parent folder");
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+            aginet::files::write_atomic(&path, &bytes)?;
+        }
+        Ok(path)
     }
 
     /// The newest global adapter version of `skill` (0: none written yet, the derived initial one).
@@ -232,7 +274,7 @@ impl Project {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if let Some(v) = name
                 .strip_prefix('v')
-                .and_then(|n| n.strip_suffix(".adapter"))
+                .and_then(|n| n.strip_suffix(".sealed"))
             {
                 if let Ok(v) = v.parse::<u64>() {
                     newest = newest.max(v);
@@ -272,7 +314,9 @@ impl Project {
             )?);
         }
         let key = aginet::signed::read_public_key(&self.public_key())?;
-        Ok(Adapter::read(
+        let signed = self.signed_adapter(&manifest.name, version)?;
+        Ok(Adapter::from_signed_bytes(
+            &signed,
             &self.adapter(&manifest.name, version),
             &header,
             &sites,

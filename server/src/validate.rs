@@ -28,6 +28,8 @@ pub enum Verdict {
         reward_before: f64,
         /// The reward with the delta applied.
         reward_after: f64,
+        /// The delta's L2 norm.
+        delta_norm: f64,
     },
     /// Rejected, and why.
     Invalid(String),
@@ -176,6 +178,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     let verdict = Verdict::Valid {
         reward_before,
         reward_after,
+        delta_norm: norm,
     };
     let path = project.verdict(&sha);
     if let Some(dir) = path.parent() {

@@ -349,14 +349,23 @@ fn assimilate_queues_logs_and_credits_once() {
 }
 
 #[test]
-fn assimilate_after_a_crash_before_the_scoreboard_line_finishes_once() {
+fn assimilate_killed_midway_then_rerun_counts_the_delta_once() {
+    use std::os::unix::process::ExitStatusExt;
     let f = fixture();
-    f.assimilate_result();
-    // A crash after queueing the delta and marking it seen, before the scoreboard append.
-    let sb = f.project.join("scoreboard.csv");
-    let text = std::fs::read_to_string(&sb).unwrap();
-    let header_end = text.find('\n').unwrap() + 1;
-    std::fs::write(&sb, &text[..header_end]).unwrap();
+    let (delta, report) = (f.wu.join("delta"), f.wu.join("report"));
+    // Killed after queueing, then (rerun) after marking the delta seen: both before the
+    // scoreboard line.
+    for point in ["assimilate:queued", "assimilate:seen"] {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_aginet-server"))
+            .args(["assimilate", "--project", f.project.to_str().unwrap()])
+            .args([delta.to_str().unwrap(), report.to_str().unwrap()])
+            .args(["tiny_v0_000000", "12.5"])
+            .env("AGINET_KILL_AT", point)
+            .status()
+            .unwrap();
+        assert_eq!(status.signal(), Some(9), "killed at {point}");
+        assert!(f.scoreboard_lines().is_empty());
+    }
     let out = f.assimilate_result();
     assert!(out.starts_with("accepted"), "{out}");
     assert_eq!(f.scoreboard_lines().len(), 1);
@@ -366,7 +375,8 @@ fn assimilate_after_a_crash_before_the_scoreboard_line_finishes_once() {
         std::fs::read_dir(f.project.join("skills/tiny/queue"))
             .unwrap()
             .count(),
-        2
+        3,
+        "delta, report and entry"
     );
 }
 

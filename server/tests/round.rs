@@ -90,8 +90,13 @@ fn a_round_aggregates_exactly_signs_and_feeds_the_next_round() {
         "the queue is consumed"
     );
 
-    // The new version is signed with the project's key.
-    let signed = std::fs::read(project.join("skills/tiny/adapters/v000001.adapter")).unwrap();
+    // The new version is sealed in the archive, and signed with the project's key.
+    let sealed = std::fs::read(project.join("skills/tiny/adapters/v000001.sealed")).unwrap();
+    assert!(sealed.starts_with(b"AGSEAL01"));
+    let signed = published_adapter(&project, dir.path());
+    assert!(!sealed
+        .windows(64)
+        .any(|w| signed.windows(64).next() == Some(w)));
     let key = aginet::signed::read_public_key(&project.join("keys/signing.pub")).unwrap();
     let bytes = aginet::signed::open(&signed, &key)
         .expect("the new adapter is signed by the project key")
@@ -162,72 +167,102 @@ fn a_round_aggregates_exactly_signs_and_feeds_the_next_round() {
     assert!(again.contains("tiny: no queued deltas"), "{again}");
 }
 
-#[test]
-fn a_crash_before_the_commit_is_redone_to_the_same_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (project, _) = project_with_queue(dir.path(), 2);
-    let p = project.to_str().unwrap();
-    let queue = project.join("skills/tiny/queue");
-    let saved = dir.path().join("saved-queue");
-    std::fs::create_dir_all(&saved).unwrap();
-    copy_files(&queue, &saved);
-    ok(server(&[
-        "aggregate",
+/// The signed adapter the project's newest version gives work units (through `make-work`).
+fn published_adapter(project: &Path, scratch: &Path) -> Vec<u8> {
+    let out = scratch.join(format!("published-{}", std::process::id()));
+    let made = ok(server(&[
+        "make-work",
         "--project",
-        p,
-        "--strategy",
-        "fedadam",
+        project.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]));
-    let adapter = project.join("skills/tiny/adapters/v000001.adapter");
-    let reference = std::fs::read(&adapter).unwrap();
-
-    // The state of a crash after the round record, before the adapter's rename: the adapter
-    // still pending and the queue not yet cleaned.
-    std::fs::rename(&adapter, adapter.with_extension("adapter.pending")).unwrap();
-    copy_files(&saved, &queue);
-    let out = ok(server(&[
-        "aggregate",
-        "--project",
-        p,
-        "--strategy",
-        "fedadam",
-    ]));
-    assert!(out.contains("version 1 from 2 deltas"), "{out}");
-    assert_eq!(
-        std::fs::read(&adapter).unwrap(),
-        reference,
-        "the redo writes the same bytes"
-    );
-    assert_eq!(std::fs::read_dir(&queue).unwrap().count(), 0);
-    assert!(
-        !project
-            .join("skills/tiny/adapters/v000002.adapter")
-            .exists(),
-        "exactly one new version"
-    );
-
-    // A crash after the commit, before the queue's clean-up: the rerun only cleans up.
-    copy_files(&saved, &queue);
-    let out = ok(server(&[
-        "aggregate",
-        "--project",
-        p,
-        "--strategy",
-        "fedadam",
-    ]));
-    assert!(out.contains("no queued deltas"), "{out}");
-    assert!(
-        !project
-            .join("skills/tiny/adapters/v000002.adapter")
-            .exists(),
-        "every delta counted once"
-    );
+    let bytes = std::fs::read(PathBuf::from(made.trim()).join("adapter")).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+    bytes
 }
 
-/// Copies every file of `from` into `to`.
-fn copy_files(from: &Path, to: &Path) {
+/// What a finished aggregation left: the round record, the sha256 of the new version's signed
+/// adapter, and whether anything is left in the queue or beyond version 1.
+fn aggregation_state(project: &Path, scratch: &Path) -> (String, String, usize, bool) {
+    let skill = project.join("skills/tiny");
+    (
+        std::fs::read_to_string(skill.join("rounds/v000001.json")).unwrap(),
+        aginet::files::sha256_hex(&published_adapter(project, scratch)),
+        std::fs::read_dir(skill.join("queue")).unwrap().count(),
+        skill.join("adapters/v000002.sealed").exists(),
+    )
+}
+
+#[test]
+fn aggregate_killed_anywhere_then_rerun_counts_every_delta_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (project, _) = project_with_queue(dir.path(), 2);
+    let aggregate = |p: &Path| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_aginet-server"));
+        c.args(["aggregate", "--project", p.to_str().unwrap()])
+            .args(["--strategy", "fedadam"])
+            .env_remove("AGINET_KILL_AT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+
+    let reference = dir.path().join("reference");
+    copy_tree(&project, &reference);
+    assert!(aggregate(&reference).status().unwrap().success());
+    let want = aggregation_state(&reference, dir.path());
+    assert_eq!(want.2, 0, "the queue is consumed");
+    assert!(!want.3);
+
+    let points = [
+        "aggregate:optimizer-written",
+        "aggregate:adapter-pending",
+        "aggregate:round-recorded",
+        "aggregate:committed",
+        "aggregate:cleanup-started",
+    ];
+    for (trial, point) in points.iter().map(Some).chain([None; 5]).enumerate() {
+        let copy = dir.path().join(format!("trial{trial}"));
+        copy_tree(&project, &copy);
+        let status = match point {
+            Some(point) => aggregate(&copy)
+                .env("AGINET_KILL_AT", point)
+                .status()
+                .unwrap(),
+            None => {
+                // A kill at an arbitrary moment: after 0, 20, 40, 60 and 80 ms.
+                let mut child = aggregate(&copy).spawn().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(20 * (trial as u64 - 5)));
+                let _ = child.kill();
+                child.wait().unwrap()
+            }
+        };
+        if point.is_some() {
+            assert_eq!(status.signal(), Some(9), "{point:?} was reached and killed");
+        }
+        assert!(
+            aggregate(&copy).status().unwrap().success(),
+            "rerun after a kill at {point:?}"
+        );
+        assert_eq!(
+            aggregation_state(&copy, dir.path()),
+            want,
+            "after a kill at {point:?} (trial {trial}): one new version, every delta once"
+        );
+    }
+}
+
+/// Copies the folder `from` to `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }
