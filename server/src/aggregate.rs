@@ -152,6 +152,7 @@ pub fn aggregate(
             .insert(name.clone(), Tensor::from_vec(x, t.dims(), &Device::Cpu)?);
     }
     adapter.header = Project::adapter_header(&manifest, next);
+    drop(mean);
 
     // Commit: optimizer state, the signed and sealed adapter under a temporary name; the round
     // record; the rename of the adapter; then the clean-up of the queue.
@@ -163,11 +164,12 @@ pub fn aggregate(
         next,
         strategy,
         rounds + 1,
-        &moments,
+        moments,
     )?;
     fault::point("aggregate:optimizer-written");
     let key = aginet::signed::read_signing_key(&project.signing_key())?;
     let bytes = adapter.to_signed_bytes(&key)?;
+    drop(adapter);
     let final_path = project.adapter(skill, next);
     let pending = final_path.with_extension("sealed.pending");
     storage.write_file(
@@ -294,15 +296,16 @@ fn write_optimizer(
     version: u64,
     strategy: Strategy,
     rounds: u64,
-    moments: &BTreeMap<String, Moments>,
+    moments: BTreeMap<String, Moments>,
 ) -> Result<()> {
     let mut all = NamedTensors::new();
     for (name, mo) in moments {
-        for (prefix, values) in [("m", &mo.m), ("v", &mo.v)] {
+        for (prefix, values) in [("m", mo.m), ("v", mo.v)] {
             if !values.is_empty() {
+                let n = values.len();
                 all.insert(
                     format!("{prefix}/{name}"),
-                    Tensor::from_vec(values.clone(), values.len(), &Device::Cpu)?,
+                    Tensor::from_vec(values, n, &Device::Cpu)?,
                 );
             }
         }

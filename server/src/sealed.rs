@@ -16,7 +16,7 @@
 //! to the one name it was written for.
 
 use anyhow::{bail, Context, Result};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::path::Path;
 
@@ -39,24 +39,24 @@ impl StorageKey {
         Ok(Self(XChaCha20Poly1305::new(&bytes.into())))
     }
 
-    /// `plaintext` sealed for the role `role`.
+    /// `plaintext` sealed for the role `role` (encrypted in place in the output buffer).
     pub fn seal(&self, role: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-        let ciphertext = self
-            .0
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: role.as_bytes(),
-                },
-            )
-            .map_err(|_| anyhow::anyhow!("sealing {role} failed"))?;
-        let mut out = Vec::with_capacity(SEALED_MAGIC.len() + NONCE_LEN + ciphertext.len());
+        let head = SEALED_MAGIC.len() + NONCE_LEN;
+        let mut out = Vec::with_capacity(head + plaintext.len() + TAG_LEN);
         out.extend_from_slice(SEALED_MAGIC);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .0
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                role.as_bytes(),
+                &mut out[head..],
+            )
+            .map_err(|_| anyhow::anyhow!("sealing {role} failed"))?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 

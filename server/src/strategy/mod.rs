@@ -67,3 +67,48 @@ pub(crate) fn ensure(state: &mut Moments, n: usize) {
         state.v = vec![0.0; n];
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two rounds from x = 0 with Δ = 0.5 each, by each strategy with Flower's defaults.
+    fn two_rounds(strategy: Strategy) -> (f32, f32) {
+        let opt = strategy.optimizer();
+        let mut x = [0.0f32];
+        let mut state = Moments::default();
+        opt.step(&mut x, &[0.5], &mut state, 1);
+        let first = x[0];
+        opt.step(&mut x, &[0.5], &mut state, 2);
+        (first, x[0])
+    }
+
+    fn close(got: f32, want: f64) {
+        assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn strategies_match_hand_computed_steps() {
+        // FedAvg: x ← x + Δ.
+        let (a, b) = two_rounds(Strategy::Fedavg);
+        close(a, 0.5);
+        close(b, 1.0);
+        // FedAvgM, η = 1, β = 0.9: m = 0.5, then 0.95.
+        let (a, b) = two_rounds(Strategy::Fedavgm);
+        close(a, 0.5);
+        close(b, 1.45);
+        // FedAdam: m = 0.05, v = 0.0025, η₁ = 0.1·√(1−0.99²)/(1−0.9²) = 0.0742458;
+        // then m = 0.095, v = 0.004975, η₂ = 0.1·√(1−0.99³)/(1−0.9³) = 0.0635941.
+        let (a, b) = two_rounds(Strategy::Fedadam);
+        close(a, 0.0742458 * 0.05 / (0.05 + 1e-9));
+        close(
+            b,
+            a as f64 + 0.0635941 * 0.095 / (0.004975f64.sqrt() + 1e-9),
+        );
+        // FedYogi, η = 0.01, τ = 1e-3: m = 0.05, v = 0.0025 (sign(0 − 0.25) = −1);
+        // then m = 0.095, v = 0.0025 − 0.0025·sign(0.0025 − 0.25) = 0.005.
+        let (a, b) = two_rounds(Strategy::Fedyogi);
+        close(a, 0.01 * 0.05 / (0.05 + 1e-3));
+        close(b, a as f64 + 0.01 * 0.095 / (0.005f64.sqrt() + 1e-3));
+    }
+}
