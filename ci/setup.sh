@@ -5,8 +5,10 @@ set -euo pipefail
 
 # Debian packages: a C/C++ toolchain (zstd-sys, candle, the BOINC shim), pkg-config; BOINC's app
 # API headers and libraries (boinc-api-sys), libclang (bindgen, to check the committed bindings);
-# the real BOINC client and boinccmd for the end-to-end tests (its service is not started).
-PACKAGES=(build-essential pkg-config ca-certificates curl libboinc-app-dev libclang-dev boinc-client)
+# the real BOINC client and boinccmd for the end-to-end tests (its service is not started);
+# headless Chromium and a font, which render the snapshot dashboard in its test.
+PACKAGES=(build-essential pkg-config ca-certificates curl libboinc-app-dev libclang-dev boinc-client
+  chromium fonts-dejavu-core)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

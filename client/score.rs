@@ -61,3 +61,27 @@ pub fn reward(base: &Path, skill: &Skill<'_>, factors: &NamedTensors, data: &Pat
     let nll = eval::mean_nll(&model, &examples, skill.batch_size, tok.pad(), &device)?;
     Ok(eval::reward_from_nll(nll))
 }
+
+/// The logits (one row of the vocabulary per position) of the base with `factors` on the
+/// token ids `tokens`: what an exported adapter must reproduce in another framework.
+pub fn logits(
+    base: &Path,
+    skill: &Skill<'_>,
+    factors: &NamedTensors,
+    tokens: &[u32],
+) -> Result<Vec<Vec<f32>>> {
+    let Architecture::Llama(arch) = skill.architecture;
+    let device = Device::Cpu;
+    let mut gguf = Gguf::open(base)?;
+    let opts = LoadOptions {
+        expected: arch,
+        weights: WeightMode::Quantized(crate::frozen::BackwardMode::Dequantize),
+        lora: skill.lora,
+        factors,
+        max_seq_len: skill.max_seq_len.max(tokens.len()),
+        device: &device,
+    };
+    let model = Llama::from_gguf(&mut gguf, &opts)?;
+    let ids = candle_core::Tensor::new(tokens, &device)?.unsqueeze(0)?;
+    Ok(model.forward(&ids)?.squeeze(0)?.to_vec2::<f32>()?)
+}

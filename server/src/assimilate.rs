@@ -45,8 +45,23 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Who returned a result, when known (BOINC's script_assimilator does not pass it; an
+/// operator's wrapper or the demo may).
+#[derive(Clone, Debug, Default)]
+pub struct Source {
+    /// The volunteer's host.
+    pub host: String,
+    /// The volunteer.
+    pub user: String,
+}
+
 /// Assimilates the canonical result of work unit `wu` (files: its delta and report).
-pub fn assimilate(project: &Project, files: &[PathBuf], wu: &str) -> Result<Outcome> {
+pub fn assimilate(
+    project: &Project,
+    files: &[PathBuf],
+    wu: &str,
+    source: &Source,
+) -> Result<Outcome> {
     let (delta_path, report_path) = validate::identify(files).map_err(anyhow::Error::msg)?;
     let report = Report::read(&report_path)?;
     let bytes = std::fs::read(&delta_path).with_context(|| format!("{}", delta_path.display()))?;
@@ -69,8 +84,8 @@ pub fn assimilate(project: &Project, files: &[PathBuf], wu: &str) -> Result<Outc
         time: now(),
         workunit: wu.to_string(),
         result,
-        host: String::new(),
-        user: String::new(),
+        host: source.host.clone(),
+        user: source.user.clone(),
         skill: report.skill.clone(),
         claimed_reward: report.reward_after,
         reward_before: f64::NAN,

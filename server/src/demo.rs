@@ -127,7 +127,11 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            match assimilate::assimilate(&project, &files, &name) {
+            let source = assimilate::Source {
+                host: format!("volunteer-{i}"),
+                user: format!("volunteer-{i}"),
+            };
+            match assimilate::assimilate(&project, &files, &name, &source) {
                 Ok(AssimilateOutcome::Accepted { credit: c }) => {
                     accepted += 1;
                     credit += c;
@@ -166,6 +170,9 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         opts.project.display(),
         opts.skill
     );
+    let page = crate::snapshot::snapshot(&project, &opts.project.join("public"))?;
+    let page = page.canonicalize().unwrap_or(page);
+    println!("dashboard: file://{}", page.display());
     Ok(rewards)
 }
 

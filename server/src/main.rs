@@ -14,6 +14,7 @@ mod queue;
 mod route;
 mod scoreboard;
 mod sealed;
+mod snapshot;
 mod strategy;
 mod validate;
 
@@ -95,6 +96,12 @@ enum Command {
         /// BOINC's error code for a work unit that failed (then ARGS is just the work unit).
         #[arg(long)]
         error: Option<i32>,
+        /// The host that returned the result, for the scoreboard (active hosts).
+        #[arg(long, default_value = "")]
+        host: String,
+        /// The volunteer who returned it, for the scoreboard.
+        #[arg(long, default_value = "")]
+        user: String,
         /// The result's files, then the work unit name and the runtime; or, with --error, the
         /// work unit name.
         #[arg(required = true)]
@@ -115,6 +122,16 @@ enum Command {
         /// Threads reading and decompressing deltas (default: the machine's cores).
         #[arg(long)]
         threads: Option<usize>,
+    },
+    /// Publish the dashboard: index.html with plots, metrics.json, each skill's global adapter
+    /// in PEFT's format, and checksums signed by the project key.
+    Snapshot {
+        /// The project folder.
+        #[arg(long)]
+        project: PathBuf,
+        /// The public folder to (re)write; replaced whole.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Run a local federation: rounds of make-work, volunteers running the real app (one
     /// interrupted, one corrupt, one poisoned), validate, assimilate, aggregate.
@@ -204,6 +221,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { .. } => unreachable!("handled in main"),
+        Command::Snapshot { project, out } => {
+            let p = project::Project::open(&project)?;
+            let page = snapshot::snapshot(&p, &out)?;
+            println!("{}", page.display());
+        }
         Command::Demo(opts) => {
             demo::demo(&opts)?;
         }
@@ -237,6 +259,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Assimilate {
             project,
             error,
+            host,
+            user,
             args,
         } => {
             let p = project::Project::open(&project)?;
@@ -256,7 +280,12 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     anyhow::ensure!(!files.is_empty(), "no result files in {args:?}");
                     let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-                    match assimilate::assimilate(&p, &files, wu)? {
+                    match assimilate::assimilate(
+                        &p,
+                        &files,
+                        wu,
+                        &assimilate::Source { host, user },
+                    )? {
                         assimilate::Outcome::Accepted { credit } => {
                             println!("accepted {wu}: credit {credit:.6}")
                         }

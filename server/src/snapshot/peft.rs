@@ -1,0 +1,161 @@
+//! A global adapter in PEFT's format: `adapter_config.json` and `adapter_model.safetensors`
+//! under PEFT's module names for a Hugging Face llama
+//! (`base_model.model.model.layers.<i>.self_attn.q_proj.lora_A.weight`, …), so `PeftModel`
+//! loads it onto the base as transformers reads the GGUF.
+//!
+//! GGUF stores the query and key rows of each head interleaved for rotary embedding
+//! (llama.cpp permutes them when converting); transformers undoes that permutation when it
+//! loads a GGUF, so the B factors of `attn_q` and `attn_k`, whose rows are those outputs, are
+//! un-permuted the same way here. A factors (inputs) and every other B are copied as they are.
+//! PEFT scales by `lora_alpha / r`, as agiNet does.
+//!
+//! Beside them, `reference.json` holds agiNet's logits for a fixed prompt with this adapter, so
+//! whoever loads the export can check they compute what agiNet computes.
+
+use aginet::adapter::{a_name, b_name, Adapter, LoraSpec, Site};
+use aginet::model::llama::LlamaConfig;
+use anyhow::{bail, Context, Result};
+use safetensors::tensor::{Dtype, TensorView};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// PEFT's module path and short name for a GGUF site (`blk.3.attn_q` → `model.layers.3.self_attn.q_proj`).
+fn module(site: &str) -> Result<(String, &'static str)> {
+    if site == "output" {
+        return Ok(("lm_head".into(), "lm_head"));
+    }
+    let Some((layer, target)) = site
+        .strip_prefix("blk.")
+        .and_then(|rest| rest.split_once('.'))
+    else {
+        bail!("site {site:?} has no PEFT name");
+    };
+    let (group, name) = match target {
+        "attn_q" => ("self_attn", "q_proj"),
+        "attn_k" => ("self_attn", "k_proj"),
+        "attn_v" => ("self_attn", "v_proj"),
+        "attn_output" => ("self_attn", "o_proj"),
+        "ffn_gate" => ("mlp", "gate_proj"),
+        "ffn_up" => ("mlp", "up_proj"),
+        "ffn_down" => ("mlp", "down_proj"),
+        _ => bail!("site {site:?} has no PEFT name"),
+    };
+    Ok((format!("model.layers.{layer}.{group}.{name}"), name))
+}
+
+/// Rows of a rotary projection in Hugging Face's order: within each head of `head_dim` rows,
+/// GGUF row `2j + t` becomes row `t·head_dim/2 + j`.
+fn unpermute_rows(values: &[f32], rows: usize, cols: usize, head_dim: usize) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut out = vec![0f32; values.len()];
+    for row in 0..rows {
+        let (head, within) = (row / head_dim, row % head_dim);
+        let (j, t) = (within / 2, within % 2);
+        let to = head * head_dim + t * half + j;
+        out[to * cols..(to + 1) * cols].copy_from_slice(&values[row * cols..(row + 1) * cols]);
+    }
+    out
+}
+
+/// Writes `adapter` (over a llama base of `dims`) as a PEFT adapter into `dir`.
+pub fn export(
+    adapter: &Adapter,
+    sites: &[Site],
+    dims: &LlamaConfig,
+    lora: &LoraSpec,
+    base_name: &str,
+    dir: &Path,
+) -> Result<()> {
+    let head_dim = dims.head_dim();
+    let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut modules = Vec::new();
+    for site in sites {
+        let (path, name) = module(&site.name)?;
+        if !modules.contains(&name) {
+            modules.push(name);
+        }
+        for (factor, ours) in [
+            ("lora_A", a_name(&site.name)),
+            ("lora_B", b_name(&site.name)),
+        ] {
+            let t = adapter
+                .tensors
+                .get(&ours)
+                .with_context(|| format!("the adapter lacks {ours}"))?;
+            let shape = t.dims().to_vec();
+            let mut values = t.flatten_all()?.to_vec1::<f32>()?;
+            if factor == "lora_B" && (name == "q_proj" || name == "k_proj") {
+                values = unpermute_rows(&values, shape[0], shape[1], head_dim);
+            }
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            buffers.push((
+                format!("base_model.model.{path}.{factor}.weight"),
+                shape,
+                bytes,
+            ));
+        }
+    }
+    let views = buffers
+        .iter()
+        .map(|(n, shape, bytes)| {
+            Ok((
+                n.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights = safetensors::serialize(views, Some(metadata))?;
+    aginet::files::write_atomic(&dir.join("adapter_model.safetensors"), &weights)?;
+    let config = json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_name,
+        "r": lora.rank,
+        "lora_alpha": lora.alpha,
+        "target_modules": modules,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "use_rslora": false,
+        "use_dora": false,
+        "init_lora_weights": true,
+        "modules_to_save": null,
+    });
+    aginet::files::write_atomic(
+        &dir.join("adapter_config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_peft() {
+        assert_eq!(
+            module("blk.3.attn_q").unwrap(),
+            ("model.layers.3.self_attn.q_proj".into(), "q_proj")
+        );
+        assert_eq!(
+            module("blk.0.ffn_down").unwrap().0,
+            "model.layers.0.mlp.down_proj"
+        );
+        assert_eq!(module("output").unwrap().0, "lm_head");
+        assert!(module("blk.0.attn_norm").is_err());
+    }
+
+    #[test]
+    fn rotary_rows_are_unpermuted_per_head() {
+        // Two heads of dimension 4, one column: GGUF rows [a0 b0 a1 b1 | ...] → HF [a0 a1 b0 b1 | ...].
+        let gguf = [0., 2., 1., 3., 4., 6., 5., 7.];
+        assert_eq!(
+            unpermute_rows(&gguf, 8, 1, 4),
+            [0., 1., 2., 3., 4., 5., 6., 7.]
+        );
+    }
+}
