@@ -10,6 +10,7 @@
 //!   state/next_workunit           counter naming work units
 //!   state/seen_deltas             sha256 of every accepted delta (replay check)
 //!   state/verdicts/<sha>.json     the validator's verdict on each valid delta
+//!   state/rewards/<skill>/v<N>.json  the held-out reward of each global version (a cache)
 //!   skills/<skill>/manifest.toml  the skill's manifest, copied from models/
 //!   skills/<skill>/base.gguf      its base model
 //!   skills/<skill>/data/train.jsonl     the pool volunteers' shards are drawn from
@@ -338,6 +339,30 @@ impl Project {
             factors,
             &self.held_out(&manifest.name),
         )?)
+    }
+
+    /// The held-out reward of global `version` of `skill`, computed once and cached under
+    /// `state/rewards/<skill>/v<N>.json`: a version never changes, and the validator (every
+    /// result starts from one) and the snapshot (every version) ask for it again and again.
+    pub fn version_reward(&self, skill: &str, version: u64) -> Result<f64> {
+        let path = self
+            .root
+            .join("state")
+            .join("rewards")
+            .join(skill)
+            .join(format!("v{version:06}.json"));
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(reward) = serde_json::from_slice::<f64>(&bytes) {
+                return Ok(reward);
+            }
+        }
+        let manifest = self.manifest(skill)?;
+        let adapter = self.global_adapter(&manifest, version)?;
+        let reward = self.held_out_reward(&manifest, &adapter.tensors)?;
+        let dir = path.parent().expect("a parent folder");
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        aginet::files::write_atomic(&path, serde_json::to_string(&reward)?.as_bytes())?;
+        Ok(reward)
     }
 
     /// Takes the next `count` work-unit numbers from the project's counter.

@@ -156,7 +156,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     }
 
     let adapter = project.global_adapter(&manifest, h.adapter_version)?;
-    let reward_before = project.held_out_reward(&manifest, &adapter.tensors)?;
+    let reward_before = project.version_reward(&h.skill, h.adapter_version)?;
     let with_delta = match score::apply_delta(&adapter, &delta.tensors) {
         Ok(f) => f,
         Err(e) => reject!("{e}"),

@@ -1,9 +1,7 @@
 //! `metrics.json`: what the project has done, per skill and per night, computed from the
 //! scoreboard, the round records and the held-out reward of every global version.
 //!
-//! A version's reward is computed once and cached under `state/rewards/<skill>/v<N>.json`: a
-//! version never changes, and re-evaluating every version at every snapshot would grow with
-//! the project's age.
+//! A version's reward comes from the project's cache ([`Project::version_reward`]).
 
 use crate::aggregate::Round;
 use crate::project::Project;
@@ -132,7 +130,7 @@ fn skill_metrics(project: &Project, skill: &str, rows: &[Row]) -> Result<SkillMe
         };
         versions.push(VersionMetrics {
             version,
-            reward: version_reward(project, skill, version)?,
+            reward: project.version_reward(skill, version)?,
             deltas: round.as_ref().map_or(0, |r| r.consumed.len()),
             strategy: round.map(|r| format!("{:?}", r.strategy).to_lowercase()),
         });
@@ -148,28 +146,6 @@ fn skill_metrics(project: &Project, skill: &str, rows: &[Row]) -> Result<SkillMe
         errors: count("error"),
         credit: mine.clone().map(|r| r.credit).sum(),
     })
-}
-
-/// The held-out reward of a global version, from the cache or computed and cached.
-fn version_reward(project: &Project, skill: &str, version: u64) -> Result<f64> {
-    let path = project
-        .root()
-        .join("state")
-        .join("rewards")
-        .join(skill)
-        .join(format!("v{version:06}.json"));
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(reward) = serde_json::from_slice::<f64>(&bytes) {
-            return Ok(reward);
-        }
-    }
-    let manifest = project.manifest(skill)?;
-    let adapter = project.global_adapter(&manifest, version)?;
-    let reward = project.held_out_reward(&manifest, &adapter.tensors)?;
-    std::fs::create_dir_all(path.parent().expect("a parent"))
-        .with_context(|| format!("{}", path.display()))?;
-    aginet::files::write_atomic(&path, serde_json::to_string(&reward)?.as_bytes())?;
-    Ok(reward)
 }
 
 /// The scoreboard grouped by UTC day.
