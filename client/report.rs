@@ -1,6 +1,6 @@
 //! The `report` result file: what the volunteer's run did and claims.
 //!
-//! JSON, `format = "aginet-report"`, `version = 1`. The validator trusts none of it: it checks
+//! JSON, `format = "aginet-report"`, `version = 2`. The validator trusts none of it: it checks
 //! `delta_sha256` against the delta and recomputes the reward itself. See `docs/formats.md#report`.
 
 use crate::error::{Error, Result};
@@ -10,7 +10,7 @@ use std::path::Path;
 /// The report's `format` value.
 pub const REPORT_FORMAT: &str = "aginet-report";
 /// The report version this build reads and writes.
-pub const REPORT_VERSION: u32 = 1;
+pub const REPORT_VERSION: u32 = 2;
 
 /// A run's report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub struct Report {
     pub base_sha256: String,
     /// Global adapter version trained from.
     pub adapter_version: u64,
+    /// The work unit's seed (its number): names the eval split the server recomputes the
+    /// claimed rewards on.
+    pub seed: u64,
     /// Reward kind (`token_likelihood`).
     pub reward_kind: String,
     /// Reward on the work unit's eval split before training.

@@ -300,6 +300,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         delta_sha256: files::sha256_hex(&delta_bytes),
         base_sha256: config.base_sha256.clone(),
         adapter_version: config.adapter_version,
+        seed: config.seed,
         reward_kind: REWARD_KIND.into(),
         reward_before: state.reward_before,
         reward_after,

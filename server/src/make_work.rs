@@ -5,7 +5,9 @@
 //!
 //! A work unit's data is a shard drawn from the skill's training pool by a ChaCha8 shuffle
 //! seeded with the work-unit number: `shard_size` training lines, then `eval_size` lines marked
-//! `eval` for the app's own before/after check. Held-out data never goes into a work unit.
+//! `eval` for the app's own before/after check, of which the server keeps a copy
+//! (`state/workunits/<n>.eval.jsonl`) to check the rewards the app claims. Held-out data never
+//! goes into a work unit.
 //! Each folder is written under a temporary name and renamed into place, so a crash never
 //! leaves a half-made work unit.
 
@@ -59,10 +61,13 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
         if version > 0 {
             link_or_copy(&published, &tmp.join("adapter"))?;
         }
-        write_atomic(
-            &tmp.join("data"),
-            shard(&lines, n, work.shard_size, work.eval_size)?.as_bytes(),
-        )?;
+        let (data, eval) = shard(&lines, n, work.shard_size, work.eval_size)?;
+        // The server's copy of the eval split, on which the validator checks the claimed reward.
+        let record = project.workunit_eval(n);
+        std::fs::create_dir_all(record.parent().expect("a parent folder"))
+            .with_context(|| format!("{}", record.display()))?;
+        write_atomic(&record, eval.as_bytes())?;
+        write_atomic(&tmp.join("data"), data.as_bytes())?;
 
         std::fs::rename(&tmp, &dir)
             .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
@@ -71,20 +76,25 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
     Ok(made)
 }
 
-/// The data shard of work unit `n`: `size` training lines and `eval` eval lines.
-fn shard(lines: &[&str], n: u64, size: usize, eval: usize) -> Result<String> {
+/// The data shard of work unit `n` (`size` training lines and `eval` eval lines), and its eval
+/// lines alone.
+fn shard(lines: &[&str], n: u64, size: usize, eval: usize) -> Result<(String, String)> {
     let mut order: Vec<usize> = (0..lines.len()).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(n));
     let mut out = String::new();
+    let mut eval_only = String::new();
     for (i, &idx) in order.iter().take(size + eval).enumerate() {
         let mut example: serde_json::Value = serde_json::from_str(lines[idx])
             .with_context(|| format!("training pool line {}", idx + 1))?;
         let split = if i < size { "train" } else { "eval" };
         example["split"] = serde_json::Value::String(split.into());
-        out.push_str(&example.to_string());
-        out.push('\n');
+        let line = format!("{example}\n");
+        if i >= size {
+            eval_only.push_str(&line);
+        }
+        out.push_str(&line);
     }
-    Ok(out)
+    Ok((out, eval_only))
 }
 
 /// Hard-links `from` to `to` (the base is shared by every work unit), copying across devices.

@@ -11,6 +11,7 @@
 //!   state/seen_deltas             sha256 of every accepted delta (replay check)
 //!   state/verdicts/<sha>.json     the validator's verdict on each valid delta
 //!   state/rewards/<skill>/v<N>.json  the held-out reward of each global version (a cache)
+//!   state/workunits/<n>.eval.jsonl   work unit n's eval split, to check claimed rewards
 //!   skills/<skill>/manifest.toml  the skill's manifest, copied from models/
 //!   skills/<skill>/base.gguf      its base model
 //!   skills/<skill>/data/train.jsonl     the pool volunteers' shards are drawn from
@@ -325,8 +326,26 @@ impl Project {
         )?)
     }
 
+    /// The server's copy of the eval split of work unit `n`.
+    pub fn workunit_eval(&self, n: u64) -> PathBuf {
+        self.root
+            .join("state")
+            .join("workunits")
+            .join(format!("{n}.eval.jsonl"))
+    }
+
     /// The held-out reward of the skill's base with adapter `factors`.
     pub fn held_out_reward(&self, manifest: &Manifest, factors: &NamedTensors) -> Result<f64> {
+        self.reward_on(manifest, factors, &self.held_out(&manifest.name))
+    }
+
+    /// The reward of the skill's base with adapter `factors` on the examples in `data`.
+    pub fn reward_on(
+        &self,
+        manifest: &Manifest,
+        factors: &NamedTensors,
+        data: &Path,
+    ) -> Result<f64> {
         let skill = Skill {
             architecture: &manifest.architecture,
             lora: &manifest.lora,
@@ -337,7 +356,7 @@ impl Project {
             &self.base(&manifest.name),
             &skill,
             factors,
-            &self.held_out(&manifest.name),
+            data,
         )?)
     }
 

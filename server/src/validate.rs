@@ -9,7 +9,9 @@
 //! accepted delta; then the server applies it to the global adapter it started from and
 //! recomputes the reward on held-out data, which must reach the skill's threshold and may fall
 //! below the starting adapter's by at most `max_reward_drop` (relative): a delta that makes the
-//! model worse is rejected, while the noise of an honest small step is not.
+//! model worse is rejected, while the noise of an honest small step is not. Last, the reward
+//! the report claims on its work unit's eval split is recomputed on the server's copy of that
+//! split and must agree within `CLAIM_TOLERANCE`: a forged report is rejected.
 
 use crate::project::Project;
 use aginet::adapter::factor_shapes;
@@ -18,6 +20,11 @@ use aginet::report::Report;
 use aginet::score;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
+
+/// Relative difference allowed between the reward a report claims on its work unit's eval
+/// split and the server's recomputation: the same code on the same examples, so only float
+/// rounding (thread counts, batching) separates them.
+const CLAIM_TOLERANCE: f64 = 1e-3;
 
 /// The validator's decision on one result.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -173,6 +180,23 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
         reject!(
             "held-out reward falls from {reward_before:.6} to {reward_after:.6} (more than {} relative)",
             project.settings.validate.max_reward_drop
+        );
+    }
+    let eval = project.workunit_eval(report.seed);
+    if !eval.exists() {
+        reject!(
+            "work unit {} is unknown: make-work recorded no eval split for it",
+            report.seed
+        );
+    }
+    let recomputed = project.reward_on(&manifest, &with_delta, &eval)?;
+    let claimed = report.reward_after;
+    let agrees =
+        (claimed - recomputed).abs() <= CLAIM_TOLERANCE * recomputed.abs().max(claimed.abs());
+    if !agrees {
+        reject!(
+            "claimed reward {claimed:.6} disagrees with the {recomputed:.6} recomputed on work unit {}'s eval split",
+            report.seed
         );
     }
     let verdict = Verdict::Valid {

@@ -113,6 +113,26 @@ fn a_forged_hash_is_rejected() {
 }
 
 #[test]
+fn a_forged_claimed_reward_or_unknown_work_unit_is_rejected() {
+    let f = fixture();
+    let honest = Report::read(&f.wu.join("report")).unwrap();
+    let mut report = honest.clone();
+    report.reward_after = (honest.reward_after * 1.5).min(1.0);
+    report.write(&f.wu.join("report")).unwrap();
+    f.expect_invalid("disagrees with the");
+    report = honest.clone();
+    report.seed = 999_999;
+    report.write(&f.wu.join("report")).unwrap();
+    f.expect_invalid("work unit 999999 is unknown");
+    honest.write(&f.wu.join("report")).unwrap();
+    assert_eq!(
+        f.validate().0,
+        Some(0),
+        "the honest claim is within tolerance"
+    );
+}
+
+#[test]
 fn a_truncated_delta_is_rejected() {
     let f = fixture();
     let bytes = std::fs::read(f.wu.join("delta")).unwrap();

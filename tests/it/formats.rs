@@ -119,7 +119,7 @@ fn patch(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
 #[test]
 fn readers_reject_unknown_versions_naming_file_and_field() {
     let wd = finished();
-    let report = patch(&wd.read("report"), "\"version\": 1", "\"version\": 9");
+    let report = patch(&wd.read("report"), "\"version\": 2", "\"version\": 9");
     std::fs::write(wd.path("report"), report).unwrap();
     let err = Report::read(&wd.path("report")).unwrap_err().to_string();
     assert!(
