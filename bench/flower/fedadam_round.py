@@ -3,8 +3,9 @@
     python fedadam_round.py --queue DIR --out RESULT.json [--global GLOBAL.safetensors]
         [--new-global OUT.safetensors] [--eta 0.1 --beta1 0.9 --beta2 0.99 --tau 1e-9]
 
-DIR holds pairs `<sha>.delta` (a zstd frame around safetensors: f32 tensors plus one metadata
-entry `aginet`, a JSON header with format "aginet-delta") and `<sha>.report` (JSON; its
+DIR holds pairs `<sha>.delta` (a zstd frame around safetensors whose f32 data is stored as
+byte planes, plus one metadata entry `aginet`, a JSON header with format "aginet-delta",
+version 2) and `<sha>.report` (JSON; its
 integer `tokens` becomes FitRes.num_examples). `--global` is a plain safetensors file with
 the current global values of the same tensors; without it the global is zeros.
 
@@ -72,12 +73,17 @@ def read_delta(path: Path, compressed: bytes, dctx) -> dict:
     """Decompresses and checks one delta; returns its f32 tensors by name."""
     raw = dctx.decompress(compressed, max_output_size=MAX_DECOMPRESSED)
     (header_len,) = struct.unpack("<Q", raw[:8])
+    # Delta version 2 stores the f32 data as byte planes (docs/formats.md#delta): put them back.
+    start = 8 + header_len
+    planes = np.frombuffer(raw, dtype=np.uint8, offset=start)
+    raw = raw[:start] + planes.reshape(4, -1).T.tobytes()
     metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__") or {}
     if "aginet" not in metadata:
         sys.exit(f"{path}: metadata entry 'aginet' is missing")
-    fmt = json.loads(metadata["aginet"]).get("format")
-    if fmt != "aginet-delta":
-        sys.exit(f"{path}: header format is {fmt!r}, expected 'aginet-delta'")
+    header = json.loads(metadata["aginet"])
+    if header.get("format") != "aginet-delta" or header.get("version") != 2:
+        sys.exit(f"{path}: header format {header.get('format')!r} version "
+                 f"{header.get('version')!r} is not 'aginet-delta' version 2")
     tensors = load_safetensors(raw)
     for name, t in tensors.items():
         if t.dtype != np.float32:

@@ -1,6 +1,7 @@
 //! Aggregation benchmark: one FedAdam round over 1,000 deltas the size of a Gemma 3 270M
 //! adapter (rank 8 on all seven linear projections: 1,898,496 f32 in 252 tensors, 7.6 MB), by
-//! `aginet-server aggregate`, against what reading and decompressing the same files alone costs
+//! `aginet-server aggregate`, against what reading and decoding (decompressing, unshuffling) the
+//! same files alone costs
 //! and against Flower's own FedAdam on the same files in the same run.
 //!
 //! agiNet's deltas carry only the B factors (A is frozen and shared), so the bench skill is a
@@ -10,8 +11,7 @@
 //! `cargo bench -p aginet-server --bench aggregate`. Environment: `AGINET_BENCH_DELTAS` (default
 //! 1000), `AGINET_BENCH_DIR` (keep the generated project there and reuse it; default: a temporary
 //! folder), `AGINET_BENCH_FLOWER=0` to skip Flower (`bench/flower/setup.sh` builds its venv).
-//! Deltas are written with zstd level 3 to keep generation short; the app writes level 19, which
-//! decompresses at the same speed.
+//! Deltas are written by the app's own writer (`Delta::to_bytes`: byte-shuffled, zstd level 3).
 
 use aginet::adapter::factor_shapes;
 use aginet::manifest::Manifest;
@@ -55,7 +55,7 @@ fn main() {
     let mut rows = Vec::new();
     for t in [1, threads] {
         let s = read_and_decompress(&files, t);
-        rows.push((format!("read + decompress only, {t} thread(s)"), s, None));
+        rows.push((format!("read + decode only, {t} thread(s)"), s, None));
     }
     let mut agi = 0.0;
     for t in [1, threads] {
@@ -106,7 +106,7 @@ fn main() {
     }
     let alone = rows[1].1;
     println!(
-        "\nagiNet / (read + decompress alone, same threads): {:.2}×",
+        "\nagiNet / (read + decode alone, same threads): {:.2}×",
         agi / alone
     );
     if let Some(f) = flower_s {
@@ -171,10 +171,19 @@ fn prepare(root: &Path, project: &Path, pristine: &Path, count: usize) {
                 Tensor::from_vec(v, shape.as_slice(), &Device::Cpu).unwrap(),
             );
         }
-        let header = serde_json::json!({"format": "aginet-delta", "version": 1, "skill": SKILL,
-            "base_sha256": m.base.sha256, "adapter_version": 0, "lora": m.lora, "steps": 50});
-        let raw = aginet::tensors::encode(&tensors, &header).unwrap();
-        let bytes = zstd::bulk::compress(&raw, 3).unwrap();
+        let delta = aginet::delta::Delta {
+            header: aginet::delta::DeltaHeader {
+                format: aginet::delta::DELTA_FORMAT.into(),
+                version: aginet::delta::DELTA_VERSION,
+                skill: SKILL.into(),
+                base_sha256: m.base.sha256.clone(),
+                adapter_version: 0,
+                lora: m.lora.clone(),
+                steps: 50,
+            },
+            tensors,
+        };
+        let bytes = delta.to_bytes().unwrap();
         let sha = aginet::files::sha256_hex(&bytes);
         std::fs::write(pristine.join(format!("{sha}.delta")), &bytes).unwrap();
         let report = serde_json::json!({"tokens": TOKENS, "adapter_version": 0});
@@ -227,18 +236,22 @@ fn read_and_decompress(files: &[PathBuf], threads: usize) -> f64 {
     std::thread::scope(|s| {
         for lane in 0..threads {
             s.spawn(move || {
-                let mut raw = Vec::new();
+                let (mut planes, mut raw) = (Vec::new(), Vec::new());
                 for f in files.iter().skip(lane).step_by(threads) {
                     let bytes = std::fs::read(f).unwrap();
                     let n = zstd::zstd_safe::get_frame_content_size(&bytes)
                         .unwrap()
                         .unwrap() as usize;
-                    raw.clear();
-                    raw.reserve(n);
+                    planes.clear();
+                    planes.reserve(n);
                     zstd::bulk::Decompressor::new()
                         .unwrap()
-                        .decompress_to_buffer(&bytes, &mut raw)
+                        .decompress_to_buffer(&bytes, &mut planes)
                         .unwrap();
+                    let data = aginet::delta::data_start(&planes).unwrap();
+                    raw.clear();
+                    raw.extend_from_slice(&planes[..data]);
+                    aginet::delta::unshuffle(&planes[data..], &mut raw);
                     std::hint::black_box(&raw);
                 }
             });

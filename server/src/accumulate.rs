@@ -108,22 +108,26 @@ fn decode_lane(paths: &[&PathBuf], free: &Receiver<Vec<u8>>, full: &SyncSender<(
     }
 }
 
-/// Decompresses zstd files into caller-owned buffers. The file is mapped (pre-faulted, so the
-/// kernel neither copies it nor faults page by page) and decompressed in one call straight into
-/// the output's spare capacity, never zero-filled first: measured faster here than reading it
-/// into a buffer or streaming it, which copy it once more.
+/// Decompresses delta files into caller-owned buffers. The file is mapped (pre-faulted, so the
+/// kernel neither copies it nor faults page by page) and decompressed in one call into a reused
+/// buffer, whose byte planes are then put back into f32 values in the caller's buffer
+/// (`docs/formats.md#delta`). Measured faster here than reading the file into a buffer or
+/// streaming it, which copy it once more.
 struct FileDecoder {
     context: zstd::zstd_safe::DCtx<'static>,
+    planes: Vec<u8>,
 }
 
 impl FileDecoder {
     fn new() -> Self {
         Self {
             context: zstd::zstd_safe::DCtx::create(),
+            planes: Vec::new(),
         }
     }
 
-    /// Decompresses the one-frame file at `path` into `raw`; returns the file's length.
+    /// Decompresses the one-frame delta file at `path` into `raw`, unshuffled; returns the
+    /// file's length.
     fn decompress(&mut self, path: &PathBuf, raw: &mut Vec<u8>) -> Result<u64> {
         let file = std::fs::File::open(path)?;
         // SAFETY: queue files are written once (temp file, rename) and never modified in
@@ -134,15 +138,24 @@ impl FileDecoder {
             Ok(Some(n)) => bail!("claims {n} decompressed bytes, more than {MAX_DECOMPRESSED}"),
             _ => bail!("not a zstd frame with its content size"),
         };
-        raw.clear();
-        raw.reserve_exact(size);
+        self.planes.clear();
+        self.planes.reserve_exact(size);
         let n = self
             .context
-            .decompress(raw, &compressed)
+            .decompress(&mut self.planes, &compressed)
             .map_err(zstd_error)?;
         if n != size {
             bail!("zstd frame holds {n} bytes, its header declares {size}");
         }
+        let data = aginet::delta::data_start(&self.planes)
+            .context("not a safetensors file: bad header length")?;
+        if (size - data) % 4 != 0 {
+            bail!("data section is not a whole number of f32 values");
+        }
+        raw.clear();
+        raw.reserve_exact(size);
+        raw.extend_from_slice(&self.planes[..data]);
+        aginet::delta::unshuffle(&self.planes[data..], raw);
         Ok(compressed.len() as u64)
     }
 }
@@ -289,7 +302,7 @@ fn accumulate_values(acc: &mut [f32], values: &[f32], c: f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aginet::tensors::{encode, NamedTensors};
+    use aginet::tensors::NamedTensors;
     use candle_core::{Device, Tensor};
 
     fn delta_file(dir: &std::path::Path, name: &str, values: &[f32]) -> (PathBuf, f64) {
@@ -298,9 +311,25 @@ mod tests {
             "x".into(),
             Tensor::from_vec(values.to_vec(), (2, 2), &Device::Cpu).unwrap(),
         );
-        let raw = encode(&t, &serde_json::json!({})).unwrap();
+        let delta = aginet::delta::Delta {
+            header: aginet::delta::DeltaHeader {
+                format: aginet::delta::DELTA_FORMAT.into(),
+                version: aginet::delta::DELTA_VERSION,
+                skill: "test".into(),
+                base_sha256: String::new(),
+                adapter_version: 0,
+                lora: aginet::adapter::LoraSpec {
+                    targets: vec![],
+                    rank: 1,
+                    alpha: 1.0,
+                    train_a: false,
+                },
+                steps: 1,
+            },
+            tensors: t,
+        };
         let path = dir.join(name);
-        std::fs::write(&path, zstd::bulk::compress(&raw, 3).unwrap()).unwrap();
+        std::fs::write(&path, delta.to_bytes().unwrap()).unwrap();
         let norm = values
             .iter()
             .map(|v| (*v as f64).powi(2))

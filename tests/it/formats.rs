@@ -128,7 +128,7 @@ fn readers_reject_unknown_versions_naming_file_and_field() {
     );
 
     let raw = zstd::decode_all(wd.read("delta").as_slice()).unwrap();
-    let raw = patch(&raw, r#"\"version\":1"#, r#"\"version\":7"#);
+    let raw = patch(&raw, r#"\"version\":2"#, r#"\"version\":7"#);
     std::fs::write(
         wd.path("delta"),
         zstd::encode_all(raw.as_slice(), 3).unwrap(),
