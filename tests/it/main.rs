@@ -7,4 +7,5 @@ mod fixture;
 mod formats;
 mod gradcheck;
 mod learning;
+mod pipeline;
 mod resume;

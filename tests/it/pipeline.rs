@@ -1,0 +1,180 @@
+//! The whole round with the real BOINC client in the loop: `aginet-server make-work --out`
+//! makes two work units, Debian's `boinc` runs them at once (one suspended and resumed, the
+//! client quit and restarted mid-run), `validate`, `assimilate` and `aggregate` take their
+//! outputs, and a work unit of the next round, carrying the new signed adapter version, runs
+//! under the client again and is accepted.
+
+use super::boinc_harness::{boinc_api_libs, Client, Prefs, TaskSpec, TaskStatus};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Steps per work unit: a few seconds, long enough to interrupt.
+const STEPS: u32 = 100;
+const LONG: Duration = Duration::from_secs(300);
+
+/// The server binary, built beside the app by `cargo test --workspace` (as `ci/test.sh` runs).
+fn server_bin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_aginet")).with_file_name("aginet-server");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (`cargo test --workspace` does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `aginet-server` with `args`; returns its stdout, failing the test if it fails.
+fn server(args: &[&str]) -> String {
+    let out = Command::new(server_bin()).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "aginet-server {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `count` work units of the project's current version in `out`, each cut to `STEPS` steps.
+fn make_work(project: &Path, out: &Path, count: u32) -> Vec<PathBuf> {
+    let made = server(&[
+        "make-work",
+        "--project",
+        project.to_str().unwrap(),
+        "--count",
+        &count.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let wus: Vec<PathBuf> = made.lines().map(PathBuf::from).collect();
+    for wu in &wus {
+        let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+        config.steps = STEPS;
+        std::fs::write(wu.join("config"), config.to_json()).unwrap();
+    }
+    wus
+}
+
+fn name(wu: &Path) -> String {
+    wu.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// The client's tasks for the work units: their inputs under the logical names the app opens.
+fn tasks(wus: &[PathBuf]) -> Vec<TaskSpec> {
+    wus.iter()
+        .map(|wu| {
+            let mut inputs = vec!["config", "model", "data", "project_key"];
+            if wu.join("adapter").exists() {
+                inputs.push("adapter");
+            }
+            TaskSpec::new(&name(wu), wu, &inputs, &["delta", "report"])
+        })
+        .collect()
+}
+
+fn prefs() -> Prefs {
+    Prefs {
+        leave_apps_in_memory: false,
+        checkpoint_interval_s: 1,
+        ncpus: 2,
+        extra_app_files: boinc_api_libs(),
+    }
+}
+
+fn task<'a>(tasks: &'a [TaskStatus], name: &str) -> &'a TaskStatus {
+    tasks.iter().find(|t| t.name == name).expect("listed")
+}
+
+/// Validates and assimilates the outputs of the client's task `name`.
+fn validate_and_assimilate(project: &Path, client: &Client, name: &str) {
+    let delta = client.output(name, "delta");
+    let report = client.output(name, "report");
+    let (p, d, r) = (
+        project.to_str().unwrap(),
+        delta.to_str().unwrap(),
+        report.to_str().unwrap(),
+    );
+    let verdict = server(&["validate", "--project", p, d, r]);
+    assert!(verdict.starts_with("valid: "), "{name}: {verdict}");
+    let outcome = server(&[
+        "assimilate",
+        "--project",
+        p,
+        "--host",
+        "harness",
+        d,
+        r,
+        name,
+        "1",
+    ]);
+    assert!(outcome.starts_with("accepted"), "{name}: {outcome}");
+}
+
+#[test]
+fn a_round_under_the_real_client_feeds_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let p = project.to_str().unwrap();
+    server(&["init", "--project", p, "--models", models.to_str().unwrap()]);
+    let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
+
+    // Round 1: two work units at once, one suspended and resumed, the client restarted.
+    let wus = make_work(&project, &dir.path().join("round1"), 2);
+    let names: Vec<String> = wus.iter().map(|w| name(w)).collect();
+    let client = Client::start(app, &tasks(&wus), &prefs());
+    client.wait_for("both tasks to run at once", LONG, |ts| {
+        names
+            .iter()
+            .all(|n| task(ts, n).executing() && task(ts, n).fraction_done > 0.05)
+    });
+    client.suspend(&names[0]);
+    client.wait_for("the first task to be suspended", LONG, |ts| {
+        task(ts, &names[0]).suspended_via_gui
+    });
+    client.resume(&names[0]);
+    client.wait_for("both tasks past 30%", LONG, |ts| {
+        names.iter().all(|n| task(ts, n).fraction_done > 0.3)
+    });
+    let stopped = client.quit();
+    assert!(
+        stopped.wait_apps_exit(Duration::from_secs(10)),
+        "the apps quit with the client"
+    );
+    let client = stopped.restart();
+    client.wait_for("both tasks to succeed", LONG, |ts| {
+        names.iter().all(|n| task(ts, n).succeeded())
+    });
+    for n in &names {
+        let log = client.task_stderr(n);
+        assert!(log.contains("resuming from checkpoint"), "{n}: {log}");
+        validate_and_assimilate(&project, &client, n);
+    }
+    drop(client);
+    let aggregated = server(&["aggregate", "--project", p]);
+    assert!(
+        aggregated.contains("tiny: version 1 from 2 deltas"),
+        "{aggregated}"
+    );
+
+    // Round 2 starts from the new version: its work unit carries the signed adapter, which
+    // the app under the client verifies with the project key and trains from.
+    let next = make_work(&project, &dir.path().join("round2"), 1);
+    let next_name = name(&next[0]);
+    assert!(next_name.starts_with("tiny_v1_"), "{next_name}");
+    assert!(next[0].join("adapter").exists());
+    let client = Client::start(app, &tasks(&next), &prefs());
+    client.wait_for("the next round's task to succeed", LONG, |ts| {
+        task(ts, &next_name).succeeded()
+    });
+    let report = aginet::report::Report::read(&client.output(&next_name, "report")).unwrap();
+    assert_eq!(report.adapter_version, 1);
+    validate_and_assimilate(&project, &client, &next_name);
+    let scoreboard = std::fs::read_to_string(project.join("scoreboard.csv")).unwrap();
+    assert_eq!(
+        scoreboard.lines().filter(|l| l.contains(",valid,")).count(),
+        3,
+        "{scoreboard}"
+    );
+}
