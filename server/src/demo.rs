@@ -44,6 +44,10 @@ pub struct DemoOptions {
     /// The server optimizer.
     #[arg(long, value_enum, default_value = "fedavg")]
     pub strategy: Strategy,
+    /// How many volunteers (the last ones) poison every result, the rest being honest,
+    /// instead of the default mix (one interrupted, one corrupt, one poisoning); 0: all honest.
+    #[arg(long)]
+    pub hostile: Option<usize>,
 }
 
 /// What a volunteer does with its work unit.
@@ -56,7 +60,15 @@ enum Role {
 }
 
 impl Role {
-    fn of(i: usize, volunteers: usize) -> Self {
+    /// The role of volunteer `i` of `volunteers`, with `hostile` poisoners or the default mix.
+    fn of(i: usize, volunteers: usize, hostile: Option<usize>) -> Self {
+        if let Some(k) = hostile {
+            return if i + k >= volunteers {
+                Self::Poisoned
+            } else {
+                Self::Honest
+            };
+        }
         match i {
             0 if volunteers >= 3 => Self::Interrupted,
             1 if volunteers >= 4 => Self::Corrupt,
@@ -117,10 +129,13 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
                 aginet::files::write_atomic(&wu.join("config"), config.to_json().as_bytes())?;
             }
         }
-        run_volunteers(&app, &wus)?;
+        let interrupted: Vec<bool> = (0..wus.len())
+            .map(|i| Role::of(i, opts.volunteers, opts.hostile) == Role::Interrupted)
+            .collect();
+        run_volunteers(&app, &wus, &interrupted)?;
         let (mut accepted, mut rejected, mut credit, mut reasons) = (0, 0, 0.0, Vec::new());
         for (i, wu) in wus.iter().enumerate() {
-            misbehave(Role::of(i, opts.volunteers), round, wu)?;
+            misbehave(Role::of(i, opts.volunteers, opts.hostile), round, wu)?;
             let files = [wu.join("delta"), wu.join("report")];
             let name = wu
                 .file_name()
@@ -191,22 +206,20 @@ fn short(reason: &str) -> String {
 }
 
 /// Runs every work unit with the app, one thread each, as many at once as there are cores.
-/// The first volunteer (with three or more) is killed after step 5 and run again to resume.
+/// The volunteers marked `interrupted` are killed after step 5 and run again to resume.
 /// A progress bar counts finished volunteers when stderr is a terminal.
-fn run_volunteers(app: &Path, wus: &[PathBuf]) -> Result<()> {
+fn run_volunteers(app: &Path, wus: &[PathBuf], interrupted: &[bool]) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let bar = indicatif::ProgressBar::new(wus.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("  volunteers {bar:30} {pos}/{len} {elapsed}")
             .expect("valid progress template"),
     );
-    for chunk in wus.chunks(cores) {
+    let jobs: Vec<(&PathBuf, bool)> = wus.iter().zip(interrupted.iter().copied()).collect();
+    for chunk in jobs.chunks(cores) {
         std::thread::scope(|s| -> Result<()> {
             let handles: Vec<_> = chunk
                 .iter()
-                .map(|wu| {
-                    let interrupt = wus.len() >= 3 && wu == &wus[0];
-                    s.spawn(move || run_app(app, wu, interrupt))
-                })
+                .map(|&(wu, interrupt)| s.spawn(move || run_app(app, wu, interrupt)))
                 .collect();
             for h in handles {
                 h.join()

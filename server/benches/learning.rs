@@ -1,0 +1,179 @@
+//! Learning quality: the local federation's final held-out reward against centralized
+//! fine-tuning on the union of the same shards for the same number of optimizer steps in total,
+//! per server strategy, with every volunteer honest and with 20% of them hostile (one of five
+//! poisons every result: scaled, sign-flipped or with a forged hash, round by round).
+//!
+//! `cargo build --release --workspace && cargo bench -p aginet-server --bench learning`
+//! (the federation runs the release `aginet` app beside `aginet-server`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const VOLUNTEERS: usize = 5;
+const ROUNDS: usize = 4;
+const STEPS: u32 = 30;
+const STRATEGIES: [&str; 4] = ["fedavg", "fedavgm", "fedadam", "fedyogi"];
+
+fn server() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_aginet-server"))
+}
+
+fn app() -> PathBuf {
+    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
+    assert!(
+        app.exists(),
+        "{} is missing: cargo build --release --workspace",
+        app.display()
+    );
+    app
+}
+
+/// Runs `cmd`; its stdout, or a panic with its output.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("the command starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The two numbers of a line `prefix A -> B…`.
+fn before_after(text: &str, prefix: &str) -> (f64, f64) {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in {text}"));
+    let mut numbers = line
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<f64>().unwrap());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+/// A federation of `ROUNDS` rounds: the held-out reward at version 0 and at the end.
+fn federate(project: &Path, models: &Path, strategy: &str, hostile: usize) -> (f64, f64) {
+    let out = run(server()
+        .args(["demo", "--volunteers", &VOLUNTEERS.to_string()])
+        .args([
+            "--rounds",
+            &ROUNDS.to_string(),
+            "--steps",
+            &STEPS.to_string(),
+        ])
+        .args(["--strategy", strategy, "--hostile", &hostile.to_string()])
+        .arg("--project")
+        .arg(project)
+        .arg("--models")
+        .arg(models)
+        .arg("--app")
+        .arg(app()));
+    before_after(&out, "global held-out reward: ")
+}
+
+/// The lines of every work unit's `data` under `work` with the given split.
+fn shard_lines(work: &Path, split: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for round in std::fs::read_dir(work).unwrap() {
+        for wu in std::fs::read_dir(round.unwrap().path()).unwrap() {
+            let data = wu.unwrap().path().join("data");
+            if data.exists() {
+                files.push(data);
+            }
+        }
+    }
+    files.sort();
+    let mut lines = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["split"] == split {
+                lines.push(line.to_string());
+            }
+        }
+    }
+    lines
+}
+
+/// One run of the app on the union of the federation's training shards, for all its steps:
+/// the held-out reward before and after, as the validator computes it.
+fn centralized(root: &Path, models: &Path, union: &[String]) -> (f64, f64) {
+    let project = root.join("central");
+    let p = project.to_str().unwrap();
+    run(server()
+        .args(["init", "--project", p, "--models"])
+        .arg(models));
+    let out = root.join("central-wu");
+    let made = run(server()
+        .args(["make-work", "--project", p, "--count", "1", "--out"])
+        .arg(&out));
+    let wu = PathBuf::from(made.trim());
+    let own: String = std::fs::read_to_string(wu.join("data")).unwrap();
+    let eval: Vec<&str> = own.lines().filter(|l| l.contains("\"eval\"")).collect();
+    let data = union
+        .iter()
+        .map(String::as_str)
+        .chain(eval)
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(wu.join("data"), format!("{data}\n")).unwrap();
+    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    config.steps = STEPS * (VOLUNTEERS * ROUNDS) as u32;
+    std::fs::write(wu.join("config"), config.to_json()).unwrap();
+    run(Command::new(app())
+        .args(["run", "--threads", "2", "--dir"])
+        .arg(&wu));
+    let verdict = run(server()
+        .args(["validate", "--project", p])
+        .arg(wu.join("delta"))
+        .arg(wu.join("report")));
+    before_after(&verdict, "valid: held-out reward ")
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let mut rows = Vec::new();
+    for strategy in STRATEGIES {
+        let mut rewards = [0f64; 2];
+        for hostile in [0, 1] {
+            let started = Instant::now();
+            let project = root.join(format!("{strategy}-{hostile}"));
+            let (_, reward) = federate(&project, &models, strategy, hostile);
+            eprintln!(
+                "{strategy}, {hostile} hostile: {reward:.6} in {:.0?}",
+                started.elapsed()
+            );
+            rewards[hostile] = reward;
+        }
+        rows.push((strategy, rewards));
+    }
+    let union = shard_lines(&root.join("fedavg-0").join("work"), "train");
+    let started = Instant::now();
+    let (start, central) = centralized(root, &models, &union);
+    eprintln!(
+        "centralized: {} examples, {} steps: {central:.6} in {:.0?}",
+        union.len(),
+        STEPS as usize * VOLUNTEERS * ROUNDS,
+        started.elapsed()
+    );
+    println!(
+        "\n{VOLUNTEERS} volunteers × {ROUNDS} rounds × {STEPS} steps; held-out reward at version 0 \
+         {start:.6}; centralized ({} steps on the union of the {} shards) {central:.6}\n",
+        STEPS as usize * VOLUNTEERS * ROUNDS,
+        VOLUNTEERS * ROUNDS
+    );
+    println!("| strategy | clean | % of centralized | 20% hostile | cost of the hostile |");
+    println!("|---|---|---|---|---|");
+    for (strategy, [clean, hostile]) in rows {
+        println!(
+            "| {strategy} | {clean:.6} | {:.1}% | {hostile:.6} | {:+.1}% |",
+            100.0 * clean / central,
+            100.0 * (clean - hostile) / clean
+        );
+    }
+}
