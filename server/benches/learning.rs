@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Instant;
 
 const VOLUNTEERS: usize = 5;
-const ROUNDS: usize = 4;
-const STEPS: u32 = 30;
+const ROUNDS: usize = 8;
+const STEPS: u32 = 15;
 const STRATEGIES: [&str; 4] = ["fedavg", "fedavgm", "fedadam", "fedyogi"];
 
 fn server() -> Command {

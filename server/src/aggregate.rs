@@ -84,11 +84,13 @@ fn optimizer_path(project: &Project, skill: &str, version: u64) -> PathBuf {
         .join(format!("v{version:06}.state"))
 }
 
-/// Runs one aggregation round for `skill`, reading deltas with `threads` decoder threads.
+/// Runs one aggregation round for `skill` with `strategy` (its server learning rate replaced by
+/// `server_lr` when given), reading deltas with `threads` decoder threads.
 pub fn aggregate(
     project: &Project,
     skill: &str,
     strategy: Strategy,
+    server_lr: Option<f32>,
     threads: usize,
 ) -> Result<Outcome> {
     let manifest = project.manifest(skill)?;
@@ -134,7 +136,7 @@ pub fn aggregate(
 
     let mut adapter = project.global_adapter(&manifest, current)?;
     let (mut moments, rounds) = read_optimizer(project, skill, current, strategy)?;
-    let optimizer = strategy.optimizer();
+    let optimizer = strategy.optimizer_with(server_lr);
     for (name, (_, pseudo_gradient)) in &mean {
         let t = adapter
             .tensors

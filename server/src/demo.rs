@@ -44,6 +44,9 @@ pub struct DemoOptions {
     /// The server optimizer.
     #[arg(long, value_enum, default_value = "fedavg")]
     pub strategy: Strategy,
+    /// The server learning rate η (default: the strategy's, as Flower sets it).
+    #[arg(long)]
+    pub server_lr: Option<f32>,
     /// How many volunteers (the last ones) poison every result, the rest being honest,
     /// instead of the default mix (one interrupted, one corrupt, one poisoning); 0: all honest.
     #[arg(long)]
@@ -162,13 +165,14 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
                 }
             }
         }
-        let reward = match aggregate::aggregate(&project, &opts.skill, opts.strategy, 2)? {
-            AggregateOutcome::NewVersion { version, .. } => project.held_out_reward(
-                &manifest,
-                &project.global_adapter(&manifest, version)?.tensors,
-            )?,
-            AggregateOutcome::Nothing => *rewards.last().expect("start reward"),
-        };
+        let reward =
+            match aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2)? {
+                AggregateOutcome::NewVersion { version, .. } => project.held_out_reward(
+                    &manifest,
+                    &project.global_adapter(&manifest, version)?.tensors,
+                )?,
+                AggregateOutcome::Nothing => *rewards.last().expect("start reward"),
+            };
         rewards.push(reward);
         println!(
             "{round:<6} {accepted:>8} {rejected:>8}  {:<60} {reward:>12.6} {credit:>10.4}",

@@ -122,6 +122,9 @@ enum Command {
         /// Threads reading and decompressing deltas (default: the machine's cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// The server learning rate η (default: the strategy's, as Flower sets it).
+        #[arg(long)]
+        server_lr: Option<f32>,
     },
     /// Publish the dashboard: index.html with plots, metrics.json, each skill's global adapter
     /// in PEFT's format, and checksums signed by the project key.
@@ -234,6 +237,7 @@ fn run(cli: Cli) -> Result<()> {
             strategy,
             skill,
             threads,
+            server_lr,
         } => {
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -244,7 +248,7 @@ fn run(cli: Cli) -> Result<()> {
                 None => p.settings.skills.clone(),
             };
             for skill in skills {
-                match aggregate::aggregate(&p, &skill, strategy, threads)? {
+                match aggregate::aggregate(&p, &skill, strategy, server_lr, threads)? {
                     aggregate::Outcome::Nothing => println!("{skill}: no queued deltas"),
                     aggregate::Outcome::NewVersion {
                         version,

@@ -1,35 +1,15 @@
 //! The local federation: the global held-out reward rises over the rounds while the corrupt and
 //! poisoned volunteers are rejected and the interrupted one is accepted.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 #[test]
 fn the_demo_learns_and_rejects_the_bad_volunteers() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("demo");
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let out = Command::new(env!("CARGO_BIN_EXE_aginet-server"))
-        .args([
-            "demo",
-            "--rounds",
-            "3",
-            "--volunteers",
-            "4",
-            "--steps",
-            "30",
-            "--project",
-        ])
-        .arg(&project)
-        .arg("--models")
-        .arg(&models)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = common::demo(
+        &project,
+        &["--rounds", "3", "--volunteers", "4", "--steps", "30"],
     );
     let rows: Vec<Vec<&str>> = text
         .lines()

@@ -2,6 +2,8 @@
 //! signature, its metrics, the PEFT export, the SVG plots, and the page as headless Chromium
 //! renders it (Debian's `chromium`, installed by `ci/setup.sh`).
 
+mod common;
+
 use ed25519_dalek::Verifier;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,28 +11,9 @@ use std::process::Command;
 /// A demo project of two rounds and its snapshot folder.
 fn demo_snapshot(dir: &Path) -> (PathBuf, PathBuf) {
     let project = dir.join("demo");
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let out = Command::new(env!("CARGO_BIN_EXE_aginet-server"))
-        .args([
-            "demo",
-            "--rounds",
-            "2",
-            "--volunteers",
-            "4",
-            "--steps",
-            "20",
-        ])
-        .arg("--project")
-        .arg(&project)
-        .arg("--models")
-        .arg(&models)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = common::demo(
+        &project,
+        &["--rounds", "2", "--volunteers", "4", "--steps", "20"],
     );
     let public = project.join("public");
     assert!(text.contains("dashboard: file://"), "{text}");

@@ -47,13 +47,36 @@ pub trait ServerOptimizer {
 }
 
 impl Strategy {
-    /// The optimizer with Flower's default hyper-parameters.
-    pub fn optimizer(self) -> Box<dyn ServerOptimizer> {
+    /// The optimizer with Flower's defaults, its server learning rate η replaced by `eta`.
+    pub fn optimizer_with(self, eta: Option<f32>) -> Box<dyn ServerOptimizer> {
         match self {
-            Self::Fedavg => Box::new(FedAvg::default()),
-            Self::Fedavgm => Box::new(FedAvgM::default()),
-            Self::Fedadam => Box::new(FedAdam::default()),
-            Self::Fedyogi => Box::new(FedYogi::default()),
+            Self::Fedavg => {
+                let d = FedAvg::default();
+                Box::new(FedAvg {
+                    eta: eta.unwrap_or(d.eta),
+                })
+            }
+            Self::Fedavgm => {
+                let d = FedAvgM::default();
+                Box::new(FedAvgM {
+                    eta: eta.unwrap_or(d.eta),
+                    ..d
+                })
+            }
+            Self::Fedadam => {
+                let d = FedAdam::default();
+                Box::new(FedAdam {
+                    eta: eta.unwrap_or(d.eta),
+                    ..d
+                })
+            }
+            Self::Fedyogi => {
+                let d = FedYogi::default();
+                Box::new(FedYogi {
+                    eta: eta.unwrap_or(d.eta),
+                    ..d
+                })
+            }
         }
     }
 }
@@ -74,7 +97,7 @@ mod tests {
 
     /// Two rounds from x = 0 with Δ = 0.5 each, by each strategy with Flower's defaults.
     fn two_rounds(strategy: Strategy) -> (f32, f32) {
-        let opt = strategy.optimizer();
+        let opt = strategy.optimizer_with(None);
         let mut x = [0.0f32];
         let mut state = Moments::default();
         opt.step(&mut x, &[0.5], &mut state, 1);

@@ -28,3 +28,24 @@ pub fn train(wu: &Path, steps: u32) {
     aginet::workunit::run(&files, 1, &mut aginet::train::Unattended)
         .expect("the app runs the work unit");
 }
+
+/// Runs `aginet-server demo` with `args` on a project folder `project`; returns its stdout,
+/// failing the test when it fails.
+pub fn demo(project: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_aginet-server"))
+        .arg("demo")
+        .args(args)
+        .arg("--project")
+        .arg(project)
+        .arg("--models")
+        .arg(models())
+        .output()
+        .expect("aginet-server runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
