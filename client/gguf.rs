@@ -183,6 +183,16 @@ impl Gguf {
             .sum()
     }
 
+    /// How many tensors the base holds of each quantization type (candle's names, e.g. `Q8_0`,
+    /// `Q4K`, `F32`).
+    pub fn tensor_types(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for info in self.content.tensor_infos.values() {
+            *counts.entry(format!("{:?}", info.ggml_dtype)).or_default() += 1;
+        }
+        counts
+    }
+
     /// Whether the base holds a tensor called `name`.
     pub fn has_tensor(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)

@@ -5,6 +5,7 @@ mod boinc_e2e;
 mod boinc_harness;
 mod fixture;
 mod formats;
+mod gemma_base;
 mod gradcheck;
 mod learning;
 mod pipeline;

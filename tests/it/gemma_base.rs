@@ -1,0 +1,39 @@
+//! The language skill's real base, Gemma 3 270M in Q4_K_M, as `models/gemma3-270m/fetch.sh`
+//! assembles it from PyPI (`ci/setup.sh` runs it): the app's GGUF reader opens the 253 MB file,
+//! checks every tensor lies inside it, and finds the shape the language skill is built on.
+
+use super::fixture::models_dir;
+use aginet::gguf::Gguf;
+
+#[test]
+fn the_gemma_base_opens_with_the_shape_the_language_skill_expects() {
+    let path = models_dir().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
+        path.display()
+    );
+    let g = Gguf::open(&path).expect("the reader opens the real Gemma GGUF");
+    assert_eq!(g.get_str("general.architecture").unwrap(), "gemma3");
+    for (key, want) in [
+        ("gemma3.block_count", 18),
+        ("gemma3.embedding_length", 640),
+        ("gemma3.feed_forward_length", 2048),
+        ("gemma3.attention.head_count", 4),
+        ("gemma3.attention.head_count_kv", 1),
+        ("gemma3.attention.key_length", 256),
+        ("gemma3.attention.sliding_window", 512),
+    ] {
+        assert_eq!(g.get_usize(key).unwrap(), want, "{key}");
+    }
+    assert_eq!(g.get_str("tokenizer.ggml.model").unwrap(), "llama");
+    assert_eq!(
+        g.get_strings("tokenizer.ggml.tokens").unwrap().len(),
+        262_144
+    );
+    assert_eq!(g.parameter_count(), 268_098_176);
+    let types = g.tensor_types();
+    assert_eq!(types.get("Q5_0"), Some(&81), "{types:?}");
+    assert_eq!(types.values().sum::<usize>(), 236, "{types:?}");
+    assert!(g.has_tensor("token_embd.weight"));
+}
