@@ -158,6 +158,44 @@ impl Gguf {
         }
     }
 
+    /// A metadata boolean, or `default` when the key is absent.
+    pub fn get_bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        if !self.content.metadata.contains_key(key) {
+            return Ok(default);
+        }
+        self.value(key)?
+            .to_bool()
+            .map_err(|e| self.error(format!("metadata key {key}: {e}")))
+    }
+
+    /// A metadata array of floats.
+    pub fn get_f32s(&self, key: &str) -> Result<Vec<f32>> {
+        self.array(key)?
+            .iter()
+            .map(|v| {
+                v.to_f32()
+                    .map_err(|e| self.error(format!("metadata key {key}: {e}")))
+            })
+            .collect()
+    }
+
+    /// A metadata array of signed 32-bit integers.
+    pub fn get_i32s(&self, key: &str) -> Result<Vec<i32>> {
+        self.array(key)?
+            .iter()
+            .map(|v| {
+                v.to_i32()
+                    .map_err(|e| self.error(format!("metadata key {key}: {e}")))
+            })
+            .collect()
+    }
+
+    fn array(&self, key: &str) -> Result<&Vec<gguf_file::Value>> {
+        self.value(key)?
+            .to_vec()
+            .map_err(|e| self.error(format!("metadata key {key}: {e}")))
+    }
+
     /// A metadata array of strings.
     pub fn get_strings(&self, key: &str) -> Result<Vec<String>> {
         let values = self

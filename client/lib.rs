@@ -24,6 +24,7 @@ pub mod optim;
 pub mod report;
 pub mod sampler;
 pub mod score;
+pub mod sentencepiece;
 pub mod signed;
 pub mod task;
 pub mod tensors;

@@ -1,5 +1,6 @@
-//! Tokenizers named by a GGUF's `tokenizer.ggml.model`. This build knows the byte vocabulary of
-//! the tiny test model; other vocabularies are rejected with the name quoted.
+//! Tokenizers named by a GGUF's `tokenizer.ggml.model`: the byte vocabulary of the tiny test
+//! model, and SentencePiece (`llama`, e.g. Gemma 3; see `sentencepiece.rs`). Other vocabularies
+//! are rejected with the name quoted.
 
 use crate::error::Result;
 use crate::gguf::Gguf;
@@ -71,6 +72,9 @@ pub fn from_gguf(g: &Gguf) -> Result<Box<dyn Tokenizer>> {
                 return Err(g.error("tokenizer.ggml.tokens is not the aginet byte vocabulary"));
             }
             Ok(Box::new(ByteTokenizer))
+        }
+        crate::sentencepiece::SentencePiece::MODEL_NAME => {
+            Ok(Box::new(crate::sentencepiece::SentencePiece::from_gguf(g)?))
         }
         other => Err(g.error(format!(
             "tokenizer.ggml.model {other:?} is not supported by this build"
