@@ -5,6 +5,7 @@ mod accumulate;
 mod aggregate;
 mod assimilate;
 mod boinc_work;
+mod convert;
 mod demo;
 mod fault;
 mod init;
@@ -126,6 +127,16 @@ enum Command {
         #[arg(long)]
         server_lr: Option<f32>,
     },
+    /// Rewrite a GGUF base with its Q5_0 tensors as Q8_0 (exact: scale/8, values ×8), for
+    /// candle's fast Q8_0 kernels; prints how many tensors and any inexact blocks.
+    ConvertBase {
+        /// The base to read.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The converted base to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Publish the dashboard: index.html with plots, metrics.json, each skill's global adapter
     /// in PEFT's format, and checksums signed by the project key.
     Snapshot {
@@ -224,6 +235,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { .. } => unreachable!("handled in main"),
+        Command::ConvertBase { input, out } => {
+            let done = convert::convert(&input, &out)?;
+            println!(
+                "{}: {} Q5_0 tensors now Q8_0, {} inexact blocks; sha256 {}",
+                out.display(),
+                done.tensors,
+                done.inexact_blocks,
+                aginet::files::sha256_file(&out)?
+            );
+        }
         Command::Snapshot { project, out } => {
             let p = project::Project::open(&project)?;
             let page = snapshot::snapshot(&p, &out)?;
