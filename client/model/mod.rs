@@ -1,5 +1,6 @@
 //! Decoder architectures that train LoRA adapters over a frozen GGUF base.
 
+pub mod gemma3;
 pub mod llama;
 pub mod rope;
 pub mod tiny;

@@ -45,4 +45,17 @@ impl Rope {
         let r1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
         Tensor::cat(&[r0, r1], D::Minus1)?.reshape((b, h, t, d))
     }
+
+    /// Rotates the two halves `(x[i], x[i + head_dim/2])` of `x` (batch, heads, seq, head_dim),
+    /// the layout Gemma's GGUF files keep (llama.cpp's "neox" rotary).
+    pub fn apply_halves(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, t, d) = x.dims4()?;
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        let x0 = x.narrow(D::Minus1, 0, d / 2)?;
+        let x1 = x.narrow(D::Minus1, d / 2, d / 2)?;
+        let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+        let r1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
+        Tensor::cat(&[r0, r1], D::Minus1)
+    }
 }

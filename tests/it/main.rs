@@ -6,6 +6,7 @@ mod boinc_harness;
 mod fixture;
 mod formats;
 mod gemma_base;
+mod gemma_forward;
 mod gemma_tokenizer;
 mod gradcheck;
 mod learning;

@@ -1,0 +1,322 @@
+//! The Gemma 3 text decoder over a frozen GGUF base (`general.architecture = "gemma3"`), with
+//! LoRA on any of its projections. Training only: logits for every position, no KV cache.
+//!
+//! As Gemma 3 defines it: token embeddings scaled by √width; per block, RMSNorm before and
+//! after attention and before and after the MLP; RMSNorm on each query and key head; rotary
+//! embedding on halves of the head ("neox"); grouped-query attention scaled by 1/√head_dim; every
+//! sixth block attends globally (rotary base `rope.freq_base`), the others within a sliding
+//! window (base 10,000); a GELU (tanh) gated MLP; the output head tied to the embedding. GGUF
+//! files store Gemma's norm weights with its `1 +` already added, so norms are plain RMSNorm.
+//! Rotary tables are sized to the longest sequence trained on, not the model's 32k context.
+
+use crate::adapter::{a_name, b_name, LoraSpec};
+use crate::error::{Error, Result};
+use crate::frozen::FrozenLinear;
+use crate::gguf::Gguf;
+use crate::lora::{LoraLinear, LoraPair};
+use crate::model::rope::Rope;
+use crate::model::WeightMode;
+use crate::tensors::NamedTensors;
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor, D};
+
+/// Blocks per attention period: blocks `5, 11, 17, …` attend globally.
+const GLOBAL_EVERY: usize = 6;
+/// Rotary base of the sliding-window blocks.
+const LOCAL_ROPE_BASE: f32 = 10_000.0;
+
+/// Gemma 3's dimensions, from the GGUF's `gemma3.*` metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemma3Config {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Size of a head (not `n_embd / n_head` in Gemma).
+    pub head_dim: usize,
+    /// MLP inner size.
+    pub n_ff: usize,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+    /// Positions a sliding-window block looks back over.
+    pub sliding_window: usize,
+    /// Rotary base of the global blocks.
+    pub rope_base: f32,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+}
+
+impl Gemma3Config {
+    /// Reads the dimensions from a GGUF.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.get_str("general.architecture")?;
+        if arch != "gemma3" {
+            return Err(g.error(format!(
+                "general.architecture is {arch:?}, expected \"gemma3\""
+            )));
+        }
+        Ok(Self {
+            n_layer: g.get_usize("gemma3.block_count")?,
+            n_embd: g.get_usize("gemma3.embedding_length")?,
+            n_head: g.get_usize("gemma3.attention.head_count")?,
+            n_head_kv: g.get_usize("gemma3.attention.head_count_kv")?,
+            head_dim: g.get_usize("gemma3.attention.key_length")?,
+            n_ff: g.get_usize("gemma3.feed_forward_length")?,
+            n_vocab: g.get_strings("tokenizer.ggml.tokens")?.len(),
+            sliding_window: g.get_usize("gemma3.attention.sliding_window")?,
+            rope_base: g.get_f32_or("gemma3.rope.freq_base", 1_000_000.0)?,
+            rms_eps: g.get_f32("gemma3.attention.layer_norm_rms_epsilon")?,
+        })
+    }
+
+    /// (out, in) of a block projection, by GGUF name.
+    pub fn projection_shape(&self, target: &str) -> Option<(usize, usize)> {
+        let (q, kv) = (self.n_head * self.head_dim, self.n_head_kv * self.head_dim);
+        Some(match target {
+            "attn_q" => (q, self.n_embd),
+            "attn_k" | "attn_v" => (kv, self.n_embd),
+            "attn_output" => (self.n_embd, q),
+            "ffn_gate" | "ffn_up" => (self.n_ff, self.n_embd),
+            "ffn_down" => (self.n_embd, self.n_ff),
+            _ => return None,
+        })
+    }
+
+    /// Whether block `layer` attends over the whole sequence (else within the sliding window).
+    pub fn is_global(layer: usize) -> bool {
+        (layer + 1) % GLOBAL_EVERY == 0
+    }
+}
+
+/// One transformer block.
+#[derive(Debug)]
+struct Block {
+    attn_norm: Tensor,
+    q: LoraLinear,
+    k: LoraLinear,
+    v: LoraLinear,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    o: LoraLinear,
+    post_attn_norm: Tensor,
+    ffn_norm: Tensor,
+    gate: LoraLinear,
+    up: LoraLinear,
+    down: LoraLinear,
+    post_ffn_norm: Tensor,
+    global: bool,
+}
+
+/// The decoder, ready to compute training logits.
+#[derive(Debug)]
+pub struct Gemma3 {
+    cfg: Gemma3Config,
+    embedding: QTensor,
+    blocks: Vec<Block>,
+    output_norm: Tensor,
+    head: LoraLinear,
+    rope_global: Rope,
+    rope_local: Rope,
+}
+
+/// What the loader needs besides the GGUF file.
+pub struct Gemma3Options<'a> {
+    /// How frozen weights are held.
+    pub weights: WeightMode,
+    /// Which projections carry adapters.
+    pub lora: &'a LoraSpec,
+    /// The adapter factors by name.
+    pub factors: &'a NamedTensors,
+    /// Longest sequence the model will see.
+    pub max_seq_len: usize,
+    /// Where the computation runs.
+    pub device: &'a Device,
+}
+
+impl Gemma3 {
+    /// Builds the decoder from a Gemma 3 GGUF base, checking every tensor's shape.
+    pub fn from_gguf(g: &mut Gguf, opts: &Gemma3Options<'_>) -> Result<Self> {
+        let cfg = Gemma3Config::from_gguf(g)?;
+        let device = opts.device;
+        let frozen = |w: QTensor| -> Result<FrozenLinear> {
+            Ok(match opts.weights {
+                WeightMode::Quantized(mode) => FrozenLinear::quantized(w, mode)?,
+                WeightMode::DenseF32 => FrozenLinear::dense(w.dequantize(device)?),
+            })
+        };
+        let lora = |site: &str, target: &str| -> Result<Option<LoraPair>> {
+            if !opts.lora.targets.iter().any(|t| t == target) {
+                return Ok(None);
+            }
+            let get = |name: String| {
+                opts.factors.get(&name).cloned().ok_or_else(|| {
+                    Error::Tensor(candle_core::Error::Msg(format!(
+                        "adapter factor {name} is missing"
+                    )))
+                })
+            };
+            Ok(Some(LoraPair {
+                a: get(a_name(site))?,
+                b: get(b_name(site))?,
+                scale: opts.lora.scale(),
+            }))
+        };
+        let mut blocks = Vec::with_capacity(cfg.n_layer);
+        for layer in 0..cfg.n_layer {
+            let mut norm = |name: &str, n: usize| -> Result<Tensor> {
+                Ok(
+                    g.tensor(&format!("blk.{layer}.{name}.weight"), &[n], device)?
+                        .dequantize(device)?,
+                )
+            };
+            let (attn_norm, q_norm, k_norm, post_attn_norm, ffn_norm, post_ffn_norm) = (
+                norm("attn_norm", cfg.n_embd)?,
+                norm("attn_q_norm", cfg.head_dim)?,
+                norm("attn_k_norm", cfg.head_dim)?,
+                norm("post_attention_norm", cfg.n_embd)?,
+                norm("ffn_norm", cfg.n_embd)?,
+                norm("post_ffw_norm", cfg.n_embd)?,
+            );
+            let mut linear = |target: &str| -> Result<LoraLinear> {
+                let (out, inp) = cfg.projection_shape(target).expect("known target");
+                let site = format!("blk.{layer}.{target}");
+                let w = g.tensor(&format!("{site}.weight"), &[out, inp], device)?;
+                Ok(LoraLinear::new(frozen(w)?, lora(&site, target)?))
+            };
+            blocks.push(Block {
+                attn_norm,
+                q: linear("attn_q")?,
+                k: linear("attn_k")?,
+                v: linear("attn_v")?,
+                q_norm,
+                k_norm,
+                o: linear("attn_output")?,
+                post_attn_norm,
+                ffn_norm,
+                gate: linear("ffn_gate")?,
+                up: linear("ffn_up")?,
+                down: linear("ffn_down")?,
+                post_ffn_norm,
+                global: Gemma3Config::is_global(layer),
+            });
+        }
+        let embedding = g.tensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd], device)?;
+        // The head is the embedding, tied; read a second time (a QTensor is not shared).
+        let tied = g.tensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd], device)?;
+        let head = LoraLinear::new(frozen(tied)?, lora("output", "output")?);
+        let output_norm = g
+            .tensor("output_norm.weight", &[cfg.n_embd], device)?
+            .dequantize(device)?;
+        let rope_global = Rope::new(cfg.head_dim, opts.max_seq_len, cfg.rope_base, device)?;
+        let rope_local = Rope::new(cfg.head_dim, opts.max_seq_len, LOCAL_ROPE_BASE, device)?;
+        Ok(Self {
+            cfg,
+            embedding,
+            blocks,
+            output_norm,
+            head,
+            rope_global,
+            rope_local,
+        })
+    }
+
+    /// The model's dimensions.
+    pub fn config(&self) -> &Gemma3Config {
+        &self.cfg
+    }
+
+    /// Logits (batch, seq, vocab) for token ids (batch, seq).
+    pub fn forward(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, t) = tokens.dims2()?;
+        let device = tokens.device();
+        let mut x = (self.embedding.embedding(tokens)? * (self.cfg.n_embd as f64).sqrt())?;
+        let global_mask = mask(t, t, device)?;
+        let local_mask = mask(t, self.cfg.sliding_window, device)?;
+        for blk in &self.blocks {
+            let (mask, rope) = if blk.global {
+                (&global_mask, &self.rope_global)
+            } else {
+                (&local_mask, &self.rope_local)
+            };
+            x = self.block_forward(blk, &x, mask, rope)?;
+        }
+        let x = self.norm(&x, &self.output_norm)?;
+        self.head.forward(&x)
+    }
+
+    fn norm(&self, x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::rms_norm_slow(x, weight, self.cfg.rms_eps)
+    }
+
+    fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        mask: &Tensor,
+        rope: &Rope,
+    ) -> candle_core::Result<Tensor> {
+        let h = self.norm(x, &blk.attn_norm)?;
+        let attn = self.norm(&self.attention(blk, &h, mask, rope)?, &blk.post_attn_norm)?;
+        let x = (x + attn)?;
+        let h = self.norm(&x, &blk.ffn_norm)?;
+        let mlp = blk
+            .down
+            .forward(&(blk.gate.forward(&h)?.gelu()? * blk.up.forward(&h)?)?)?;
+        x + self.norm(&mlp, &blk.post_ffn_norm)?
+    }
+
+    fn attention(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        mask: &Tensor,
+        rope: &Rope,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.cfg.n_head, self.cfg.n_head_kv, self.cfg.head_dim);
+        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
+        let q = rope.apply_halves(&self.norm(&heads(blk.q.forward(x)?, nh)?, &blk.q_norm)?)?;
+        let k = rope.apply_halves(&self.norm(&heads(blk.k.forward(x)?, nkv)?, &blk.k_norm)?)?;
+        let v = heads(blk.v.forward(x)?, nkv)?;
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        blk.o.forward(&out)
+    }
+}
+
+/// Repeats each key/value head `n` times so grouped heads line up with the query heads.
+fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, h, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, h, n, t, d))?
+        .contiguous()?
+        .reshape((b, h * n, t, d))
+}
+
+/// (t, t) additive mask: position `i` sees `j` when `j ≤ i` and `i − j < window`.
+fn mask(t: usize, window: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let values: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..t).map(move |j| {
+                if j > i || i - j >= window {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(values, (t, t), device)
+}
