@@ -9,16 +9,16 @@
 //! files store Gemma's norm weights with its `1 +` already added, so norms are plain RMSNorm.
 //! Rotary tables are sized to the longest sequence trained on, not the model's 32k context.
 
-use crate::adapter::{a_name, b_name, LoraSpec};
-use crate::error::{Error, Result};
-use crate::frozen::FrozenLinear;
+use crate::adapter::LoraSpec;
+use crate::error::Result;
 use crate::gguf::Gguf;
-use crate::lora::{LoraLinear, LoraPair};
+use crate::lora::LoraLinear;
 use crate::model::rope::Rope;
+use crate::model::shared;
 use crate::model::WeightMode;
 use crate::tensors::NamedTensors;
 use candle_core::quantized::QTensor;
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 
 /// Blocks per attention period: blocks `5, 11, 17, …` attend globally.
 const GLOBAL_EVERY: usize = 6;
@@ -142,29 +142,9 @@ impl Gemma3 {
     pub fn from_gguf(g: &mut Gguf, opts: &Gemma3Options<'_>) -> Result<Self> {
         let cfg = Gemma3Config::from_gguf(g)?;
         let device = opts.device;
-        let frozen = |w: QTensor| -> Result<FrozenLinear> {
-            Ok(match opts.weights {
-                WeightMode::Quantized(mode) => FrozenLinear::quantized(w, mode)?,
-                WeightMode::DenseF32 => FrozenLinear::dense(w.dequantize(device)?),
-            })
-        };
-        let lora = |site: &str, target: &str| -> Result<Option<LoraPair>> {
-            if !opts.lora.targets.iter().any(|t| t == target) {
-                return Ok(None);
-            }
-            let get = |name: String| {
-                opts.factors.get(&name).cloned().ok_or_else(|| {
-                    Error::Tensor(candle_core::Error::Msg(format!(
-                        "adapter factor {name} is missing"
-                    )))
-                })
-            };
-            Ok(Some(LoraPair {
-                a: get(a_name(site))?,
-                b: get(b_name(site))?,
-                scale: opts.lora.scale(),
-            }))
-        };
+        let frozen = |w: QTensor| shared::frozen(w, opts.weights, device);
+        let lora =
+            |site: &str, target: &str| shared::lora_pair(opts.lora, opts.factors, site, target);
         let mut blocks = Vec::with_capacity(cfg.n_layer);
         for layer in 0..cfg.n_layer {
             let mut norm = |name: &str, n: usize| -> Result<Tensor> {
@@ -234,8 +214,8 @@ impl Gemma3 {
         let (_, t) = tokens.dims2()?;
         let device = tokens.device();
         let mut x = (self.embedding.embedding(tokens)? * (self.cfg.n_embd as f64).sqrt())?;
-        let global_mask = mask(t, t, device)?;
-        let local_mask = mask(t, self.cfg.sliding_window, device)?;
+        let global_mask = shared::mask(t, t, device)?;
+        let local_mask = shared::mask(t, self.cfg.sliding_window, device)?;
         for blk in &self.blocks {
             let (mask, rope) = if blk.global {
                 (&global_mask, &self.rope_global)
@@ -282,41 +262,6 @@ impl Gemma3 {
         let q = rope.apply_halves(&self.norm(&heads(blk.q.forward(x)?, nh)?, &blk.q_norm)?)?;
         let k = rope.apply_halves(&self.norm(&heads(blk.k.forward(x)?, nkv)?, &blk.k_norm)?)?;
         let v = heads(blk.v.forward(x)?, nkv)?;
-        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let out = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
-        blk.o.forward(&out)
+        blk.o.forward(&shared::attend(&q, &k, &v, mask)?)
     }
-}
-
-/// Repeats each key/value head `n` times so grouped heads line up with the query heads.
-fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
-    if n == 1 {
-        return Ok(x.clone());
-    }
-    let (b, h, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, h, n, t, d))?
-        .contiguous()?
-        .reshape((b, h * n, t, d))
-}
-
-/// (t, t) additive mask: position `i` sees `j` when `j ≤ i` and `i − j < window`.
-fn mask(t: usize, window: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let values: Vec<f32> = (0..t)
-        .flat_map(|i| {
-            (0..t).map(move |j| {
-                if j > i || i - j >= window {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(values, (t, t), device)
 }

@@ -2,16 +2,17 @@
 //! frozen GGUF base, with LoRA on any of its projections. Training only: logits for every position,
 //! no KV cache.
 
-use crate::adapter::{a_name, b_name, LoraSpec, Site};
-use crate::error::{Error, Result};
+use crate::adapter::{LoraSpec, Site};
+use crate::error::Result;
 use crate::frozen::FrozenLinear;
 use crate::gguf::Gguf;
 use crate::lora::{LoraLinear, LoraPair};
 use crate::model::rope::Rope;
+use crate::model::shared;
 use crate::model::WeightMode;
 use crate::tensors::NamedTensors;
 use candle_core::quantized::QTensor;
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Projections of a block that can carry an adapter, by GGUF name.
@@ -186,28 +187,11 @@ impl Loader<'_, '_> {
     }
 
     fn frozen(&mut self, weight: QTensor) -> Result<FrozenLinear> {
-        Ok(match self.opts.weights {
-            WeightMode::Quantized(mode) => FrozenLinear::quantized(weight, mode)?,
-            WeightMode::DenseF32 => FrozenLinear::dense(weight.dequantize(self.opts.device)?),
-        })
+        shared::frozen(weight, self.opts.weights, self.opts.device)
     }
 
     fn lora(&self, site: &str, target: &str) -> Result<Option<LoraPair>> {
-        if !self.opts.lora.targets.iter().any(|t| t == target) {
-            return Ok(None);
-        }
-        let get = |name: String| {
-            self.opts.factors.get(&name).cloned().ok_or_else(|| {
-                Error::Tensor(candle_core::Error::Msg(format!(
-                    "adapter factor {name} is missing"
-                )))
-            })
-        };
-        Ok(Some(LoraPair {
-            a: get(a_name(site))?,
-            b: get(b_name(site))?,
-            scale: self.opts.lora.scale(),
-        }))
+        shared::lora_pair(self.opts.lora, self.opts.factors, site, target)
     }
 
     fn linear(&mut self, layer: usize, target: &str) -> Result<LoraLinear> {
@@ -320,7 +304,7 @@ impl Llama {
                     .reshape((b, t, self.cfg.n_embd))?
             }
         };
-        let mask = causal_mask(t, x.device())?;
+        let mask = shared::mask(t, t, x.device())?;
         for block in &self.blocks {
             x = self.block_forward(block, &x, &mask)?;
         }
@@ -349,33 +333,6 @@ impl Llama {
             .rope
             .apply_interleaved(&heads(blk.k.forward(x)?, nkv)?)?;
         let v = heads(blk.v.forward(x)?, nkv)?;
-        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let out = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
-        blk.o.forward(&out)
+        blk.o.forward(&shared::attend(&q, &k, &v, mask)?)
     }
-}
-
-/// Repeats each key/value head `n` times so grouped heads line up with the query heads.
-fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
-    if n == 1 {
-        return Ok(x.clone());
-    }
-    let (b, h, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, h, n, t, d))?
-        .contiguous()?
-        .reshape((b, h * n, t, d))
-}
-
-/// (t, t) additive mask: 0 on and below the diagonal, -inf above.
-fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let values: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(values, (t, t), device)?.to_dtype(DType::F32)
 }

@@ -3,6 +3,7 @@
 pub mod gemma3;
 pub mod llama;
 pub mod rope;
+mod shared;
 pub mod tiny;
 
 use crate::frozen::BackwardMode;

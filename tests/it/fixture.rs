@@ -13,6 +13,18 @@ pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
+/// The language skill's Gemma 3 270M base, which `models/gemma3-270m/fetch.sh` (run by
+/// `ci/setup.sh`) assembles; the test fails with that hint when it is missing.
+pub fn gemma_base() -> PathBuf {
+    let path = models_dir().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
+        path.display()
+    );
+    path
+}
+
 /// The tiny skill's manifest.
 pub fn tiny_manifest() -> Manifest {
     Manifest::load(&models_dir(), "tiny").expect("models/tiny/manifest.toml loads")

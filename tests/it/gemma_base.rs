@@ -2,17 +2,12 @@
 //! assembles it from PyPI (`ci/setup.sh` runs it): the app's GGUF reader opens the 253 MB file,
 //! checks every tensor lies inside it, and finds the shape the language skill is built on.
 
-use super::fixture::models_dir;
+use super::fixture::gemma_base;
 use aginet::gguf::Gguf;
 
 #[test]
 fn the_gemma_base_opens_with_the_shape_the_language_skill_expects() {
-    let path = models_dir().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
-        path.display()
-    );
+    let path = gemma_base();
     let g = Gguf::open(&path).expect("the reader opens the real Gemma GGUF");
     assert_eq!(g.get_str("general.architecture").unwrap(), "gemma3");
     for (key, want) in [

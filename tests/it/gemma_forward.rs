@@ -7,7 +7,7 @@
 //! kernels, which also quantize the activations to 8 bits, they differ by 3.7–5.7e-2
 //! (tolerance 1e-1) and the next-token choice must still agree.
 
-use super::fixture::models_dir;
+use super::fixture::gemma_base;
 use aginet::adapter::LoraSpec;
 use aginet::frozen::BackwardMode;
 use aginet::gguf::Gguf;
@@ -59,12 +59,7 @@ fn worst_relative_error(model: &Gemma3, case: &serde_json::Value) -> (f64, bool)
 
 #[test]
 fn gemma_forward_matches_the_reference_logits() {
-    let path = models_dir().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
-        path.display()
-    );
+    let path = gemma_base();
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("../data/gemma3_logits.json")).unwrap();
     let mut g = Gguf::open(&path).unwrap();

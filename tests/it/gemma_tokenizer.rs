@@ -3,17 +3,12 @@
 //! (`tests/data/gemma3_tokenizer.json`, made by `models/gemma3-270m/tokenizer_vectors.py`):
 //! Unicode, emoji, byte fallback, leading and repeated spaces, control tokens.
 
-use super::fixture::models_dir;
+use super::fixture::gemma_base;
 use aginet::gguf::Gguf;
 
 #[test]
 fn gemma_tokenizer_matches_the_reference_vectors() {
-    let path = models_dir().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
-    assert!(
-        path.exists(),
-        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
-        path.display()
-    );
+    let path = gemma_base();
     let tok = aginet::tokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("../data/gemma3_tokenizer.json")).unwrap();
