@@ -44,11 +44,20 @@ pub fn apply_delta(adapter: &Adapter, delta: &NamedTensors) -> Result<NamedTenso
 
 /// The reward (`token_likelihood`) of the base with `factors` on every example of `data`.
 pub fn reward(base: &Path, skill: &Skill<'_>, factors: &NamedTensors, data: &Path) -> Result<f64> {
+    Ok(rewards(base, skill, factors, &[data])?[0])
+}
+
+/// [`reward`] on each of several data files, loading the model once.
+pub fn rewards(
+    base: &Path,
+    skill: &Skill<'_>,
+    factors: &NamedTensors,
+    datasets: &[&Path],
+) -> Result<Vec<f64>> {
     let Architecture::Llama(arch) = skill.architecture;
     let device = Device::Cpu;
     let mut gguf = Gguf::open(base)?;
     let tok = tokenizer::from_gguf(&gguf)?;
-    let examples = data::read_all(data, tok.as_ref(), skill.max_seq_len)?;
     let opts = LoadOptions {
         expected: arch,
         weights: WeightMode::Quantized(crate::frozen::BackwardMode::Dequantize),
@@ -58,8 +67,14 @@ pub fn reward(base: &Path, skill: &Skill<'_>, factors: &NamedTensors, data: &Pat
         device: &device,
     };
     let model = Llama::from_gguf(&mut gguf, &opts)?;
-    let nll = eval::mean_nll(&model, &examples, skill.batch_size, tok.pad(), &device)?;
-    Ok(eval::reward_from_nll(nll))
+    datasets
+        .iter()
+        .map(|data| {
+            let examples = data::read_all(data, tok.as_ref(), skill.max_seq_len)?;
+            let nll = eval::mean_nll(&model, &examples, skill.batch_size, tok.pad(), &device)?;
+            Ok(eval::reward_from_nll(nll))
+        })
+        .collect()
 }
 
 /// The logits (one row of the vocabulary per position) of the base with `factors` on the

@@ -346,17 +346,27 @@ impl Project {
         factors: &NamedTensors,
         data: &Path,
     ) -> Result<f64> {
+        Ok(self.rewards_on(manifest, factors, &[data])?[0])
+    }
+
+    /// [`Project::reward_on`] for several data files, with one load of the model.
+    pub fn rewards_on(
+        &self,
+        manifest: &Manifest,
+        factors: &NamedTensors,
+        datasets: &[&Path],
+    ) -> Result<Vec<f64>> {
         let skill = Skill {
             architecture: &manifest.architecture,
             lora: &manifest.lora,
             max_seq_len: manifest.defaults.hyper.max_seq_len,
             batch_size: manifest.defaults.hyper.batch_size,
         };
-        Ok(score::reward(
+        Ok(score::rewards(
             &self.base(&manifest.name),
             &skill,
             factors,
-            data,
+            datasets,
         )?)
     }
 

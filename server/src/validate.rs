@@ -168,7 +168,16 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
         Ok(f) => f,
         Err(e) => reject!("{e}"),
     };
-    let reward_after = project.held_out_reward(&manifest, &with_delta)?;
+    // The held-out reward and, for a known work unit, the reward on its eval split, from one
+    // load of the model; checked below in that order.
+    let eval = project.workunit_eval(report.seed);
+    let mut datasets = vec![project.held_out(&manifest.name)];
+    if eval.exists() {
+        datasets.push(eval);
+    }
+    let paths: Vec<&Path> = datasets.iter().map(PathBuf::as_path).collect();
+    let rewards = project.rewards_on(&manifest, &with_delta, &paths)?;
+    let reward_after = rewards[0];
     if reward_after < manifest.reward.threshold {
         reject!(
             "held-out reward {reward_after:.6} is below the skill's threshold {}",
@@ -182,14 +191,12 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
             project.settings.validate.max_reward_drop
         );
     }
-    let eval = project.workunit_eval(report.seed);
-    if !eval.exists() {
+    let Some(&recomputed) = rewards.get(1) else {
         reject!(
             "work unit {} is unknown: make-work recorded no eval split for it",
             report.seed
         );
-    }
-    let recomputed = project.reward_on(&manifest, &with_delta, &eval)?;
+    };
     let claimed = report.reward_after;
     let agrees =
         (claimed - recomputed).abs() <= CLAIM_TOLERANCE * recomputed.abs().max(claimed.abs());
