@@ -68,9 +68,10 @@ impl Delta {
 
     /// Decodes delta bytes; the message names the problem for the caller to attach a path to.
     pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let mut raw = zstd::bulk::decompress(bytes, MAX_DECOMPRESSED)
+        let planes = zstd::bulk::decompress(bytes, MAX_DECOMPRESSED)
             .map_err(|e| format!("not a zstd frame: {e}"))?;
-        unshuffle_in_place(&mut raw)?;
+        let mut raw = Vec::new();
+        unshuffle_into(&planes, &mut raw)?;
         let (meta, tensors) = tensors::decode(&raw)?;
         let header = tensors::parse_header(&meta, DELTA_FORMAT, DELTA_VERSION)?;
         Ok(Self { header, tensors })
@@ -85,7 +86,7 @@ impl Delta {
 
 /// Where the data section of safetensors `bytes` starts (after the 8-byte header length and
 /// the header); `None` when the length does not fit.
-pub fn data_start(bytes: &[u8]) -> Option<usize> {
+fn data_start(bytes: &[u8]) -> Option<usize> {
     let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
     let start = 8usize.checked_add(usize::try_from(len).ok()?)?;
     (start <= bytes.len()).then_some(start)
@@ -106,7 +107,7 @@ fn shuffle(data: &[u8]) -> Vec<u8> {
 /// Puts the byte planes of `planes` back into 4-byte values, appending them to `out` (whose
 /// spare capacity is written directly, never zero-filled first). The server's hot path: SSE2
 /// interleaves sixteen values at a time, the scalar loop does the rest.
-pub fn unshuffle(planes: &[u8], out: &mut Vec<u8>) {
+fn unshuffle(planes: &[u8], out: &mut Vec<u8>) {
     let n = planes.len() / 4;
     let (p0, rest) = planes.split_at(n);
     let (p1, rest) = rest.split_at(n);
@@ -168,16 +169,17 @@ fn interleave_blocks(_planes: [&[u8]; 4], _out: &mut [std::mem::MaybeUninit<u8>]
     0
 }
 
-/// Unshuffles the data section of decompressed delta bytes in place (through copies).
-pub fn unshuffle_in_place(raw: &mut [u8]) -> std::result::Result<(), String> {
-    let data = data_start(raw).ok_or("not a safetensors file: bad header length")?;
-    if (raw.len() - data) % 4 != 0 {
+/// The safetensors bytes of a decompressed delta, written into `out` (cleared first, its
+/// allocation reused): the header as it is, the data section's byte planes put back into values.
+pub fn unshuffle_into(decompressed: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let data = data_start(decompressed).ok_or("not a safetensors file: bad header length")?;
+    if (decompressed.len() - data) % 4 != 0 {
         return Err("data section is not a whole number of f32 values".into());
     }
-    let planes = raw[data..].to_vec();
-    let mut values = Vec::new();
-    unshuffle(&planes, &mut values);
-    raw[data..].copy_from_slice(&values);
+    out.clear();
+    out.reserve_exact(decompressed.len());
+    out.extend_from_slice(&decompressed[..data]);
+    unshuffle(&decompressed[data..], out);
     Ok(())
 }
 

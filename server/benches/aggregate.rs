@@ -248,10 +248,7 @@ fn read_and_decompress(files: &[PathBuf], threads: usize) -> f64 {
                         .unwrap()
                         .decompress_to_buffer(&bytes, &mut planes)
                         .unwrap();
-                    let data = aginet::delta::data_start(&planes).unwrap();
-                    raw.clear();
-                    raw.extend_from_slice(&planes[..data]);
-                    aginet::delta::unshuffle(&planes[data..], &mut raw);
+                    aginet::delta::unshuffle_into(&planes, &mut raw).unwrap();
                     std::hint::black_box(&raw);
                 }
             });

@@ -147,15 +147,7 @@ impl FileDecoder {
         if n != size {
             bail!("zstd frame holds {n} bytes, its header declares {size}");
         }
-        let data = aginet::delta::data_start(&self.planes)
-            .context("not a safetensors file: bad header length")?;
-        if (size - data) % 4 != 0 {
-            bail!("data section is not a whole number of f32 values");
-        }
-        raw.clear();
-        raw.reserve_exact(size);
-        raw.extend_from_slice(&self.planes[..data]);
-        aginet::delta::unshuffle(&self.planes[data..], raw);
+        aginet::delta::unshuffle_into(&self.planes, raw).map_err(anyhow::Error::msg)?;
         Ok(compressed.len() as u64)
     }
 }
