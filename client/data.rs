@@ -162,39 +162,37 @@ fn tokenize(ex: &Example, tok: &dyn Tokenizer) -> Sequence {
 pub struct Batch {
     /// Input ids (batch, seq).
     pub inputs: Tensor,
-    /// Next-token targets, flattened (batch·seq).
+    /// The flat (batch·seq) indices of the positions that count towards the loss: those whose
+    /// next token is a completion token (or EOS). Only these reach the output head.
+    pub positions: Tensor,
+    /// The next-token target at each of `positions`.
     pub targets: Tensor,
-    /// 1 where the target is a completion token (or EOS), else 0; flattened (batch·seq).
-    pub weights: Tensor,
     /// Number of positions that count towards the loss.
     pub n_tokens: usize,
 }
 
 impl Batch {
-    /// Pads `seqs` on the right to the longest and builds inputs, targets and loss weights.
+    /// Pads `seqs` on the right to the longest and builds inputs, counted positions and targets.
     pub fn new(seqs: &[&Sequence], pad: u32, device: &Device) -> candle_core::Result<Self> {
         let len = seqs.iter().map(|s| s.ids.len() - 1).max().unwrap_or(1);
         let mut inputs = Vec::with_capacity(seqs.len() * len);
-        let mut targets = Vec::with_capacity(seqs.len() * len);
-        let mut weights = Vec::with_capacity(seqs.len() * len);
-        for s in seqs {
+        let mut positions = Vec::new();
+        let mut targets = Vec::new();
+        for (row, s) in seqs.iter().enumerate() {
             for pos in 0..len {
-                let real = pos + 1 < s.ids.len();
                 inputs.push(if pos < s.ids.len() { s.ids[pos] } else { pad });
-                targets.push(if real { s.ids[pos + 1] } else { pad });
                 // Position `pos` predicts token `pos + 1`; only completion tokens count.
-                weights.push(if real && pos + 1 >= s.completion_start {
-                    1f32
-                } else {
-                    0f32
-                });
+                if pos + 1 < s.ids.len() && pos + 1 >= s.completion_start {
+                    positions.push((row * len + pos) as u32);
+                    targets.push(s.ids[pos + 1]);
+                }
             }
         }
-        let n_tokens = weights.iter().filter(|w| **w > 0.0).count();
+        let n_tokens = positions.len();
         Ok(Self {
             inputs: Tensor::from_vec(inputs, (seqs.len(), len), device)?,
-            targets: Tensor::from_vec(targets, seqs.len() * len, device)?,
-            weights: Tensor::from_vec(weights, seqs.len() * len, device)?,
+            positions: Tensor::from_vec(positions, n_tokens, device)?,
+            targets: Tensor::from_vec(targets, n_tokens, device)?,
             n_tokens,
         })
     }

@@ -5,29 +5,35 @@
 //! reference completion, in (0, 1], higher is better.
 
 use crate::data::{Batch, Sequence};
-use crate::model::llama::Llama;
-use candle_core::{Device, Tensor, D};
+use crate::model::Decoder;
+use candle_core::{DType, Device, Tensor, D};
 
-/// Mean NLL over the batch's weighted positions, as a scalar tensor that backpropagates.
-pub fn batch_loss(model: &Llama, batch: &Batch) -> candle_core::Result<Tensor> {
+/// Mean NLL over the batch's counted positions, as a scalar tensor that backpropagates.
+pub fn batch_loss(model: &dyn Decoder, batch: &Batch) -> candle_core::Result<Tensor> {
     let (sum, _) = batch_nll_sum(model, batch)?;
     sum / batch.n_tokens.max(1) as f64
 }
 
-/// Sum of NLL over the weighted positions, and their count.
-fn batch_nll_sum(model: &Llama, batch: &Batch) -> candle_core::Result<(Tensor, usize)> {
-    let logits = model.forward(&batch.inputs)?;
-    let vocab = logits.dim(D::Minus1)?;
-    let logits = logits.reshape(((), vocab))?;
+/// Sum of NLL over the counted positions, and their count. The output head (the widest matrix
+/// of a real model) runs on those positions only, not on the prompt or the padding.
+fn batch_nll_sum(model: &dyn Decoder, batch: &Batch) -> candle_core::Result<(Tensor, usize)> {
+    let hidden = model.hidden(&batch.inputs)?;
+    if batch.n_tokens == 0 {
+        return Ok(((hidden.sum_all()? * 0.0)?.to_dtype(DType::F32)?, 0));
+    }
+    let width = hidden.dim(D::Minus1)?;
+    let counted = hidden
+        .reshape(((), width))?
+        .index_select(&batch.positions, 0)?;
+    let logits = model.head(&counted)?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = logp.gather(&batch.targets.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let nll = (picked.neg()? * &batch.weights)?.sum_all()?;
-    Ok((nll, batch.n_tokens))
+    let picked = logp.gather(&batch.targets.unsqueeze(1)?, 1)?;
+    Ok((picked.neg()?.sum_all()?, batch.n_tokens))
 }
 
 /// Mean completion-token NLL of `seqs`, evaluated `batch_size` at a time.
 pub fn mean_nll(
-    model: &Llama,
+    model: &dyn Decoder,
     seqs: &[Sequence],
     batch_size: usize,
     pad: u32,

@@ -15,7 +15,7 @@ use crate::gguf::Gguf;
 use crate::lora::LoraLinear;
 use crate::model::rope::Rope;
 use crate::model::shared;
-use crate::model::WeightMode;
+use crate::model::{Decoder, WeightMode};
 use crate::tensors::NamedTensors;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -211,6 +211,12 @@ impl Gemma3 {
 
     /// Logits (batch, seq, vocab) for token ids (batch, seq).
     pub fn forward(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        Decoder::forward(self, tokens)
+    }
+}
+
+impl Decoder for Gemma3 {
+    fn hidden(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (_, t) = tokens.dims2()?;
         let device = tokens.device();
         let mut x = (self.embedding.embedding(tokens)? * (self.cfg.n_embd as f64).sqrt())?;
@@ -224,10 +230,15 @@ impl Gemma3 {
             };
             x = self.block_forward(blk, &x, mask, rope)?;
         }
-        let x = self.norm(&x, &self.output_norm)?;
-        self.head.forward(&x)
+        self.norm(&x, &self.output_norm)
     }
 
+    fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.head.forward(hidden)
+    }
+}
+
+impl Gemma3 {
     fn norm(&self, x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::ops::rms_norm_slow(x, weight, self.cfg.rms_eps)
     }

@@ -9,7 +9,7 @@ use crate::gguf::Gguf;
 use crate::lora::{LoraLinear, LoraPair};
 use crate::model::rope::Rope;
 use crate::model::shared;
-use crate::model::WeightMode;
+use crate::model::{Decoder, WeightMode};
 use crate::tensors::NamedTensors;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -295,6 +295,12 @@ impl Llama {
 
     /// Logits (batch, seq, vocab) for token ids (batch, seq).
     pub fn forward(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        Decoder::forward(self, tokens)
+    }
+}
+
+impl Decoder for Llama {
+    fn hidden(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (_, t) = tokens.dims2()?;
         let mut x = match &self.embedding {
             Embedding::Quantized(q) => q.embedding(tokens)?,
@@ -308,10 +314,15 @@ impl Llama {
         for block in &self.blocks {
             x = self.block_forward(block, &x, &mask)?;
         }
-        let x = candle_nn::ops::rms_norm_slow(&x, &self.output_norm, self.rms_eps)?;
-        self.head.forward(&x)
+        candle_nn::ops::rms_norm_slow(&x, &self.output_norm, self.rms_eps)
     }
 
+    fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.head.forward(hidden)
+    }
+}
+
+impl Llama {
     fn block_forward(&self, blk: &Block, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let h = candle_nn::ops::rms_norm_slow(x, &blk.attn_norm, self.rms_eps)?;
         let x = (x + self.attention(blk, &h, mask)?)?;
