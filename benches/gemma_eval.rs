@@ -41,6 +41,7 @@ fn main() {
         let model = Gemma3::from_gguf(
             &mut g,
             &Gemma3Options {
+                expected: None,
                 weights: WeightMode::Quantized(BackwardMode::Dequantize),
                 lora: &no_adapter,
                 factors: &factors,

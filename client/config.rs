@@ -5,8 +5,10 @@
 //! See `docs/formats.md#config`.
 
 use crate::adapter::LoraSpec;
+use crate::adapter::Site;
 use crate::error::{Error, Result};
 use crate::frozen::BackwardMode;
+use crate::model::gemma3::Gemma3Dims;
 use crate::model::llama::LlamaConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -78,6 +80,26 @@ pub struct WorkConfig {
 pub enum Architecture {
     /// A llama-style decoder.
     Llama(LlamaConfig),
+    /// Gemma 3's text decoder.
+    Gemma3(Gemma3Dims),
+}
+
+impl Architecture {
+    /// Every adapted site for `targets`, in model order; an unknown target is an error message.
+    pub fn sites(&self, targets: &[String]) -> std::result::Result<Vec<Site>, String> {
+        match self {
+            Self::Llama(a) => a.sites(targets),
+            Self::Gemma3(a) => a.sites(targets),
+        }
+    }
+
+    /// Vocabulary size.
+    pub fn n_vocab(&self) -> usize {
+        match self {
+            Self::Llama(a) => a.n_vocab,
+            Self::Gemma3(a) => a.n_vocab,
+        }
+    }
 }
 
 impl WorkConfig {

@@ -63,6 +63,20 @@ pub struct TaskSpec {
     pub data: String,
     /// Loss (`completion_nll`).
     pub loss: String,
+    /// Examples in the training pool that work units draw their shards from.
+    #[serde(default = "default_pool")]
+    pub pool: usize,
+    /// Examples in the server's held-out set (disjoint from the pool).
+    #[serde(default = "default_held_out")]
+    pub held_out: usize,
+}
+
+fn default_pool() -> usize {
+    4096
+}
+
+fn default_held_out() -> usize {
+    128
 }
 
 /// The reward of a skill.

@@ -8,8 +8,8 @@ use crate::data;
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::gguf::Gguf;
-use crate::model::llama::{Llama, LoadOptions};
 use crate::model::WeightMode;
+use crate::model::{self, ModelOptions};
 use crate::tensors::NamedTensors;
 use crate::tokenizer;
 use candle_core::Device;
@@ -54,24 +54,28 @@ pub fn rewards(
     factors: &NamedTensors,
     datasets: &[&Path],
 ) -> Result<Vec<f64>> {
-    let Architecture::Llama(arch) = skill.architecture;
     let device = Device::Cpu;
     let mut gguf = Gguf::open(base)?;
     let tok = tokenizer::from_gguf(&gguf)?;
-    let opts = LoadOptions {
-        expected: arch,
+    let opts = ModelOptions {
         weights: WeightMode::Quantized(crate::frozen::BackwardMode::Dequantize),
         lora: skill.lora,
         factors,
         max_seq_len: skill.max_seq_len,
         device: &device,
     };
-    let model = Llama::from_gguf(&mut gguf, &opts)?;
+    let model = model::load(skill.architecture, &mut gguf, &opts)?;
     datasets
         .iter()
         .map(|data| {
             let examples = data::read_all(data, tok.as_ref(), skill.max_seq_len)?;
-            let nll = eval::mean_nll(&model, &examples, skill.batch_size, tok.pad(), &device)?;
+            let nll = eval::mean_nll(
+                model.as_ref(),
+                &examples,
+                skill.batch_size,
+                tok.pad(),
+                &device,
+            )?;
             Ok(eval::reward_from_nll(nll))
         })
         .collect()
@@ -85,18 +89,16 @@ pub fn logits(
     factors: &NamedTensors,
     tokens: &[u32],
 ) -> Result<Vec<Vec<f32>>> {
-    let Architecture::Llama(arch) = skill.architecture;
     let device = Device::Cpu;
     let mut gguf = Gguf::open(base)?;
-    let opts = LoadOptions {
-        expected: arch,
+    let opts = ModelOptions {
         weights: WeightMode::Quantized(crate::frozen::BackwardMode::Dequantize),
         lora: skill.lora,
         factors,
         max_seq_len: skill.max_seq_len.max(tokens.len()),
         device: &device,
     };
-    let model = Llama::from_gguf(&mut gguf, &opts)?;
+    let model = model::load(skill.architecture, &mut gguf, &opts)?;
     let ids = candle_core::Tensor::new(tokens, &device)?.unsqueeze(0)?;
     Ok(model.forward(&ids)?.squeeze(0)?.to_vec2::<f32>()?)
 }

@@ -10,7 +10,7 @@ use crate::config::WorkConfig;
 use crate::data::{Batch, Dataset, Sequence};
 use crate::error::{Error, Result};
 use crate::eval;
-use crate::model::llama::Llama;
+use crate::model::Decoder;
 use crate::optim::{clip_global_norm, AdamW};
 use crate::sampler::Sampler;
 use crate::tensors::NamedTensors;
@@ -92,7 +92,7 @@ pub struct TrainJob<'a> {
     /// The work unit's config.
     pub config: &'a WorkConfig,
     /// The model, built over the optimizer's variables.
-    pub model: &'a Llama,
+    pub model: &'a dyn Decoder,
     /// The examples.
     pub data: &'a Dataset,
     /// Padding id of the tokenizer.

@@ -7,15 +7,15 @@
 
 use crate::adapter::{factor_shapes, Adapter, AdapterHeader, Site};
 use crate::checkpoint::Checkpoint;
-use crate::config::{Architecture, WorkConfig};
+use crate::config::WorkConfig;
 use crate::data::Dataset;
 use crate::delta::{Delta, DeltaHeader, DELTA_FORMAT, DELTA_VERSION};
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::files;
 use crate::gguf::Gguf;
-use crate::model::llama::{Llama, LoadOptions};
 use crate::model::WeightMode;
+use crate::model::{self, ModelOptions};
 use crate::optim::AdamW;
 use crate::report::{Report, REPORT_FORMAT, REPORT_VERSION};
 use crate::sampler::Sampler;
@@ -93,8 +93,6 @@ struct Loaded {
 fn load(files: &WorkFiles) -> Result<Loaded> {
     let config_bytes = files::read(&files.config)?;
     let config = WorkConfig::parse(&config_bytes).map_err(|m| Error::config(&files.config, m))?;
-    let Architecture::Llama(arch) = &config.architecture;
-
     let base_sha = files::sha256_file(&files.model)?;
     if base_sha != config.base_sha256 {
         return Err(Error::model(
@@ -107,7 +105,8 @@ fn load(files: &WorkFiles) -> Result<Loaded> {
     }
     let gguf = Gguf::open(&files.model)?;
     let tok = tokenizer::from_gguf(&gguf)?;
-    let sites = arch
+    let sites = config
+        .architecture
         .sites(&config.lora.targets)
         .map_err(|m| Error::config(&files.config, format!("field lora.targets: {m}")))?;
 
@@ -201,7 +200,6 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
     let device = crate::device::compute_device()?;
     let mut loaded = load(files)?;
     let config = loaded.config.clone();
-    let Architecture::Llama(arch) = &config.architecture;
     let resume = usable_checkpoint(files, &loaded.inputs_key, host);
 
     // The trained factors become variables, starting from the checkpoint when resuming.
@@ -220,10 +218,10 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         factors.insert(name.clone(), var.as_tensor().clone());
         vars.push((name.clone(), var));
     }
-    let model = Llama::from_gguf(
+    let model = model::load(
+        &config.architecture,
         &mut loaded.gguf,
-        &LoadOptions {
-            expected: arch,
+        &ModelOptions {
             weights: WeightMode::Quantized(config.backward),
             lora: &config.lora,
             factors: &factors,
@@ -234,7 +232,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
     let mut opt = AdamW::new(vars, config.hyper.clone())?;
     let eval_nll = || {
         eval::mean_nll(
-            &model,
+            model.as_ref(),
             &loaded.data.eval,
             config.hyper.batch_size,
             loaded.pad,
@@ -278,7 +276,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
 
     let job = TrainJob {
         config: &config,
-        model: &model,
+        model: model.as_ref(),
         data: &loaded.data,
         pad: loaded.pad,
         device: &device,

@@ -9,16 +9,18 @@
 //! files store Gemma's norm weights with its `1 +` already added, so norms are plain RMSNorm.
 //! Rotary tables are sized to the longest sequence trained on, not the model's 32k context.
 
-use crate::adapter::LoraSpec;
+use crate::adapter::{LoraSpec, Site};
 use crate::error::Result;
 use crate::gguf::Gguf;
 use crate::lora::LoraLinear;
+use crate::model::llama::{BLOCK_TARGETS, HEAD_TARGET};
 use crate::model::rope::Rope;
 use crate::model::shared;
 use crate::model::{Decoder, WeightMode};
 use crate::tensors::NamedTensors;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// Blocks per attention period: blocks `5, 11, 17, …` attend globally.
 const GLOBAL_EVERY: usize = 6;
@@ -73,7 +75,47 @@ impl Gemma3Config {
         })
     }
 
-    /// (out, in) of a block projection, by GGUF name.
+    /// The dimensions a skill pins.
+    pub fn dims(&self) -> Gemma3Dims {
+        Gemma3Dims {
+            n_layer: self.n_layer,
+            n_embd: self.n_embd,
+            n_head: self.n_head,
+            n_head_kv: self.n_head_kv,
+            head_dim: self.head_dim,
+            n_ff: self.n_ff,
+            n_vocab: self.n_vocab,
+        }
+    }
+
+    /// Whether block `layer` attends over the whole sequence (else within the sliding window).
+    pub fn is_global(layer: usize) -> bool {
+        (layer + 1) % GLOBAL_EVERY == 0
+    }
+}
+
+/// The dimensions a skill expects of its Gemma 3 base; checked against the GGUF metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gemma3Dims {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Size of a head.
+    pub head_dim: usize,
+    /// MLP inner size.
+    pub n_ff: usize,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+}
+
+impl Gemma3Dims {
+    /// (out, in) of a projection, by GGUF name (the same names as llama's).
     pub fn projection_shape(&self, target: &str) -> Option<(usize, usize)> {
         let (q, kv) = (self.n_head * self.head_dim, self.n_head_kv * self.head_dim);
         Some(match target {
@@ -82,13 +124,21 @@ impl Gemma3Config {
             "attn_output" => (self.n_embd, q),
             "ffn_gate" | "ffn_up" => (self.n_ff, self.n_embd),
             "ffn_down" => (self.n_embd, self.n_ff),
+            HEAD_TARGET => (self.n_vocab, self.n_embd),
             _ => return None,
         })
     }
 
-    /// Whether block `layer` attends over the whole sequence (else within the sliding window).
-    pub fn is_global(layer: usize) -> bool {
-        (layer + 1) % GLOBAL_EVERY == 0
+    /// Every adapted site for `targets`, in model order; an unknown target is an error message.
+    pub fn sites(&self, targets: &[String]) -> std::result::Result<Vec<Site>, String> {
+        shared::sites(
+            "gemma3",
+            self.n_layer,
+            targets,
+            &BLOCK_TARGETS,
+            HEAD_TARGET,
+            |t| self.projection_shape(t),
+        )
     }
 }
 
@@ -125,6 +175,8 @@ pub struct Gemma3 {
 
 /// What the loader needs besides the GGUF file.
 pub struct Gemma3Options<'a> {
+    /// Dimensions the skill expects, if it pins them.
+    pub expected: Option<&'a Gemma3Dims>,
     /// How frozen weights are held.
     pub weights: WeightMode,
     /// Which projections carry adapters.
@@ -141,6 +193,15 @@ impl Gemma3 {
     /// Builds the decoder from a Gemma 3 GGUF base, checking every tensor's shape.
     pub fn from_gguf(g: &mut Gguf, opts: &Gemma3Options<'_>) -> Result<Self> {
         let cfg = Gemma3Config::from_gguf(g)?;
+        if let Some(expected) = opts.expected {
+            if &cfg.dims() != expected {
+                return Err(g.error(format!(
+                    "dimensions {:?} disagree with the skill's {expected:?}",
+                    cfg.dims()
+                )));
+            }
+        }
+        let dims = cfg.dims();
         let device = opts.device;
         let frozen = |w: QTensor| shared::frozen(w, opts.weights, device);
         let lora =
@@ -162,7 +223,7 @@ impl Gemma3 {
                 norm("post_ffw_norm", cfg.n_embd)?,
             );
             let mut linear = |target: &str| -> Result<LoraLinear> {
-                let (out, inp) = cfg.projection_shape(target).expect("known target");
+                let (out, inp) = dims.projection_shape(target).expect("known target");
                 let site = format!("blk.{layer}.{target}");
                 let w = g.tensor(&format!("{site}.weight"), &[out, inp], device)?;
                 Ok(LoraLinear::new(frozen(w)?, lora(&site, target)?))

@@ -91,34 +91,14 @@ impl LlamaConfig {
 
     /// Every adapted site for `targets`, in model order; an unknown target is an error message.
     pub fn sites(&self, targets: &[String]) -> std::result::Result<Vec<Site>, String> {
-        if let Some(bad) = targets.iter().find(|t| self.projection_shape(t).is_none()) {
-            return Err(format!(
-                "unknown LoRA target {bad:?}; llama knows {BLOCK_TARGETS:?} and {HEAD_TARGET:?}"
-            ));
-        }
-        let mut sites = Vec::new();
-        for layer in 0..self.n_layer {
-            for target in BLOCK_TARGETS
-                .iter()
-                .filter(|t| targets.iter().any(|x| x == *t))
-            {
-                let (out, inp) = self.projection_shape(target).expect("known target");
-                sites.push(Site {
-                    name: format!("blk.{layer}.{target}"),
-                    out,
-                    inp,
-                });
-            }
-        }
-        if targets.iter().any(|t| t == HEAD_TARGET) {
-            let (out, inp) = self.projection_shape(HEAD_TARGET).expect("known target");
-            sites.push(Site {
-                name: HEAD_TARGET.to_string(),
-                out,
-                inp,
-            });
-        }
-        Ok(sites)
+        shared::sites(
+            "llama",
+            self.n_layer,
+            targets,
+            &BLOCK_TARGETS,
+            HEAD_TARGET,
+            |t| self.projection_shape(t),
+        )
     }
 }
 

@@ -6,8 +6,13 @@ pub mod rope;
 mod shared;
 pub mod tiny;
 
+use crate::adapter::LoraSpec;
+use crate::config::Architecture;
+use crate::error::Result;
 use crate::frozen::BackwardMode;
-use candle_core::Tensor;
+use crate::gguf::Gguf;
+use crate::tensors::NamedTensors;
+use candle_core::{Device, Tensor};
 
 /// A decoder that trains: hidden states for every position, and the output head apart, so a
 /// loss can run the head on the positions it counts only.
@@ -31,4 +36,50 @@ pub enum WeightMode {
     Quantized(BackwardMode),
     /// Dequantized to f32 with plain autograd: the reference the quantized path is checked against.
     DenseF32,
+}
+
+/// What building a decoder needs besides the GGUF file and the architecture.
+pub struct ModelOptions<'a> {
+    /// How frozen weights are held.
+    pub weights: WeightMode,
+    /// Which sites carry adapters.
+    pub lora: &'a LoraSpec,
+    /// The adapter factors by name (`Var`-backed ones are trained).
+    pub factors: &'a NamedTensors,
+    /// Longest sequence the model will see (sizes the rotary tables).
+    pub max_seq_len: usize,
+    /// Where the computation runs.
+    pub device: &'a Device,
+}
+
+/// Builds the decoder `architecture` names from a GGUF base, checking the dimensions it pins.
+pub fn load(
+    architecture: &Architecture,
+    g: &mut Gguf,
+    opts: &ModelOptions<'_>,
+) -> Result<Box<dyn Decoder>> {
+    Ok(match architecture {
+        Architecture::Llama(expected) => Box::new(llama::Llama::from_gguf(
+            g,
+            &llama::LoadOptions {
+                expected,
+                weights: opts.weights,
+                lora: opts.lora,
+                factors: opts.factors,
+                max_seq_len: opts.max_seq_len,
+                device: opts.device,
+            },
+        )?),
+        Architecture::Gemma3(expected) => Box::new(gemma3::Gemma3::from_gguf(
+            g,
+            &gemma3::Gemma3Options {
+                expected: Some(expected),
+                weights: opts.weights,
+                lora: opts.lora,
+                factors: opts.factors,
+                max_seq_len: opts.max_seq_len,
+                device: opts.device,
+            },
+        )?),
+    })
 }

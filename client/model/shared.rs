@@ -1,7 +1,7 @@
 //! What the decoders share: holding a frozen weight as the weight mode says, finding a site's
 //! adapter factors, and the attention arithmetic after the projections and rotary embedding.
 
-use crate::adapter::{a_name, b_name, LoraSpec};
+use crate::adapter::{a_name, b_name, LoraSpec, Site};
 use crate::error::{Error, Result};
 use crate::frozen::FrozenLinear;
 use crate::lora::LoraPair;
@@ -41,6 +41,41 @@ pub(crate) fn lora_pair(
         b: get(b_name(site))?,
         scale: lora.scale(),
     }))
+}
+
+/// Every adapted site for `targets` in model order (each block's projections in `block_targets`
+/// order, then the head `head_target`), with `shape` giving a target's (out, in); an unknown
+/// target is an error message naming the architecture's known ones.
+pub(crate) fn sites(
+    architecture: &str,
+    n_layer: usize,
+    targets: &[String],
+    block_targets: &[&str],
+    head_target: &str,
+    shape: impl Fn(&str) -> Option<(usize, usize)>,
+) -> std::result::Result<Vec<Site>, String> {
+    if let Some(bad) = targets.iter().find(|t| shape(t).is_none()) {
+        return Err(format!(
+            "unknown LoRA target {bad:?}; {architecture} knows {block_targets:?} and {head_target:?}"
+        ));
+    }
+    let site = |name: String, target: &str| {
+        let (out, inp) = shape(target).expect("known target");
+        Site { name, out, inp }
+    };
+    let mut out = Vec::new();
+    for layer in 0..n_layer {
+        for target in block_targets
+            .iter()
+            .filter(|t| targets.iter().any(|x| x == *t))
+        {
+            out.push(site(format!("blk.{layer}.{target}"), target));
+        }
+    }
+    if targets.iter().any(|t| t == head_target) {
+        out.push(site(head_target.to_string(), head_target));
+    }
+    Ok(out)
 }
 
 /// Softmax attention of queries `q` (batch, heads, seq, head_dim) over keys `k` and values `v`

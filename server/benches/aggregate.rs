@@ -149,8 +149,7 @@ fn prepare(root: &Path, project: &Path, pristine: &Path, count: usize) {
     );
 
     let m = Manifest::read(&project.join("skills").join(SKILL).join("manifest.toml")).unwrap();
-    let aginet::config::Architecture::Llama(arch) = &m.architecture;
-    let sites = arch.sites(&m.lora.targets).unwrap();
+    let sites = m.architecture.sites(&m.lora.targets).unwrap();
     let shapes = factor_shapes(&sites, m.lora.rank, false);
     std::fs::create_dir_all(pristine).unwrap();
     let started = Instant::now();
@@ -208,8 +207,7 @@ fn delta_files(dir: &Path) -> Vec<PathBuf> {
 
 fn adapter_values(project: &Path) -> u64 {
     let m = Manifest::read(&project.join("skills").join(SKILL).join("manifest.toml")).unwrap();
-    let aginet::config::Architecture::Llama(arch) = &m.architecture;
-    let sites = arch.sites(&m.lora.targets).unwrap();
+    let sites = m.architecture.sites(&m.lora.targets).unwrap();
     factor_shapes(&sites, m.lora.rank, false)
         .iter()
         .map(|(_, s)| s.iter().product::<usize>() as u64)

@@ -8,11 +8,6 @@ use aginet::manifest::Manifest;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-/// Examples in the tiny skill's training pool.
-const TINY_TRAIN_POOL: usize = 4096;
-/// Examples in the tiny skill's held-out set.
-const TINY_HELD_OUT: usize = 128;
-
 /// Creates the project at `root` for `skills` (every skill under `models` when empty).
 pub fn init(root: &Path, models: &Path, skills: &[String]) -> Result<Project> {
     if root.join("project.toml").exists() {
@@ -112,19 +107,23 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
         );
     }
 
-    let (train, held_out) = match manifest.task.kind.as_str() {
-        "reverse" => {
-            use aginet::task::{reverse_lines, reverse_words};
-            let train = reverse_words(1, TINY_TRAIN_POOL, &Default::default());
-            // Held-out words never occur in the pool volunteers train on.
-            let held_out = reverse_words(2, TINY_HELD_OUT, &train.iter().cloned().collect());
-            (
-                reverse_lines(&train, 0),
-                reverse_lines(&held_out, TINY_HELD_OUT),
+    let task = &manifest.task;
+    let recipe = |seed, n, exclude: &_| {
+        aginet::task::examples(&task.kind, seed, n, exclude).with_context(|| {
+            format!(
+                "skill {skill}: no data recipe for task kind {:?}",
+                task.kind
             )
-        }
-        kind => bail!("skill {skill}: no data recipe for task kind {kind:?}"),
+        })
     };
+    let pool = recipe(1, task.pool, &Default::default())?;
+    // Held-out prompts never occur in the pool volunteers train on.
+    let seen = pool.iter().map(|p| p.prompt.clone()).collect();
+    let held_out = recipe(2, task.held_out, &seen)?;
+    let (train, held_out) = (
+        aginet::task::jsonl(&pool, 0),
+        aginet::task::jsonl(&held_out, task.held_out),
+    );
     write_atomic(&dir.join("data").join("train.jsonl"), train.as_bytes())?;
     write_atomic(
         &dir.join("data").join("held_out.jsonl"),

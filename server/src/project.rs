@@ -26,7 +26,6 @@
 
 use crate::sealed::StorageKey;
 use aginet::adapter::{Adapter, AdapterHeader, Site};
-use aginet::config::Architecture;
 use aginet::manifest::Manifest;
 use aginet::score::{self, Skill};
 use aginet::tensors::NamedTensors;
@@ -288,8 +287,9 @@ impl Project {
 
     /// The adapted sites of a skill's base.
     pub fn sites(manifest: &Manifest) -> Result<Vec<Site>> {
-        let Architecture::Llama(arch) = &manifest.architecture;
-        arch.sites(&manifest.lora.targets)
+        manifest
+            .architecture
+            .sites(&manifest.lora.targets)
             .map_err(anyhow::Error::msg)
     }
 

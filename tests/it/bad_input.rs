@@ -56,7 +56,9 @@ fn tensor_data_past_end_of_file() {
 fn shapes_that_disagree_with_the_manifest() {
     let wd = WorkDir::tiny(2);
     let mut c = wd.config();
-    let Architecture::Llama(arch) = &mut c.architecture;
+    let Architecture::Llama(arch) = &mut c.architecture else {
+        unreachable!("the tiny skill is llama")
+    };
     arch.n_ff = 512;
     wd.write_config(&c);
     expect_failure(&wd, exit::MODEL, "model", "disagree with the skill's");
@@ -141,7 +143,9 @@ fn malformed_data_line() {
 /// An adapter file for the fixture's work unit, altered by `edit`.
 fn write_adapter(wd: &WorkDir, edit: impl FnOnce(&mut AdapterHeader)) {
     let c = wd.config();
-    let Architecture::Llama(arch) = &c.architecture;
+    let Architecture::Llama(arch) = &c.architecture else {
+        unreachable!("the tiny skill is llama")
+    };
     let mut header = AdapterHeader {
         format: "aginet-adapter".into(),
         version: 1,

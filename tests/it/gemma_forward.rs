@@ -78,6 +78,7 @@ fn gemma_forward_matches_the_reference_logits() {
         let model = Gemma3::from_gguf(
             &mut g,
             &Gemma3Options {
+                expected: None,
                 weights,
                 lora: &no_adapter,
                 factors: &factors,

@@ -30,7 +30,9 @@ fn adapter_grads(
     factors: &NamedTensors,
 ) -> NamedTensors {
     let manifest = super::fixture::tiny_manifest();
-    let Architecture::Llama(arch) = &manifest.architecture;
+    let Architecture::Llama(arch) = &manifest.architecture else {
+        unreachable!("the tiny skill is llama")
+    };
     let mut lora = manifest.lora.clone();
     lora.targets.push(HEAD_TARGET.to_string());
     let vars: Vec<(String, Var)> = factors
@@ -76,7 +78,9 @@ fn adapter_grads(
 /// Random non-zero factors for every site (B non-zero so A's gradient is non-zero too).
 fn random_factors() -> NamedTensors {
     let manifest = super::fixture::tiny_manifest();
-    let Architecture::Llama(arch) = &manifest.architecture;
+    let Architecture::Llama(arch) = &manifest.architecture else {
+        unreachable!("the tiny skill is llama")
+    };
     let mut targets = manifest.lora.targets.clone();
     targets.push(HEAD_TARGET.to_string());
     let sites = arch.sites(&targets).unwrap();
@@ -168,7 +172,9 @@ fn gradients_through_q4k_match_f32_reference_transposed_copy() {
 #[test]
 fn initial_adapter_is_shared_and_neutral() {
     let manifest = super::fixture::tiny_manifest();
-    let Architecture::Llama(arch) = &manifest.architecture;
+    let Architecture::Llama(arch) = &manifest.architecture else {
+        unreachable!("the tiny skill is llama")
+    };
     let sites = arch.sites(&manifest.lora.targets).unwrap();
     let header = AdapterHeader {
         format: "aginet-adapter".into(),

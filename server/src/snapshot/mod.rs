@@ -20,7 +20,6 @@ mod peft;
 mod plots;
 
 use crate::project::Project;
-use aginet::config::Architecture;
 use aginet::files::write_atomic;
 use anyhow::{Context, Result};
 use ed25519_dalek::Signer;
@@ -97,10 +96,16 @@ fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Res
     std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     let manifest = project.manifest(skill)?;
     let adapter = project.global_adapter(&manifest, version)?;
-    let Architecture::Llama(dims) = &manifest.architecture;
     let sites = Project::sites(&manifest)?;
     let base_name = format!("{skill} base, GGUF sha256 {}", manifest.base.sha256);
-    peft::export(&adapter, &sites, dims, &manifest.lora, &base_name, dir)?;
+    peft::export(
+        &adapter,
+        &sites,
+        &manifest.architecture,
+        &manifest.lora,
+        &base_name,
+        dir,
+    )?;
 
     let base = project.base(skill);
     let tokenizer = aginet::tokenizer::from_gguf(&aginet::gguf::Gguf::open(&base)?)?;

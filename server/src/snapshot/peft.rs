@@ -6,14 +6,15 @@
 //! GGUF stores the query and key rows of each head interleaved for rotary embedding
 //! (llama.cpp permutes them when converting); transformers undoes that permutation when it
 //! loads a GGUF, so the B factors of `attn_q` and `attn_k`, whose rows are those outputs, are
-//! un-permuted the same way here. A factors (inputs) and every other B are copied as they are.
+//! un-permuted the same way here (llama only: llama.cpp leaves Gemma 3's rows in Hugging
+//! Face's order, as Gemma rotates halves, not pairs). A factors (inputs) and every other B are copied as they are.
 //! PEFT scales by `lora_alpha / r`, as agiNet does.
 //!
 //! Beside them, `reference.json` holds agiNet's logits for a fixed prompt with this adapter, so
 //! whoever loads the export can check they compute what agiNet computes.
 
 use aginet::adapter::{a_name, b_name, Adapter, LoraSpec, Site};
-use aginet::model::llama::LlamaConfig;
+use aginet::config::Architecture;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
@@ -58,16 +59,24 @@ fn unpermute_rows(values: &[f32], rows: usize, cols: usize, head_dim: usize) -> 
     out
 }
 
-/// Writes `adapter` (over a llama base of `dims`) as a PEFT adapter into `dir`.
+/// The head size whose rotary rows GGUF interleaves for `architecture`, if it does.
+fn interleaved_head_dim(architecture: &Architecture) -> Option<usize> {
+    match architecture {
+        Architecture::Llama(dims) => Some(dims.head_dim()),
+        Architecture::Gemma3(_) => None,
+    }
+}
+
+/// Writes `adapter` (over a base of `architecture`) as a PEFT adapter into `dir`.
 pub fn export(
     adapter: &Adapter,
     sites: &[Site],
-    dims: &LlamaConfig,
+    architecture: &Architecture,
     lora: &LoraSpec,
     base_name: &str,
     dir: &Path,
 ) -> Result<()> {
-    let head_dim = dims.head_dim();
+    let interleaved = interleaved_head_dim(architecture);
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut modules = Vec::new();
     for site in sites {
@@ -85,8 +94,10 @@ pub fn export(
                 .with_context(|| format!("the adapter lacks {ours}"))?;
             let shape = t.dims().to_vec();
             let mut values = t.flatten_all()?.to_vec1::<f32>()?;
-            if factor == "lora_B" && (name == "q_proj" || name == "k_proj") {
-                values = unpermute_rows(&values, shape[0], shape[1], head_dim);
+            if let Some(head_dim) = interleaved {
+                if factor == "lora_B" && (name == "q_proj" || name == "k_proj") {
+                    values = unpermute_rows(&values, shape[0], shape[1], head_dim);
+                }
             }
             let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             buffers.push((

@@ -1,9 +1,10 @@
-//! The tiny skill's synthetic task: reverse a short lowercase word.
+//! The tiny skill's task: reverse a short lowercase word.
 //!
 //! `{"prompt": "reverse: cabd\n", "completion": "dbac"}`. Learnable from a few dozen examples
 //! (the completion uses the prompt's letters, in an order fixed by the prompt), cheap to make
 //! in any amount, and scored by the likelihood of the exact reversal.
 
+use super::{jsonl, Pair};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;
@@ -28,24 +29,30 @@ pub fn reverse_words(seed: u64, n: usize, exclude: &HashSet<String>) -> Vec<Stri
     words
 }
 
+/// The task's example for each of `words`.
+fn pairs_of(words: &[String]) -> Vec<Pair> {
+    words
+        .iter()
+        .map(|word| Pair {
+            prompt: format!("reverse: {word}\n"),
+            completion: word.chars().rev().collect(),
+        })
+        .collect()
+}
+
+/// `n` distinct examples from `seed`, none of whose prompts is in `exclude`.
+pub fn pairs(seed: u64, n: usize, exclude: &HashSet<String>) -> Vec<Pair> {
+    let words: HashSet<String> = exclude
+        .iter()
+        .filter_map(|p| p.strip_prefix("reverse: "))
+        .map(|w| w.trim_end().to_string())
+        .collect();
+    pairs_of(&reverse_words(seed, n, &words))
+}
+
 /// The JSONL lines of the task for `words`; the last `n_eval` are marked `eval`.
 pub fn reverse_lines(words: &[String], n_eval: usize) -> String {
-    let mut out = String::new();
-    for (i, word) in words.iter().enumerate() {
-        let split = if i + n_eval >= words.len() {
-            "eval"
-        } else {
-            "train"
-        };
-        let line = serde_json::json!({
-            "prompt": format!("reverse: {word}\n"),
-            "completion": word.chars().rev().collect::<String>(),
-            "split": split,
-        });
-        out.push_str(&line.to_string());
-        out.push('\n');
-    }
-    out
+    jsonl(&pairs_of(words), n_eval)
 }
 
 /// `n` examples as JSONL from `seed`; the first `n - n_eval` are `train`, the rest `eval`.
