@@ -288,8 +288,17 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         return Ok(RunOutcome::Stopped { step });
     }
 
+    let delta = delta_of(&config, &loaded.adapter, &opt)?;
+    // The claim is the reward of exactly what the server will evaluate: the adapter plus the
+    // delta as written, not the trained values themselves, which differ from that sum in the
+    // last bit; the base's quantized kernels round activations to 8 bits, so such a bit can
+    // move a real model's reward by more than the validator's tolerance.
+    for (name, var) in opt.params() {
+        let applied = (&loaded.adapter.tensors[name] + &delta.tensors[name])?;
+        var.set(&applied.to_device(&device)?)?;
+    }
     let reward_after = eval::reward_from_nll(eval_nll()?);
-    let delta_bytes = delta_of(&config, &loaded.adapter, &opt)?.to_bytes()?;
+    let delta_bytes = delta.to_bytes()?;
     files::write_atomic(&files.delta, &delta_bytes)?;
     let report = Report {
         format: REPORT_FORMAT.into(),

@@ -139,7 +139,7 @@ fn prepare(root: &Path, project: &Path, pristine: &Path, count: usize) {
     std::fs::write(models.join(SKILL).join("manifest.toml"), manifest).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_aginet-server"))
         .args(["init", "--project", project.to_str().unwrap()])
-        .args(["--models", models.to_str().unwrap()])
+        .args(["--models", models.to_str().unwrap(), "--skill", SKILL])
         .output()
         .unwrap();
     assert!(

@@ -104,7 +104,7 @@ fn centralized(root: &Path, models: &Path, union: &[String]) -> (f64, f64) {
     let project = root.join("central");
     let p = project.to_str().unwrap();
     run(server()
-        .args(["init", "--project", p, "--models"])
+        .args(["init", "--project", p, "--skill", "tiny", "--models"])
         .arg(models));
     let out = root.join("central-wu");
     let made = run(server()

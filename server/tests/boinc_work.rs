@@ -40,6 +40,8 @@ fn make_work_stages_inputs_and_calls_create_work() {
         p,
         "--models",
         models().to_str().unwrap(),
+        "--skill",
+        "tiny",
     ]);
     assert!(
         out.status.success(),

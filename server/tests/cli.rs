@@ -24,6 +24,8 @@ fn init(dir: &Path) -> PathBuf {
         project.to_str().unwrap(),
         "--models",
         models().to_str().unwrap(),
+        "--skill",
+        "tiny",
     ]));
     project
 }

@@ -27,6 +27,8 @@ fn fixture() -> Fixture {
         project.to_str().unwrap(),
         "--models",
         models.to_str().unwrap(),
+        "--skill",
+        "tiny",
     ]);
     assert!(
         out.status.success(),

@@ -30,6 +30,8 @@ fn project_with_queue(dir: &Path, n: usize) -> (PathBuf, Vec<PathBuf>) {
         p,
         "--models",
         models.to_str().unwrap(),
+        "--skill",
+        "tiny",
     ]));
     let out = dir.join("wu");
     let made = ok(server(&[

@@ -117,7 +117,15 @@ fn a_round_under_the_real_client_feeds_the_next_one() {
     let project = dir.path().join("project");
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let p = project.to_str().unwrap();
-    server(&["init", "--project", p, "--models", models.to_str().unwrap()]);
+    server(&[
+        "init",
+        "--project",
+        p,
+        "--models",
+        models.to_str().unwrap(),
+        "--skill",
+        "tiny",
+    ]);
     let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
 
     // Round 1: two work units at once, one suspended and resumed, the client restarted.

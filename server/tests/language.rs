@@ -1,0 +1,119 @@
+//! The language skill end to end on the real Gemma 3 270M base (`models/gemma3-270m/fetch.sh`,
+//! which `ci/setup.sh` runs): `convert-base` makes the skill's base as its manifest's recipe
+//! says, `init` pins its sha256, the volunteer app trains a work unit for a few steps, its reward
+//! on the work unit's eval split rises, and the validator recomputes the claim and finds the
+//! server's held-out reward risen too.
+
+mod common;
+
+use common::{models, server};
+use std::path::Path;
+use std::process::Command;
+
+/// Optimizer steps: enough to learn the task's format, few enough for CI's two cores.
+const STEPS: u32 = 6;
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A models folder holding the language skill, its base made by `convert-base`.
+fn language_models(dir: &Path) -> std::path::PathBuf {
+    let fetched = models().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        fetched.exists(),
+        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
+        fetched.display()
+    );
+    let skill = dir.join("models/language");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::copy(
+        models().join("language/manifest.toml"),
+        skill.join("manifest.toml"),
+    )
+    .unwrap();
+    ok(&server(&[
+        "convert-base",
+        "--in",
+        fetched.to_str().unwrap(),
+        "--out",
+        skill.join("gemma3-270m-q8.gguf").to_str().unwrap(),
+    ]));
+    dir.join("models")
+}
+
+#[test]
+fn gemma_learns_the_language_task_and_the_validator_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = language_models(dir.path());
+    let project = dir.path().join("project");
+    let p = project.to_str().unwrap();
+    ok(&server(&[
+        "init",
+        "--project",
+        p,
+        "--models",
+        models.to_str().unwrap(),
+        "--skill",
+        "language",
+    ]));
+    let out = dir.path().join("wu");
+    let made = ok(&server(&[
+        "make-work",
+        "--project",
+        p,
+        "--count",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let wu = Path::new(made.trim());
+    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    assert!(matches!(
+        config.architecture,
+        aginet::config::Architecture::Gemma3(_)
+    ));
+    config.steps = STEPS;
+    std::fs::write(wu.join("config"), config.to_json()).unwrap();
+
+    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
+    ok(&Command::new(&app)
+        .args(["run", "--threads", "2", "--dir"])
+        .arg(wu)
+        .output()
+        .unwrap());
+    let report = aginet::report::Report::read(&wu.join("report")).unwrap();
+    assert!(
+        report.reward_after > 10.0 * report.reward_before && report.reward_after > 0.1,
+        "the eval-split reward went {} -> {}",
+        report.reward_before,
+        report.reward_after
+    );
+
+    let verdict = ok(&server(&[
+        "validate",
+        "--project",
+        p,
+        wu.join("delta").to_str().unwrap(),
+        wu.join("report").to_str().unwrap(),
+    ]));
+    let numbers: Vec<f64> = verdict
+        .trim()
+        .strip_prefix("valid: held-out reward ")
+        .unwrap_or_else(|| panic!("not accepted: {verdict}"))
+        .split(" -> ")
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(
+        numbers[1] > 10.0 * numbers[0] && numbers[1] > 0.1,
+        "held-out reward {} -> {}",
+        numbers[0],
+        numbers[1]
+    );
+}
