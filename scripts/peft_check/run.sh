@@ -12,26 +12,7 @@ base=$2
 shift 2
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-venv=$here/.venv
-python=${PYTHON:-python3}
-
-# PyPI's default torch wheel (the CUDA build, ~4 GB with its nvidia-* dependencies); the check
-# runs on the CPU.
-pins=(
-    torch==2.15.0
-    transformers==5.24.0
-    peft==0.21.2
-    gguf==0.19.0
-    numpy==2.4.6
-    safetensors==0.8.0
-)
-
-if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "${pins[*]}" ]; then
-    echo "setting up $venv" >&2
-    "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
-    echo "${pins[*]}" > "$venv/.installed"
-fi
+python=$("$here/venv.sh")
 
 export CUDA_VISIBLE_DEVICES=""
-exec "$venv/bin/python" "$here/check.py" --adapter "$adapter" --gguf "$base" "$@"
+exec "$python" "$here/check.py" --adapter "$adapter" --gguf "$base" "$@"

@@ -7,6 +7,7 @@ mod fixture;
 mod formats;
 mod gemma_base;
 mod gemma_forward;
+mod gemma_gradcheck;
 mod gemma_tokenizer;
 mod gradcheck;
 mod learning;

@@ -1,0 +1,134 @@
+//! Gradient check through the real Gemma 3 270M base: every adapter gradient of the quantized
+//! path (the frozen weights as shipped, Q4_K/Q5_0/Q8_0/Q6_K, `g · W` by dequantizing) against the
+//! f32 reference that holds the same dequantized weights densely and differentiates with
+//! candle's autograd, on a batch of the language skill's task with the loss on the completions.
+//!
+//! The two differ only where candle's quantized kernels round the activations to 8 bits before
+//! each product. Measured here: worst relative L2 error 1.1% (`blk.0.attn_k.lora_a`), worst
+//! cosine 0.99994; the bounds are 5% and 0.998, as for the tiny model.
+
+use super::fixture::{gemma_base, models_dir};
+use aginet::adapter::{a_name, b_name};
+use aginet::data::{Batch, Dataset};
+use aginet::eval::batch_loss;
+use aginet::frozen::BackwardMode;
+use aginet::gguf::Gguf;
+use aginet::manifest::Manifest;
+use aginet::model::{self, ModelOptions, WeightMode};
+use aginet::tensors::NamedTensors;
+use candle_core::{Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+
+const MAX_REL_ERR: f64 = 0.05;
+const MIN_COSINE: f64 = 0.998;
+
+/// Random non-zero factors (A and B) for every site of the language skill.
+fn random_factors(m: &Manifest) -> NamedTensors {
+    let sites = m.architecture.sites(&m.lora.targets).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut f = NamedTensors::new();
+    for s in &sites {
+        let r = m.lora.rank;
+        let mut rand_t = |rows: usize, cols: usize, scale: f32| {
+            let v: Vec<f32> = (0..rows * cols)
+                .map(|_| rng.random_range(-scale..scale))
+                .collect();
+            Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+        };
+        f.insert(
+            a_name(&s.name),
+            rand_t(r, s.inp, 1.0 / (s.inp as f32).sqrt()),
+        );
+        f.insert(b_name(&s.name), rand_t(s.out, r, 0.01));
+    }
+    f
+}
+
+/// Gradients of every factor for one batch of the task, with the frozen weights as `weights`.
+fn grads(m: &Manifest, weights: WeightMode, factors: &NamedTensors) -> NamedTensors {
+    let vars: Vec<(String, Var)> = factors
+        .iter()
+        .map(|(n, t)| (n.clone(), Var::from_tensor(t).unwrap()))
+        .collect();
+    let live: NamedTensors = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let mut g = Gguf::open(&gemma_base()).unwrap();
+    let tok = aginet::tokenizer::from_gguf(&g).unwrap();
+    let decoder = model::load(
+        &m.architecture,
+        &mut g,
+        &ModelOptions {
+            weights,
+            lora: &m.lora,
+            factors: &live,
+            max_seq_len: 32,
+            device: &Device::Cpu,
+        },
+    )
+    .unwrap();
+    let pairs = aginet::task::spell::pairs(11, 3, &Default::default());
+    let data = Dataset::parse(aginet::task::jsonl(&pairs, 1).as_bytes(), tok.as_ref(), 32).unwrap();
+    let seqs: Vec<_> = data.train.iter().collect();
+    let batch = Batch::new(&seqs, tok.pad(), &Device::Cpu).unwrap();
+    let store = batch_loss(decoder.as_ref(), &batch)
+        .unwrap()
+        .backward()
+        .unwrap();
+    vars.iter()
+        .map(|(n, v)| (n.clone(), store.get(v.as_tensor()).unwrap().clone()))
+        .collect()
+}
+
+fn rel_err_and_cosine(got: &Tensor, want: &Tensor) -> (f64, f64) {
+    let g: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+    let w: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+    let (mut diff, mut nw, mut ng, mut dot) = (0f64, 0f64, 0f64, 0f64);
+    for (a, b) in g.iter().zip(&w) {
+        let (a, b) = (*a as f64, *b as f64);
+        diff += (a - b) * (a - b);
+        nw += b * b;
+        ng += a * a;
+        dot += a * b;
+    }
+    (
+        diff.sqrt() / nw.sqrt().max(1e-30),
+        dot / (ng.sqrt() * nw.sqrt()).max(1e-30),
+    )
+}
+
+#[test]
+fn gemma_adapter_gradients_through_the_quantized_base_match_the_f32_reference() {
+    let m = Manifest::load(&models_dir(), "language").unwrap();
+    let factors = random_factors(&m);
+    let reference = grads(&m, WeightMode::DenseF32, &factors);
+    let quantized = grads(
+        &m,
+        WeightMode::Quantized(BackwardMode::Dequantize),
+        &factors,
+    );
+    assert_eq!(
+        reference.len(),
+        2 * 7 * 18,
+        "A and B of 7 targets in 18 blocks"
+    );
+    let (mut worst_rel, mut worst_cos) = ((String::new(), 0f64), (String::new(), 1f64));
+    for (name, want) in &reference {
+        let (rel, cos) = rel_err_and_cosine(&quantized[name], want);
+        assert!(
+            rel <= MAX_REL_ERR && cos >= MIN_COSINE,
+            "{name}: relative error {rel:.4}, cosine {cos:.6}"
+        );
+        if rel > worst_rel.1 {
+            worst_rel = (name.clone(), rel);
+        }
+        if cos < worst_cos.1 {
+            worst_cos = (name.clone(), cos);
+        }
+    }
+    eprintln!(
+        "worst relative error {:.4} ({}), worst cosine {:.6} ({})",
+        worst_rel.1, worst_rel.0, worst_cos.1, worst_cos.0
+    );
+}
