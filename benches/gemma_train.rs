@@ -53,7 +53,7 @@ fn text_of(tok: &dyn aginet::tokenizer::Tokenizer, row: usize) -> String {
                 // Fill the last few tokens one character at a time.
                 for c in "0123456789".chars().cycle().take(64) {
                     let t = format!("{text}{c}");
-                    if tok.encode(&t).len() <= SEQ - 1 {
+                    if tok.encode(&t).len() < SEQ {
                         text = t;
                     }
                     if tok.encode(&text).len() == SEQ - 1 {
