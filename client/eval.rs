@@ -25,10 +25,8 @@ fn batch_nll_sum(model: &dyn Decoder, batch: &Batch) -> candle_core::Result<(Ten
     let counted = hidden
         .reshape(((), width))?
         .index_select(&batch.positions, 0)?;
-    let logits = model.head(&counted)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = logp.gather(&batch.targets.unsqueeze(1)?, 1)?;
-    Ok((picked.neg()?.sum_all()?, batch.n_tokens))
+    let nll = model.nll_rows(&counted, &batch.targets)?;
+    Ok((nll.sum_all()?, batch.n_tokens))
 }
 
 /// Mean completion-token NLL of `seqs`, evaluated `batch_size` at a time.

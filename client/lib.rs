@@ -17,6 +17,7 @@ pub mod exit;
 pub mod files;
 pub mod frozen;
 pub mod gguf;
+pub mod head_loss;
 pub mod lora;
 pub mod manifest;
 pub mod model;

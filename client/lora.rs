@@ -48,4 +48,9 @@ impl LoraLinear {
     pub fn frozen(&self) -> &FrozenLinear {
         &self.frozen
     }
+
+    /// Whether the layer carries an adapter.
+    pub fn is_adapted(&self) -> bool {
+        self.lora.is_some()
+    }
 }

@@ -300,6 +300,10 @@ impl Decoder for Llama {
     fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.head.forward(hidden)
     }
+
+    fn nll_rows(&self, hidden: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+        super::head_nll_rows(&self.head, hidden, targets)
+    }
 }
 
 impl Llama {

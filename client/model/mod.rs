@@ -11,6 +11,7 @@ use crate::config::Architecture;
 use crate::error::Result;
 use crate::frozen::BackwardMode;
 use crate::gguf::Gguf;
+use crate::lora::LoraLinear;
 use crate::tensors::NamedTensors;
 use candle_core::{Device, Tensor};
 
@@ -23,10 +24,29 @@ pub trait Decoder {
     /// Logits (…, vocab) of hidden states (…, width).
     fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor>;
 
+    /// Per-row NLL (rows,) of `targets` (rows,) under the head's logits for `hidden`
+    /// (rows, width).
+    fn nll_rows(&self, hidden: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor>;
+
     /// Logits (batch, seq, vocab) for every position.
     fn forward(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         self.head(&self.hidden(tokens)?)
     }
+}
+
+/// [`Decoder::nll_rows`] for a model whose head is `head`: on the CPU with a frozen head, the
+/// fused head-and-loss pass that never holds the full logits ([`crate::head_loss`]); else the
+/// logits, a log-softmax and the targets' entries.
+pub(crate) fn head_nll_rows(
+    head: &LoraLinear,
+    hidden: &Tensor,
+    targets: &Tensor,
+) -> candle_core::Result<Tensor> {
+    if !head.is_adapted() && hidden.device().is_cpu() {
+        return crate::head_loss::nll_rows(head.frozen(), hidden, &targets.to_vec1::<u32>()?);
+    }
+    let logp = candle_nn::ops::log_softmax(&head.forward(hidden)?, candle_core::D::Minus1)?;
+    logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()
 }
 
 /// How a base's frozen weights are held while training.

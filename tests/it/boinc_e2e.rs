@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Steps per task: long enough (a few seconds) to interrupt mid-run.
-const STEPS: u32 = 100;
+const STEPS: u32 = 400;
 const TASK: &str = "t";
 const LONG: Duration = Duration::from_secs(180);
 
@@ -39,8 +39,10 @@ fn prefs(leave_apps_in_memory: bool) -> Prefs {
     }
 }
 
-/// Steps of the killed-client test: the app needs about 10 s to notice the missing heartbeat.
-const LONG_STEPS: u32 = 300;
+/// Steps of the killed-client test: the app needs about 10 s to notice the missing heartbeat
+/// (a tiny step takes about 30 ms on one thread), and the client keeps only the last 64 KB of
+/// a task's stderr (about 800 step lines), where the resume line must still be.
+const LONG_STEPS: u32 = 600;
 
 fn start(wd: &WorkDir, prefs: &Prefs) -> Client {
     let task = TaskSpec::new(
@@ -96,7 +98,7 @@ fn a_task_runs_to_completion_with_advancing_progress() {
     finish_and_check(&client, STEPS);
     let log = client.task_stderr(TASK);
     assert!(
-        log.contains("under BOINC, 1 threads") && log.contains("done: 100 steps"),
+        log.contains("under BOINC, 1 threads") && log.contains(&format!("done: {STEPS} steps")),
         "{log}"
     );
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// Steps per work unit: a few seconds, long enough to interrupt.
-const STEPS: u32 = 100;
+const STEPS: u32 = 300;
 const LONG: Duration = Duration::from_secs(300);
 
 /// The server binary, built beside the app by `cargo test --workspace` (as `ci/test.sh` runs).
