@@ -76,6 +76,14 @@ impl FrozenLinear {
         }
     }
 
+    /// The quantized weight, when the layer keeps it quantized.
+    pub fn quantized_weight(&self) -> Option<&Arc<QTensor>> {
+        match self {
+            Self::Quantized(op) => Some(&op.weight),
+            Self::Dense(_) => None,
+        }
+    }
+
     /// Calls `f(first_row, slice)` for consecutive slices of W's rows as f32, each at most
     /// `chunk_elems` values (at least one row); a quantized W is dequantized slice by slice.
     pub fn for_each_row_slice(

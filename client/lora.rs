@@ -37,9 +37,10 @@ impl LoraLinear {
         match &self.lora {
             None => Ok(y),
             Some(l) => {
-                let low = x.broadcast_matmul(&l.a.t()?)?;
-                let up = low.broadcast_matmul(&l.b.t()?)?;
-                y + (up * l.scale)?
+                // The scale goes on the rank-wide product, not the output-wide one: one
+                // output-sized tensor fewer kept for the backward pass per adapted layer.
+                let low = (x.broadcast_matmul(&l.a.t()?)? * l.scale)?;
+                y + low.broadcast_matmul(&l.b.t()?)?
             }
         }
     }

@@ -21,6 +21,7 @@ use crate::tensors::NamedTensors;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Blocks per attention period: blocks `5, 11, 17, …` attend globally.
 const GLOBAL_EVERY: usize = 6;
@@ -165,7 +166,7 @@ struct Block {
 #[derive(Debug)]
 pub struct Gemma3 {
     cfg: Gemma3Config,
-    embedding: QTensor,
+    embedding: Arc<QTensor>,
     blocks: Vec<Block>,
     output_norm: Tensor,
     head: LoraLinear,
@@ -245,10 +246,14 @@ impl Gemma3 {
                 global: Gemma3Config::is_global(layer),
             });
         }
-        let embedding = g.tensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd], device)?;
-        // The head is the embedding, tied; read a second time (a QTensor is not shared).
-        let tied = g.tensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd], device)?;
-        let head = LoraLinear::new(frozen(tied)?, lora("output", "output")?);
+        let table = g.tensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd], device)?;
+        // The head is the embedding, tied: one quantized table serves both when the head keeps
+        // it quantized (168 MB for Gemma 3 270M), else the head holds its own f32 copy.
+        let head = LoraLinear::new(frozen(table)?, lora("output", "output")?);
+        let embedding = match head.frozen().quantized_weight() {
+            Some(shared) => shared.clone(),
+            None => Arc::new(g.tensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd], device)?),
+        };
         let output_norm = g
             .tensor("output_norm.weight", &[cfg.n_embd], device)?
             .dequantize(device)?;
@@ -305,7 +310,7 @@ impl Decoder for Gemma3 {
 
 impl Gemma3 {
     fn norm(&self, x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::rms_norm_slow(x, weight, self.cfg.rms_eps)
+        super::rms_norm::rms_norm(x, weight, self.cfg.rms_eps)
     }
 
     fn block_forward(

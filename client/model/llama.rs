@@ -294,7 +294,7 @@ impl Decoder for Llama {
         for block in &self.blocks {
             x = self.block_forward(block, &x, &mask)?;
         }
-        candle_nn::ops::rms_norm_slow(&x, &self.output_norm, self.rms_eps)
+        super::rms_norm::rms_norm(&x, &self.output_norm, self.rms_eps)
     }
 
     fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
@@ -308,9 +308,9 @@ impl Decoder for Llama {
 
 impl Llama {
     fn block_forward(&self, blk: &Block, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let h = candle_nn::ops::rms_norm_slow(x, &blk.attn_norm, self.rms_eps)?;
+        let h = super::rms_norm::rms_norm(x, &blk.attn_norm, self.rms_eps)?;
         let x = (x + self.attention(blk, &h, mask)?)?;
-        let h = candle_nn::ops::rms_norm_slow(&x, &blk.ffn_norm, self.rms_eps)?;
+        let h = super::rms_norm::rms_norm(&x, &blk.ffn_norm, self.rms_eps)?;
         let mlp = blk
             .down
             .forward(&(blk.gate.forward(&h)?.silu()? * blk.up.forward(&h)?)?)?;

@@ -2,6 +2,7 @@
 
 pub mod gemma3;
 pub mod llama;
+pub mod rms_norm;
 pub mod rope;
 mod shared;
 pub mod tiny;

@@ -1,6 +1,8 @@
 //! Rotary position embeddings, with tables sized to the context actually trained on.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, D};
+use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Precomputed cosines and sines for positions `0..max_len`, `head_dim / 2` frequencies each.
 #[derive(Clone, Debug)]
@@ -50,6 +52,15 @@ impl Rope {
     /// the layout Gemma's GGUF files keep (llama.cpp's "neox" rotary).
     pub fn apply_halves(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, _, t, d) = x.dims4()?;
+        if x.device().is_cpu() {
+            let table = |m: &Tensor| m.narrow(0, 0, t)?.flatten_all()?.to_vec1::<f32>();
+            return x.contiguous()?.apply_op1(RotateHalves {
+                cos: Arc::new(table(&self.cos)?),
+                sin: Arc::new(table(&self.sin)?),
+                seq: t,
+                half: d / 2,
+            });
+        }
         let cos = self.cos.narrow(0, 0, t)?;
         let sin = self.sin.narrow(0, 0, t)?;
         let x0 = x.narrow(D::Minus1, 0, d / 2)?;
@@ -57,5 +68,113 @@ impl Rope {
         let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
         let r1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
         Tensor::cat(&[r0, r1], D::Minus1)
+    }
+}
+
+/// [`Rope::apply_halves`] on the CPU as one op: a rotation per pair `(x[i], x[i + half])` by
+/// each position's angle, whose backward is the rotation by the opposite angle. The
+/// differentiable version keeps six half-sized tensors and their concatenation per call.
+#[derive(Clone)]
+struct RotateHalves {
+    /// cos and sin of each position's angles, (seq, half) row-major.
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+    seq: usize,
+    half: usize,
+}
+
+impl RotateHalves {
+    /// Rotates every row of `x` (rows of `2·half`, `seq` rows per sequence) by `sign` times
+    /// its position's angles.
+    fn rotate(&self, x: &[f32], sign: f32) -> Vec<f32> {
+        let (half, seq) = (self.half, self.seq);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(2 * half)
+            .zip(x.par_chunks(2 * half))
+            .enumerate()
+            .for_each(|(r, (o, row))| {
+                let at = (r % seq) * half;
+                for i in 0..half {
+                    let (c, s) = (self.cos[at + i], sign * self.sin[at + i]);
+                    let (x0, x1) = (row[i], row[i + half]);
+                    o[i] = x0 * c - x1 * s;
+                    o[i + half] = x1 * c + x0 * s;
+                }
+            });
+        out
+    }
+}
+
+impl CustomOp1 for RotateHalves {
+    fn name(&self) -> &'static str {
+        "aginet-rotate-halves"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(v), Some((from, to))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("rotary: expects contiguous f32");
+        };
+        Ok((
+            CpuStorage::F32(self.rotate(&v[from..to], 1.0)),
+            layout.shape().clone(),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g: Vec<f32> = grad_res.detach().contiguous()?.flatten_all()?.to_vec1()?;
+        let back = self.rotate(&g, -1.0);
+        Ok(Some(Tensor::from_vec(back, arg.shape(), arg.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The fused rotation and its gradient equal the differentiable composition.
+    #[test]
+    fn fused_halves_match_the_composed_rotation() {
+        let dev = Device::Cpu;
+        let rope = Rope::new(16, 12, 10_000.0, &dev).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 7, 16), &dev).unwrap()).unwrap();
+        let g = Tensor::randn(0f32, 1.0, (2, 3, 7, 16), &dev).unwrap();
+        let ours = rope.apply_halves(x.as_tensor()).unwrap();
+        let (cos, sin) = (
+            rope.cos.narrow(0, 0, 7).unwrap(),
+            rope.sin.narrow(0, 0, 7).unwrap(),
+        );
+        let (x0, x1) = (
+            x.as_tensor().narrow(D::Minus1, 0, 8).unwrap(),
+            x.as_tensor().narrow(D::Minus1, 8, 8).unwrap(),
+        );
+        let r0 = (x0.broadcast_mul(&cos).unwrap() - x1.broadcast_mul(&sin).unwrap()).unwrap();
+        let r1 = (x1.broadcast_mul(&cos).unwrap() + x0.broadcast_mul(&sin).unwrap()).unwrap();
+        let want = Tensor::cat(&[r0, r1], D::Minus1).unwrap();
+        let max = |t: Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(max((&ours - &want).unwrap()) < 1e-6);
+        let ga = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (want * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let (ga, gb) = (
+            ga.get(x.as_tensor()).unwrap(),
+            gb.get(x.as_tensor()).unwrap(),
+        );
+        assert!(max((ga - gb).unwrap()) < 1e-5);
     }
 }
