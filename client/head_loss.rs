@@ -89,12 +89,9 @@ impl CustomOp1 for HeadNll {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(values), Some((from, to))) = (storage, layout.contiguous_offsets())
-        else {
-            candle_core::bail!("head NLL: the hidden states must be contiguous f32");
-        };
+        let values = crate::storage::contiguous_f32(storage, layout, "head NLL")?;
         let (rows, width) = layout.shape().dims2()?;
-        let hidden = Tensor::from_slice(&values[from..to], (rows, width), &Device::Cpu)?;
+        let hidden = Tensor::from_slice(values, (rows, width), &Device::Cpu)?;
         // Running (max, sum of exp(logit − max), target logit) per row.
         let mut state = vec![(f32::NEG_INFINITY, 0f32, f32::NAN); rows];
         self.for_each_logit_slice(&hidden, |start, n, logits, _| {

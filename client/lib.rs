@@ -27,6 +27,7 @@ pub mod sampler;
 pub mod score;
 pub mod sentencepiece;
 pub mod signed;
+mod storage;
 pub mod task;
 pub mod tensors;
 pub mod threads;

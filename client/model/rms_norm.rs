@@ -8,6 +8,7 @@
 //! `∂x = r · (g·w − x · r² · mean(g·w·x))`. Rows are independent and each is summed in order,
 //! so results do not depend on the thread count.
 
+use crate::storage::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -44,14 +45,6 @@ impl RmsNorm {
     }
 }
 
-/// The contiguous f32 values of a CPU storage.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((from, to))) => Ok(&v[from..to]),
-        _ => candle_core::bail!("rms norm: expects contiguous f32"),
-    }
-}
-
 impl CustomOp1 for RmsNorm {
     fn name(&self) -> &'static str {
         "aginet-rms-norm"
@@ -62,7 +55,7 @@ impl CustomOp1 for RmsNorm {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = values(storage, layout)?;
+        let x = contiguous_f32(storage, layout, "rms norm")?;
         let width = self.weight.len();
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(width)

@@ -115,13 +115,8 @@ impl CustomOp1 for RotateHalves {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(v), Some((from, to))) = (storage, layout.contiguous_offsets()) else {
-            candle_core::bail!("rotary: expects contiguous f32");
-        };
-        Ok((
-            CpuStorage::F32(self.rotate(&v[from..to], 1.0)),
-            layout.shape().clone(),
-        ))
+        let x = crate::storage::contiguous_f32(storage, layout, "rotary")?;
+        Ok((CpuStorage::F32(self.rotate(x, 1.0)), layout.shape().clone()))
     }
 
     fn bwd(

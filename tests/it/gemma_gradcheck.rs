@@ -12,7 +12,7 @@
 //! not catch a wrong gradient.
 
 use super::fixture::{gemma_base, models_dir};
-use aginet::adapter::{a_name, b_name};
+use super::grad_compare::{rel_err_and_cosine, rel_err_and_cosine_of};
 use aginet::data::{Batch, Dataset};
 use aginet::eval::batch_loss;
 use aginet::frozen::BackwardMode;
@@ -20,8 +20,7 @@ use aginet::gguf::Gguf;
 use aginet::manifest::Manifest;
 use aginet::model::{self, ModelOptions, WeightMode};
 use aginet::tensors::NamedTensors;
-use candle_core::{Device, Tensor, Var};
-use rand::{Rng, SeedableRng};
+use candle_core::{Device, Var};
 
 /// Bounds per factor tensor.
 const MAX_REL_ERR: f64 = 1e-4;
@@ -35,23 +34,7 @@ const BATCH_SEED: u64 = 11;
 /// Random non-zero factors (A and B) for every site of the language skill.
 fn random_factors(m: &Manifest) -> NamedTensors {
     let sites = m.architecture.sites(&m.lora.targets).unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let mut f = NamedTensors::new();
-    for s in &sites {
-        let r = m.lora.rank;
-        let mut rand_t = |rows: usize, cols: usize, scale: f32| {
-            let v: Vec<f32> = (0..rows * cols)
-                .map(|_| rng.random_range(-scale..scale))
-                .collect();
-            Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
-        };
-        f.insert(
-            a_name(&s.name),
-            rand_t(r, s.inp, 1.0 / (s.inp as f32).sqrt()),
-        );
-        f.insert(b_name(&s.name), rand_t(s.out, r, 0.01));
-    }
-    f
+    super::grad_compare::random_factors(&sites, m.lora.rank, 0.01, 7)
 }
 
 /// Gradients of every factor for one batch of the task, with the frozen weights as `weights`.
@@ -91,33 +74,12 @@ fn grads(m: &Manifest, weights: WeightMode, factors: &NamedTensors, seed: u64) -
         .collect()
 }
 
-fn rel_err_and_cosine(got: &Tensor, want: &Tensor) -> (f64, f64) {
-    let g: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
-    let w: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
-    rel_err_and_cosine_of(&g, &w)
-}
-
 /// Every gradient of `grads` in one vector, in name order.
 fn concatenated(grads: &NamedTensors) -> Vec<f32> {
     grads
         .values()
         .flat_map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
         .collect()
-}
-
-fn rel_err_and_cosine_of(g: &[f32], w: &[f32]) -> (f64, f64) {
-    let (mut diff, mut nw, mut ng, mut dot) = (0f64, 0f64, 0f64, 0f64);
-    for (a, b) in g.iter().zip(w) {
-        let (a, b) = (*a as f64, *b as f64);
-        diff += (a - b) * (a - b);
-        nw += b * b;
-        ng += a * a;
-        dot += a * b;
-    }
-    (
-        diff.sqrt() / nw.sqrt().max(1e-30),
-        dot / (ng.sqrt() * nw.sqrt()).max(1e-30),
-    )
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! which rounds the gradient to 8 bits: worst 1.2% (Q8_0, `blk.0.attn_q.lora_a`) and 1.3%
 //! (Q4_K, `blk.1.attn_k.lora_b`).
 
-use aginet::adapter::{a_name, b_name, Adapter, AdapterHeader};
+use super::grad_compare::rel_err_and_cosine;
+use aginet::adapter::{b_name, Adapter, AdapterHeader};
 use aginet::config::Architecture;
 use aginet::data::{Batch, Dataset};
 use aginet::eval::batch_loss;
@@ -18,8 +19,7 @@ use aginet::model::tiny::{tiny_model_bytes, TinyQuant};
 use aginet::model::WeightMode;
 use aginet::tensors::NamedTensors;
 use aginet::tokenizer::ByteTokenizer;
-use candle_core::{Device, Tensor, Var};
-use rand::{Rng, SeedableRng};
+use candle_core::{Device, Var};
 
 const MAX_REL_ERR: f64 = 0.05;
 const MIN_COSINE: f64 = 0.998;
@@ -76,49 +76,13 @@ fn adapter_grads(
         .collect()
 }
 
-/// Random non-zero factors for every site (B non-zero so A's gradient is non-zero too).
+/// Random non-zero factors for every site of the tiny skill, the head included.
 fn random_factors() -> NamedTensors {
     let manifest = super::fixture::tiny_manifest();
-    let Architecture::Llama(arch) = &manifest.architecture else {
-        unreachable!("the tiny skill is llama")
-    };
     let mut targets = manifest.lora.targets.clone();
     targets.push(HEAD_TARGET.to_string());
-    let sites = arch.sites(&targets).unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
-    let mut f = NamedTensors::new();
-    for s in &sites {
-        let r = manifest.lora.rank;
-        let mut rand_t = |rows: usize, cols: usize, scale: f32| {
-            let v: Vec<f32> = (0..rows * cols)
-                .map(|_| rng.random_range(-scale..scale))
-                .collect();
-            Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
-        };
-        f.insert(
-            a_name(&s.name),
-            rand_t(r, s.inp, 1.0 / (s.inp as f32).sqrt()),
-        );
-        f.insert(b_name(&s.name), rand_t(s.out, r, 0.05));
-    }
-    f
-}
-
-fn rel_err_and_cosine(got: &Tensor, want: &Tensor) -> (f64, f64) {
-    let g: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
-    let w: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
-    let (mut diff, mut nw, mut ng, mut dot) = (0f64, 0f64, 0f64, 0f64);
-    for (a, b) in g.iter().zip(&w) {
-        let (a, b) = (*a as f64, *b as f64);
-        diff += (a - b) * (a - b);
-        nw += b * b;
-        ng += a * a;
-        dot += a * b;
-    }
-    (
-        diff.sqrt() / nw.sqrt().max(1e-30),
-        dot / (ng.sqrt() * nw.sqrt()).max(1e-30),
-    )
+    let sites = manifest.architecture.sites(&targets).unwrap();
+    super::grad_compare::random_factors(&sites, manifest.lora.rank, 0.05, 99)
 }
 
 fn check(quant: TinyQuant, mode: BackwardMode) {

@@ -9,6 +9,7 @@ mod gemma_base;
 mod gemma_forward;
 mod gemma_gradcheck;
 mod gemma_tokenizer;
+mod grad_compare;
 mod gradcheck;
 mod learning;
 mod pipeline;
