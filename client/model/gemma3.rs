@@ -28,23 +28,12 @@ const GLOBAL_EVERY: usize = 6;
 /// Rotary base of the sliding-window blocks.
 const LOCAL_ROPE_BASE: f32 = 10_000.0;
 
-/// Gemma 3's dimensions, from the GGUF's `gemma3.*` metadata.
+/// Gemma 3's configuration, from the GGUF's `gemma3.*` metadata: the dimensions a skill pins,
+/// and what else the decoder needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gemma3Config {
-    /// Transformer blocks.
-    pub n_layer: usize,
-    /// Hidden size.
-    pub n_embd: usize,
-    /// Query heads.
-    pub n_head: usize,
-    /// Key/value heads.
-    pub n_head_kv: usize,
-    /// Size of a head (not `n_embd / n_head` in Gemma).
-    pub head_dim: usize,
-    /// MLP inner size.
-    pub n_ff: usize,
-    /// Vocabulary size.
-    pub n_vocab: usize,
+    /// The dimensions.
+    pub dims: Gemma3Dims,
     /// Positions a sliding-window block looks back over.
     pub sliding_window: usize,
     /// Rotary base of the global blocks.
@@ -54,7 +43,7 @@ pub struct Gemma3Config {
 }
 
 impl Gemma3Config {
-    /// Reads the dimensions from a GGUF.
+    /// Reads the configuration from a GGUF.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.get_str("general.architecture")?;
         if arch != "gemma3" {
@@ -63,30 +52,19 @@ impl Gemma3Config {
             )));
         }
         Ok(Self {
-            n_layer: g.get_usize("gemma3.block_count")?,
-            n_embd: g.get_usize("gemma3.embedding_length")?,
-            n_head: g.get_usize("gemma3.attention.head_count")?,
-            n_head_kv: g.get_usize("gemma3.attention.head_count_kv")?,
-            head_dim: g.get_usize("gemma3.attention.key_length")?,
-            n_ff: g.get_usize("gemma3.feed_forward_length")?,
-            n_vocab: g.get_strings("tokenizer.ggml.tokens")?.len(),
+            dims: Gemma3Dims {
+                n_layer: g.get_usize("gemma3.block_count")?,
+                n_embd: g.get_usize("gemma3.embedding_length")?,
+                n_head: g.get_usize("gemma3.attention.head_count")?,
+                n_head_kv: g.get_usize("gemma3.attention.head_count_kv")?,
+                head_dim: g.get_usize("gemma3.attention.key_length")?,
+                n_ff: g.get_usize("gemma3.feed_forward_length")?,
+                n_vocab: g.get_strings("tokenizer.ggml.tokens")?.len(),
+            },
             sliding_window: g.get_usize("gemma3.attention.sliding_window")?,
             rope_base: g.get_f32_or("gemma3.rope.freq_base", 1_000_000.0)?,
             rms_eps: g.get_f32("gemma3.attention.layer_norm_rms_epsilon")?,
         })
-    }
-
-    /// The dimensions a skill pins.
-    pub fn dims(&self) -> Gemma3Dims {
-        Gemma3Dims {
-            n_layer: self.n_layer,
-            n_embd: self.n_embd,
-            n_head: self.n_head,
-            n_head_kv: self.n_head_kv,
-            head_dim: self.head_dim,
-            n_ff: self.n_ff,
-            n_vocab: self.n_vocab,
-        }
     }
 
     /// Whether block `layer` attends over the whole sequence (else within the sliding window).
@@ -118,16 +96,16 @@ pub struct Gemma3Dims {
 impl Gemma3Dims {
     /// (out, in) of a projection, by GGUF name (the same names as llama's).
     pub fn projection_shape(&self, target: &str) -> Option<(usize, usize)> {
-        let (q, kv) = (self.n_head * self.head_dim, self.n_head_kv * self.head_dim);
-        Some(match target {
-            "attn_q" => (q, self.n_embd),
-            "attn_k" | "attn_v" => (kv, self.n_embd),
-            "attn_output" => (self.n_embd, q),
-            "ffn_gate" | "ffn_up" => (self.n_ff, self.n_embd),
-            "ffn_down" => (self.n_embd, self.n_ff),
-            HEAD_TARGET => (self.n_vocab, self.n_embd),
-            _ => return None,
-        })
+        shared::projection_shape(
+            &shared::Widths {
+                n_embd: self.n_embd,
+                q: self.n_head * self.head_dim,
+                kv: self.n_head_kv * self.head_dim,
+                n_ff: self.n_ff,
+                n_vocab: self.n_vocab,
+            },
+            target,
+        )
     }
 
     /// Every adapted site for `targets`, in model order; an unknown target is an error message.
@@ -195,20 +173,20 @@ impl Gemma3 {
     pub fn from_gguf(g: &mut Gguf, opts: &Gemma3Options<'_>) -> Result<Self> {
         let cfg = Gemma3Config::from_gguf(g)?;
         if let Some(expected) = opts.expected {
-            if &cfg.dims() != expected {
+            if &cfg.dims != expected {
                 return Err(g.error(format!(
                     "dimensions {:?} disagree with the skill's {expected:?}",
-                    cfg.dims()
+                    cfg.dims
                 )));
             }
         }
-        let dims = cfg.dims();
+        let dims = cfg.dims.clone();
         let device = opts.device;
         let frozen = |w: QTensor| shared::frozen(w, opts.weights, device);
         let lora =
             |site: &str, target: &str| shared::lora_pair(opts.lora, opts.factors, site, target);
-        let mut blocks = Vec::with_capacity(cfg.n_layer);
-        for layer in 0..cfg.n_layer {
+        let mut blocks = Vec::with_capacity(dims.n_layer);
+        for layer in 0..dims.n_layer {
             let mut norm = |name: &str, n: usize| -> Result<Tensor> {
                 Ok(
                     g.tensor(&format!("blk.{layer}.{name}.weight"), &[n], device)?
@@ -216,12 +194,12 @@ impl Gemma3 {
                 )
             };
             let (attn_norm, q_norm, k_norm, post_attn_norm, ffn_norm, post_ffn_norm) = (
-                norm("attn_norm", cfg.n_embd)?,
-                norm("attn_q_norm", cfg.head_dim)?,
-                norm("attn_k_norm", cfg.head_dim)?,
-                norm("post_attention_norm", cfg.n_embd)?,
-                norm("ffn_norm", cfg.n_embd)?,
-                norm("post_ffw_norm", cfg.n_embd)?,
+                norm("attn_norm", dims.n_embd)?,
+                norm("attn_q_norm", dims.head_dim)?,
+                norm("attn_k_norm", dims.head_dim)?,
+                norm("post_attention_norm", dims.n_embd)?,
+                norm("ffn_norm", dims.n_embd)?,
+                norm("post_ffw_norm", dims.n_embd)?,
             );
             let mut linear = |target: &str| -> Result<LoraLinear> {
                 let (out, inp) = dims.projection_shape(target).expect("known target");
@@ -246,19 +224,21 @@ impl Gemma3 {
                 global: Gemma3Config::is_global(layer),
             });
         }
-        let table = g.tensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd], device)?;
+        let table = g.tensor("token_embd.weight", &[dims.n_vocab, dims.n_embd], device)?;
         // The head is the embedding, tied: one quantized table serves both when the head keeps
         // it quantized (168 MB for Gemma 3 270M), else the head holds its own f32 copy.
         let head = LoraLinear::new(frozen(table)?, lora("output", "output")?);
         let embedding = match head.frozen().quantized_weight() {
             Some(shared) => shared.clone(),
-            None => Arc::new(g.tensor("token_embd.weight", &[cfg.n_vocab, cfg.n_embd], device)?),
+            None => {
+                Arc::new(g.tensor("token_embd.weight", &[dims.n_vocab, dims.n_embd], device)?)
+            }
         };
         let output_norm = g
-            .tensor("output_norm.weight", &[cfg.n_embd], device)?
+            .tensor("output_norm.weight", &[dims.n_embd], device)?
             .dequantize(device)?;
-        let rope_global = Rope::new(cfg.head_dim, opts.max_seq_len, cfg.rope_base, device)?;
-        let rope_local = Rope::new(cfg.head_dim, opts.max_seq_len, LOCAL_ROPE_BASE, device)?;
+        let rope_global = Rope::new(dims.head_dim, opts.max_seq_len, cfg.rope_base, device)?;
+        let rope_local = Rope::new(dims.head_dim, opts.max_seq_len, LOCAL_ROPE_BASE, device)?;
         Ok(Self {
             cfg,
             embedding,
@@ -285,7 +265,7 @@ impl Decoder for Gemma3 {
     fn hidden(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (_, t) = tokens.dims2()?;
         let device = tokens.device();
-        let mut x = (self.embedding.embedding(tokens)? * (self.cfg.n_embd as f64).sqrt())?;
+        let mut x = (self.embedding.embedding(tokens)? * (self.cfg.dims.n_embd as f64).sqrt())?;
         let global_mask = shared::mask(t, t, device)?;
         let local_mask = shared::mask(t, self.cfg.sliding_window, device)?;
         for blk in &self.blocks {
@@ -338,7 +318,11 @@ impl Gemma3 {
         rope: &Rope,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let (nh, nkv, hd) = (self.cfg.n_head, self.cfg.n_head_kv, self.cfg.head_dim);
+        let (nh, nkv, hd) = (
+            self.cfg.dims.n_head,
+            self.cfg.dims.n_head_kv,
+            self.cfg.dims.head_dim,
+        );
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
         let q = rope.apply_halves(&self.norm(&heads(blk.q.forward(x)?, nh)?, &blk.q_norm)?)?;
         let k = rope.apply_halves(&self.norm(&heads(blk.k.forward(x)?, nkv)?, &blk.k_norm)?)?;

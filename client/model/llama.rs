@@ -77,16 +77,16 @@ impl LlamaConfig {
 
     /// (out, in) of a block projection.
     fn projection_shape(&self, target: &str) -> Option<(usize, usize)> {
-        let hd = self.head_dim();
-        Some(match target {
-            "attn_q" => (self.n_head * hd, self.n_embd),
-            "attn_k" | "attn_v" => (self.n_head_kv * hd, self.n_embd),
-            "attn_output" => (self.n_embd, self.n_head * hd),
-            "ffn_gate" | "ffn_up" => (self.n_ff, self.n_embd),
-            "ffn_down" => (self.n_embd, self.n_ff),
-            HEAD_TARGET => (self.n_vocab, self.n_embd),
-            _ => return None,
-        })
+        shared::projection_shape(
+            &shared::Widths {
+                n_embd: self.n_embd,
+                q: self.n_head * self.head_dim(),
+                kv: self.n_head_kv * self.head_dim(),
+                n_ff: self.n_ff,
+                n_vocab: self.n_vocab,
+            },
+            target,
+        )
     }
 
     /// Every adapted site for `targets`, in model order; an unknown target is an error message.

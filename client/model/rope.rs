@@ -9,6 +9,9 @@ use std::sync::Arc;
 pub struct Rope {
     cos: Tensor,
     sin: Tensor,
+    /// The same tables as flat (max_len, half) rows, for the fused CPU rotation.
+    cos_rows: Arc<Vec<f32>>,
+    sin_rows: Arc<Vec<f32>>,
 }
 
 impl Rope {
@@ -28,9 +31,12 @@ impl Rope {
             .to_dtype(DType::F32)?
             .reshape((max_len, 1))?;
         let angles = pos.broadcast_mul(&inv_freq)?;
+        let (cos, sin) = (angles.cos()?, angles.sin()?);
         Ok(Self {
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            cos_rows: Arc::new(cos.flatten_all()?.to_vec1()?),
+            sin_rows: Arc::new(sin.flatten_all()?.to_vec1()?),
+            cos,
+            sin,
         })
     }
 
@@ -53,10 +59,12 @@ impl Rope {
     pub fn apply_halves(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, _, t, d) = x.dims4()?;
         if x.device().is_cpu() {
-            let table = |m: &Tensor| m.narrow(0, 0, t)?.flatten_all()?.to_vec1::<f32>();
+            if t > self.cos.dim(0)? {
+                candle_core::bail!("rotary: {t} positions, tables for {}", self.cos.dim(0)?);
+            }
             return x.contiguous()?.apply_op1(RotateHalves {
-                cos: Arc::new(table(&self.cos)?),
-                sin: Arc::new(table(&self.sin)?),
+                cos: self.cos_rows.clone(),
+                sin: self.sin_rows.clone(),
                 seq: t,
                 half: d / 2,
             });
@@ -76,7 +84,8 @@ impl Rope {
 /// differentiable version keeps six half-sized tensors and their concatenation per call.
 #[derive(Clone)]
 struct RotateHalves {
-    /// cos and sin of each position's angles, (seq, half) row-major.
+    /// cos and sin of each position's angles, (positions, half) row-major, at least `seq`
+    /// positions.
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
     seq: usize,

@@ -43,6 +43,34 @@ pub(crate) fn lora_pair(
     }))
 }
 
+/// The widths that fix the shape of every adaptable projection of a decoder.
+pub(crate) struct Widths {
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Output width of the query projection (heads × head size).
+    pub q: usize,
+    /// Output width of the key and value projections.
+    pub kv: usize,
+    /// MLP inner size.
+    pub n_ff: usize,
+    /// Vocabulary size (the head's output).
+    pub n_vocab: usize,
+}
+
+/// (out, in) of the projection `target` (a GGUF name, or the head `output`); `None` for an
+/// unknown one.
+pub(crate) fn projection_shape(w: &Widths, target: &str) -> Option<(usize, usize)> {
+    Some(match target {
+        "attn_q" => (w.q, w.n_embd),
+        "attn_k" | "attn_v" => (w.kv, w.n_embd),
+        "attn_output" => (w.n_embd, w.q),
+        "ffn_gate" | "ffn_up" => (w.n_ff, w.n_embd),
+        "ffn_down" => (w.n_embd, w.n_ff),
+        super::llama::HEAD_TARGET => (w.n_vocab, w.n_embd),
+        _ => return None,
+    })
+}
+
 /// Every adapted site for `targets` in model order (each block's projections in `block_targets`
 /// order, then the head `head_target`), with `shape` giving a target's (out, in); an unknown
 /// target is an error message naming the architecture's known ones.

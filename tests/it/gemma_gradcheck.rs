@@ -20,7 +20,7 @@ use aginet::gguf::Gguf;
 use aginet::manifest::Manifest;
 use aginet::model::{self, ModelOptions, WeightMode};
 use aginet::tensors::NamedTensors;
-use candle_core::{Device, Var};
+use candle_core::Device;
 
 /// Bounds per factor tensor.
 const MAX_REL_ERR: f64 = 1e-4;
@@ -39,39 +39,28 @@ fn random_factors(m: &Manifest) -> NamedTensors {
 
 /// Gradients of every factor for one batch of the task, with the frozen weights as `weights`.
 fn grads(m: &Manifest, weights: WeightMode, factors: &NamedTensors, seed: u64) -> NamedTensors {
-    let vars: Vec<(String, Var)> = factors
-        .iter()
-        .map(|(n, t)| (n.clone(), Var::from_tensor(t).unwrap()))
-        .collect();
-    let live: NamedTensors = vars
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-        .collect();
-    let mut g = Gguf::open(&gemma_base()).unwrap();
-    let tok = aginet::tokenizer::from_gguf(&g).unwrap();
-    let decoder = model::load(
-        &m.architecture,
-        &mut g,
-        &ModelOptions {
-            weights,
-            lora: &m.lora,
-            factors: &live,
-            max_seq_len: 32,
-            device: &Device::Cpu,
-        },
-    )
-    .unwrap();
-    let pairs = aginet::task::spell::pairs(seed, 3, &Default::default());
-    let data = Dataset::parse(aginet::task::jsonl(&pairs, 1).as_bytes(), tok.as_ref(), 32).unwrap();
-    let seqs: Vec<_> = data.train.iter().collect();
-    let batch = Batch::new(&seqs, tok.pad(), &Device::Cpu).unwrap();
-    let store = batch_loss(decoder.as_ref(), &batch)
-        .unwrap()
-        .backward()
+    super::grad_compare::factor_gradients(factors, |live| {
+        let mut g = Gguf::open(&gemma_base()).unwrap();
+        let tok = aginet::tokenizer::from_gguf(&g).unwrap();
+        let decoder = model::load(
+            &m.architecture,
+            &mut g,
+            &ModelOptions {
+                weights,
+                lora: &m.lora,
+                factors: live,
+                max_seq_len: 32,
+                device: &Device::Cpu,
+            },
+        )
         .unwrap();
-    vars.iter()
-        .map(|(n, v)| (n.clone(), store.get(v.as_tensor()).unwrap().clone()))
-        .collect()
+        let pairs = aginet::task::spell::pairs(seed, 3, &Default::default());
+        let data =
+            Dataset::parse(aginet::task::jsonl(&pairs, 1).as_bytes(), tok.as_ref(), 32).unwrap();
+        let seqs: Vec<_> = data.train.iter().collect();
+        let batch = Batch::new(&seqs, tok.pad(), &Device::Cpu).unwrap();
+        batch_loss(decoder.as_ref(), &batch).unwrap()
+    })
 }
 
 /// Every gradient of `grads` in one vector, in name order.

@@ -3,7 +3,7 @@
 
 use aginet::adapter::{a_name, b_name, Site};
 use aginet::tensors::NamedTensors;
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
 /// Random non-zero factors of rank `rank` for every site, from `seed`: A uniform in ±1/√in,
@@ -25,6 +25,31 @@ pub fn random_factors(sites: &[Site], rank: usize, b_scale: f32, seed: u64) -> N
         f.insert(b_name(&s.name), rand_t(s.out, rank, b_scale));
     }
     f
+}
+
+/// The gradient of the loss `loss_of` builds over `factors` with respect to every factor:
+/// each factor becomes a variable, and `loss_of` gets them by name.
+pub fn factor_gradients(
+    factors: &NamedTensors,
+    loss_of: impl FnOnce(&NamedTensors) -> Tensor,
+) -> NamedTensors {
+    let vars: Vec<(String, Var)> = factors
+        .iter()
+        .map(|(n, t)| (n.clone(), Var::from_tensor(t).unwrap()))
+        .collect();
+    let live: NamedTensors = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let store = loss_of(&live).backward().unwrap();
+    vars.iter()
+        .map(|(n, v)| {
+            let g = store
+                .get(v.as_tensor())
+                .expect("every factor gets a gradient");
+            (n.clone(), g.clone())
+        })
+        .collect()
 }
 
 /// Relative L2 error and cosine of `got` against `want`.

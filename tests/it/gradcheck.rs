@@ -19,7 +19,7 @@ use aginet::model::tiny::{tiny_model_bytes, TinyQuant};
 use aginet::model::WeightMode;
 use aginet::tensors::NamedTensors;
 use aginet::tokenizer::ByteTokenizer;
-use candle_core::{Device, Var};
+use candle_core::Device;
 
 const MAX_REL_ERR: f64 = 0.05;
 const MIN_COSINE: f64 = 0.998;
@@ -36,44 +36,27 @@ fn adapter_grads(
     };
     let mut lora = manifest.lora.clone();
     lora.targets.push(HEAD_TARGET.to_string());
-    let vars: Vec<(String, Var)> = factors
-        .iter()
-        .map(|(n, t)| (n.clone(), Var::from_tensor(t).unwrap()))
-        .collect();
-    let live: NamedTensors = vars
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-        .collect();
-    let mut g = Gguf::open(model_path).unwrap();
-    let opts = LoadOptions {
-        expected: arch,
-        weights,
-        lora: &lora,
-        factors: &live,
-        max_seq_len: 64,
-        device: &Device::Cpu,
-    };
-    let model = Llama::from_gguf(&mut g, &opts).unwrap();
-    let data = Dataset::parse(
-        aginet::task::reverse_jsonl(3, 8, 1).as_bytes(),
-        &ByteTokenizer,
-        64,
-    )
-    .unwrap();
-    let seqs: Vec<_> = data.train.iter().take(4).collect();
-    let batch = Batch::new(&seqs, ByteTokenizer::PAD, &Device::Cpu).unwrap();
-    let grads = batch_loss(&model, &batch).unwrap().backward().unwrap();
-    vars.iter()
-        .map(|(n, v)| {
-            (
-                n.clone(),
-                grads
-                    .get(v.as_tensor())
-                    .expect("every factor gets a gradient")
-                    .clone(),
-            )
-        })
-        .collect()
+    super::grad_compare::factor_gradients(factors, |live| {
+        let mut g = Gguf::open(model_path).unwrap();
+        let opts = LoadOptions {
+            expected: arch,
+            weights,
+            lora: &lora,
+            factors: live,
+            max_seq_len: 64,
+            device: &Device::Cpu,
+        };
+        let model = Llama::from_gguf(&mut g, &opts).unwrap();
+        let data = Dataset::parse(
+            aginet::task::reverse_jsonl(3, 8, 1).as_bytes(),
+            &ByteTokenizer,
+            64,
+        )
+        .unwrap();
+        let seqs: Vec<_> = data.train.iter().take(4).collect();
+        let batch = Batch::new(&seqs, ByteTokenizer::PAD, &Device::Cpu).unwrap();
+        batch_loss(&model, &batch).unwrap()
+    })
 }
 
 /// Random non-zero factors for every site of the tiny skill, the head included.
