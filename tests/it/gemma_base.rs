@@ -32,3 +32,45 @@ fn the_gemma_base_opens_with_the_shape_the_language_skill_expects() {
     assert_eq!(types.values().sum::<usize>(), 236, "{types:?}");
     assert!(g.has_tensor("token_embd.weight"));
 }
+
+/// A skill that pins other dimensions than its Gemma base has is refused, naming the file and
+/// both sets of dimensions; the manifest's own dimensions load.
+#[test]
+fn a_gemma_base_with_other_dimensions_than_the_skill_pins_is_refused() {
+    use aginet::model::{self, ModelOptions, WeightMode};
+    let m = aginet::manifest::Manifest::load(&super::fixture::models_dir(), "language").unwrap();
+    let load = |architecture: &aginet::config::Architecture| {
+        model::load(
+            architecture,
+            &mut Gguf::open(&gemma_base()).unwrap(),
+            &ModelOptions {
+                weights: WeightMode::Quantized(m.defaults.backward),
+                lora: &m.lora,
+                factors: &aginet::adapter::Adapter::initial(
+                    aginet::adapter::AdapterHeader::new("language", &"0".repeat(64), 0, &m.lora),
+                    &m.architecture.sites(&m.lora.targets).unwrap(),
+                    1,
+                )
+                .unwrap()
+                .tensors,
+                max_seq_len: 8,
+                device: &candle_core::Device::Cpu,
+            },
+        )
+        .map(|_| ())
+    };
+    load(&m.architecture).expect("the manifest's dimensions are the base's");
+    let mut wrong = m.architecture.clone();
+    let aginet::config::Architecture::Gemma3(dims) = &mut wrong else {
+        panic!("the language skill is gemma3")
+    };
+    dims.n_layer = 12;
+    let msg = load(&wrong).unwrap_err().to_string();
+    assert!(
+        msg.contains("gemma-3-270m-q4_k_m.gguf")
+            && msg.contains("disagree")
+            && msg.contains("n_layer: 18")
+            && msg.contains("n_layer: 12"),
+        "{msg}"
+    );
+}
