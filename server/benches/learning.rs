@@ -1,7 +1,8 @@
 //! Learning quality: the local federation's final held-out reward against centralized
 //! fine-tuning on the union of the same shards for the same number of optimizer steps in total,
 //! per server strategy, with every volunteer honest and with 20% of them hostile (one of five
-//! poisons every result: scaled, sign-flipped or with a forged hash, round by round).
+//! poisons every result: scaled, sign-flipped or with a forged hash, round by round; as under
+//! BOINC, its rejected work units are issued again to the honest volunteers).
 //!
 //! `cargo build --release --workspace && cargo bench -p aginet-server --bench learning`
 //! (the federation runs the release `aginet` app beside `aginet-server`).

@@ -6,9 +6,13 @@
 //! With four or more volunteers, three misbehave on purpose: one is killed mid-run and resumes
 //! from its checkpoint (its result must still be accepted), one returns a corrupt delta, and one
 //! returns a poisoned delta (scaled, then sign-flipped, then with a forged hash, round by round).
+//! As BOINC does for a result that fails validation (`max_error_results` in the work unit
+//! template), each rejected work unit is issued again, to an honest volunteer, before the round
+//! is aggregated; its new result is `<wu>_<n>` on the scoreboard, with the credit.
 
 use crate::aggregate::{self, Outcome as AggregateOutcome};
 use crate::assimilate::{self, Outcome as AssimilateOutcome};
+use crate::project::Project;
 use crate::strategy::Strategy;
 use aginet::delta::Delta;
 use aginet::report::Report;
@@ -118,8 +122,8 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
     );
     println!("global held-out reward at version 0: {start:.6}");
     println!(
-        "{:<6} {:>8} {:>8}  {:<60} {:>12} {:>10}",
-        "round", "accepted", "rejected", "reasons", "reward", "credit"
+        "{:<6} {:>8} {:>8} {:>8}  {:<60} {:>12} {:>10}",
+        "round", "accepted", "rejected", "reissued", "reasons", "reward", "credit"
     );
 
     for round in 1..=opts.rounds {
@@ -136,34 +140,49 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
             .map(|i| Role::of(i, opts.volunteers, opts.hostile) == Role::Interrupted)
             .collect();
         run_volunteers(&app, &wus, &interrupted)?;
-        let (mut accepted, mut rejected, mut credit, mut reasons) = (0, 0, 0.0, Vec::new());
+        let mut tally = Tally::default();
+        let mut failed = Vec::new();
         for (i, wu) in wus.iter().enumerate() {
             misbehave(Role::of(i, opts.volunteers, opts.hostile), round, wu)?;
             let files = [wu.join("delta"), wu.join("report")];
-            let name = wu
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let source = assimilate::Source {
-                host: format!("volunteer-{i}"),
-                user: format!("volunteer-{i}"),
-            };
-            match assimilate::assimilate(&project, &files, &name, &source) {
-                Ok(AssimilateOutcome::Accepted { credit: c }) => {
-                    accepted += 1;
-                    credit += c;
-                }
-                Ok(AssimilateOutcome::Rejected(reason)) => {
-                    rejected += 1;
-                    reasons.push(short(&reason));
-                }
-                Ok(AssimilateOutcome::AlreadyDone) => {}
-                Err(e) => {
-                    rejected += 1;
-                    reasons.push(short(&format!("{e:#}")));
+            if !tally.assimilate(&project, &files, &wu_name(wu), &format!("volunteer-{i}"))? {
+                failed.push(wu.clone());
+            }
+        }
+        // BOINC issues another instance of a work unit whose result failed validation (the
+        // templates allow MAX_ERROR_RESULTS errors); here the honest volunteers take them.
+        let honest: Vec<usize> = (0..opts.volunteers)
+            .filter(|&i| {
+                matches!(
+                    Role::of(i, opts.volunteers, opts.hostile),
+                    Role::Honest | Role::Interrupted
+                )
+            })
+            .collect();
+        let mut instance = 1;
+        while !failed.is_empty() && !honest.is_empty() && instance < MAX_ERROR_RESULTS {
+            let reissue_dir = opts.project.join("reissued").join(format!("round-{round}"));
+            let replicas = failed
+                .iter()
+                .map(|wu| new_instance(wu, &reissue_dir, instance))
+                .collect::<Result<Vec<_>>>()?;
+            run_volunteers(&app, &replicas, &vec![false; replicas.len()])?;
+            let mut still_failed = Vec::new();
+            for (k, (wu, replica)) in failed.iter().zip(&replicas).enumerate() {
+                let volunteer = honest[k % honest.len()];
+                tally.reissued += 1;
+                let files = result_files(replica)?;
+                if !tally.assimilate(
+                    &project,
+                    &files,
+                    &wu_name(wu),
+                    &format!("volunteer-{volunteer}"),
+                )? {
+                    still_failed.push(wu.clone());
                 }
             }
+            failed = still_failed;
+            instance += 1;
         }
         let reward =
             match aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2)? {
@@ -175,8 +194,12 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
             };
         rewards.push(reward);
         println!(
-            "{round:<6} {accepted:>8} {rejected:>8}  {:<60} {reward:>12.6} {credit:>10.4}",
-            reasons.join("; ")
+            "{round:<6} {:>8} {:>8} {:>8}  {:<60} {reward:>12.6} {:>10.4}",
+            tally.accepted,
+            tally.rejected,
+            tally.reissued,
+            tally.reasons.join("; "),
+            tally.credit
         );
     }
     let (first, last) = (rewards[0], *rewards.last().expect("rewards"));
@@ -193,6 +216,93 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
     let page = page.canonicalize().unwrap_or(page);
     println!("dashboard: file://{}", page.display());
     Ok(rewards)
+}
+
+/// Results a work unit may fail validation with before BOINC gives it up (`max_error_results`
+/// in `wu/wu_template.xml`).
+const MAX_ERROR_RESULTS: usize = 3;
+
+/// One round's results so far.
+#[derive(Default)]
+struct Tally {
+    accepted: usize,
+    rejected: usize,
+    reissued: usize,
+    credit: f64,
+    reasons: Vec<String>,
+}
+
+impl Tally {
+    /// Assimilates result `files` (delta and report) of work unit `wu` returned by
+    /// `volunteer`; whether it was accepted.
+    fn assimilate(
+        &mut self,
+        project: &Project,
+        files: &[PathBuf; 2],
+        wu: &str,
+        volunteer: &str,
+    ) -> Result<bool> {
+        let source = assimilate::Source {
+            host: volunteer.to_string(),
+            user: volunteer.to_string(),
+        };
+        match assimilate::assimilate(project, files, wu, &source) {
+            Ok(AssimilateOutcome::Accepted { credit }) => {
+                self.accepted += 1;
+                self.credit += credit;
+                Ok(true)
+            }
+            Ok(AssimilateOutcome::AlreadyDone) => Ok(true),
+            Ok(AssimilateOutcome::Rejected(reason)) => {
+                self.rejected += 1;
+                self.reasons.push(short(&reason));
+                Ok(false)
+            }
+            Err(e) => {
+                self.rejected += 1;
+                self.reasons.push(short(&format!("{e:#}")));
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The work unit's name: its folder's.
+fn wu_name(wu: &Path) -> String {
+    wu.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A fresh folder `<dir>/<wu>_<instance>/` holding work unit `wu`'s input files, for another
+/// volunteer to run (BOINC's next result of the same work unit).
+fn new_instance(wu: &Path, dir: &Path, instance: usize) -> Result<PathBuf> {
+    let replica = dir.join(format!("{}_{instance}", wu_name(wu)));
+    if replica.exists() {
+        std::fs::remove_dir_all(&replica).with_context(|| format!("{}", replica.display()))?;
+    }
+    std::fs::create_dir_all(&replica).with_context(|| format!("{}", replica.display()))?;
+    for input in ["config", "model", "adapter", "data", "project_key"] {
+        let from = wu.join(input);
+        if from.exists() {
+            crate::make_work::link_or_copy(&from, &replica.join(input))?;
+        }
+    }
+    Ok(replica)
+}
+
+/// The output files of the instance in `replica`, renamed as BOINC names a result's uploads
+/// (`<result>_0`, `<result>_1`), so that each instance is its own result on the scoreboard.
+fn result_files(replica: &Path) -> Result<[PathBuf; 2]> {
+    let result = wu_name(replica);
+    let mut files = [PathBuf::new(), PathBuf::new()];
+    for (k, output) in ["delta", "report"].into_iter().enumerate() {
+        let (from, to) = (replica.join(output), replica.join(format!("{result}_{k}")));
+        std::fs::rename(&from, &to).with_context(|| format!("{}", from.display()))?;
+        files[k] = to;
+    }
+    Ok(files)
 }
 
 /// A reason without its leading file path, cut to fit the table.

@@ -98,7 +98,7 @@ fn shard(lines: &[&str], n: u64, size: usize, eval: usize) -> Result<(String, St
 }
 
 /// Hard-links `from` to `to` (the base is shared by every work unit), copying across devices.
-fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     if std::fs::hard_link(from, to).is_err() {
         std::fs::copy(from, to)
             .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
