@@ -10,13 +10,18 @@ use candle_core::{DType, Device, Tensor, D};
 
 /// Mean NLL over the batch's counted positions, as a scalar tensor that backpropagates.
 pub fn batch_loss(model: &dyn Decoder, batch: &Batch) -> candle_core::Result<Tensor> {
-    let (sum, _) = batch_nll_sum(model, batch)?;
+    let (sum, _) = batch_nll_sum(model, batch, true)?;
     sum / batch.n_tokens.max(1) as f64
 }
 
 /// Sum of NLL over the counted positions, and their count. The output head (the widest matrix
-/// of a real model) runs on those positions only, not on the prompt or the padding.
-fn batch_nll_sum(model: &dyn Decoder, batch: &Batch) -> candle_core::Result<(Tensor, usize)> {
+/// of a real model) runs on those positions only, not on the prompt or the padding. Without
+/// `gradient`, the head's input is detached, so the head builds no gradient.
+fn batch_nll_sum(
+    model: &dyn Decoder,
+    batch: &Batch,
+    gradient: bool,
+) -> candle_core::Result<(Tensor, usize)> {
     let hidden = model.hidden(&batch.inputs)?;
     if batch.n_tokens == 0 {
         return Ok(((hidden.sum_all()? * 0.0)?.to_dtype(DType::F32)?, 0));
@@ -25,6 +30,7 @@ fn batch_nll_sum(model: &dyn Decoder, batch: &Batch) -> candle_core::Result<(Ten
     let counted = hidden
         .reshape(((), width))?
         .index_select(&batch.positions, 0)?;
+    let counted = if gradient { counted } else { counted.detach() };
     let nll = model.nll_rows(&counted, &batch.targets)?;
     Ok((nll.sum_all()?, batch.n_tokens))
 }
@@ -42,7 +48,7 @@ pub fn mean_nll(
     for chunk in seqs.chunks(batch_size.max(1)) {
         let refs: Vec<&Sequence> = chunk.iter().collect();
         let batch = Batch::new(&refs, pad, device)?;
-        let (sum, n) = batch_nll_sum(model, &batch)?;
+        let (sum, n) = batch_nll_sum(model, &batch, false)?;
         total += sum.detach().to_scalar::<f32>()? as f64;
         count += n;
     }

@@ -6,14 +6,19 @@
 //!
 //! Forward: for each slice, the logits of every row, folded into a running log-sum-exp per row
 //! (max and scaled sum), and the target's logit picked when it falls in the slice; the NLL is
-//! `logsumexp − logit[target]`. Backward: the same slices again; `∂NLL/∂logits = softmax − onehot`
-//! (scaled by the incoming gradient), multiplied back through the slice of W into `∂/∂h`. The
-//! logits are computed twice, which costs one more product with W and saves the memory.
+//! `logsumexp − logit[target]`.
+//!
+//! When `h` is tracked for a gradient, the same pass also builds each row's `∂NLL/∂h =
+//! softmax · W − W[target]`, the way flash attention builds its output: the running sum
+//! `Σ exp(logit − max) · W[v]` is rescaled whenever a row's max rises, and divided by the
+//! row's sum at the end. The backward pass only scales those rows by the incoming gradient.
+//! That is two products with W per slice instead of three (recomputing the logits in the
+//! backward pass, as this op first did), and it holds one more (rows × width) buffer.
 //! Each row's arithmetic runs in slice order whatever the thread count, so results are
 //! deterministic.
 
 use crate::frozen::FrozenLinear;
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -44,7 +49,8 @@ fn nll_rows_sliced(
     hidden.contiguous()?.apply_op1(HeadNll {
         head: head.clone(),
         targets: Arc::new(targets.to_vec()),
-        log_sum_exp: Arc::new(Mutex::new(Vec::new())),
+        with_gradient: hidden.track_op(),
+        gradient: Arc::new(Mutex::new(None)),
         slice_elems,
     })
 }
@@ -54,8 +60,10 @@ fn nll_rows_sliced(
 struct HeadNll {
     head: FrozenLinear,
     targets: Arc<Vec<u32>>,
-    /// Each row's log-sum-exp from the forward pass, for the backward pass.
-    log_sum_exp: Arc<Mutex<Vec<f32>>>,
+    /// Whether the forward pass builds the gradient (the input is tracked).
+    with_gradient: bool,
+    /// Each row's `∂NLL/∂h` (rows, width), built by the forward pass for the backward pass.
+    gradient: Arc<Mutex<Option<Tensor>>>,
     /// Logits held at once.
     slice_elems: usize,
 }
@@ -92,28 +100,63 @@ impl CustomOp1 for HeadNll {
         let values = crate::storage::contiguous_f32(storage, layout, "head NLL")?;
         let (rows, width) = layout.shape().dims2()?;
         let hidden = Tensor::from_slice(values, (rows, width), &Device::Cpu)?;
-        // Running (max, sum of exp(logit − max), target logit) per row.
+        // Running (max, sum of exp(logit − max), target logit) per row; with the gradient, the
+        // running Σ exp(logit − max)·W[v] and the target's row of W.
         let mut state = vec![(f32::NEG_INFINITY, 0f32, f32::NAN); rows];
-        self.for_each_logit_slice(&hidden, |start, n, logits, _| {
+        let mut weighted = Tensor::zeros((rows, width), DType::F32, &Device::Cpu)?;
+        let mut target_rows = vec![0f32; if self.with_gradient { rows * width } else { 0 }];
+        self.for_each_logit_slice(&hidden, |start, n, mut logits, w| {
+            // Each row's factor exp(old max − new max) for what it has summed so far.
+            let mut rescale = vec![0f32; rows];
             state
                 .par_iter_mut()
-                .zip(logits.par_chunks(n))
+                .zip(logits.par_chunks_mut(n))
                 .zip(self.targets.par_iter())
-                .for_each(|((s, row), &target)| {
-                    let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let max = s.0.max(top);
-                    let sum: f32 = row.iter().map(|z| (z - max).exp()).sum();
-                    s.1 = s.1 * (s.0 - max).exp() + sum;
-                    s.0 = max;
+                .zip(rescale.par_iter_mut())
+                .for_each(|(((s, row), &target), r)| {
                     if let Some(i) = (target as usize).checked_sub(start).filter(|i| *i < n) {
                         s.2 = row[i];
                     }
+                    let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let max = s.0.max(top);
+                    let mut sum = 0f32;
+                    for z in row.iter_mut() {
+                        *z = (*z - max).exp();
+                        sum += *z;
+                    }
+                    *r = (s.0 - max).exp();
+                    s.1 = s.1 * *r + sum;
+                    s.0 = max;
                 });
+            if self.with_gradient {
+                let exps = Tensor::from_vec(logits, (rows, n), &Device::Cpu)?;
+                let rescale = Tensor::from_vec(rescale, (rows, 1), &Device::Cpu)?;
+                weighted = (weighted.broadcast_mul(&rescale)? + exps.matmul(w)?)?;
+                let (rows_here, picked): (Vec<usize>, Vec<u32>) = (self.targets.iter())
+                    .enumerate()
+                    .filter_map(|(row, &t)| {
+                        let i = (t as usize).checked_sub(start).filter(|i| *i < n)?;
+                        Some((row, i as u32))
+                    })
+                    .unzip();
+                if !picked.is_empty() {
+                    let picked = Tensor::from_vec(picked, rows_here.len(), &Device::Cpu)?;
+                    let values = w.index_select(&picked, 0)?.to_vec2::<f32>()?;
+                    for (row, value) in rows_here.into_iter().zip(values) {
+                        target_rows[row * width..(row + 1) * width].copy_from_slice(&value);
+                    }
+                }
+            }
             Ok(())
         })?;
-        let lse: Vec<f32> = state.iter().map(|(m, s, _)| m + s.ln()).collect();
-        let nll = state.iter().zip(&lse).map(|((_, _, z), l)| l - z).collect();
-        *self.log_sum_exp.lock().expect("not poisoned") = lse;
+        let nll = state.iter().map(|(m, s, z)| m + s.ln() - z).collect();
+        if self.with_gradient {
+            let sums: Vec<f32> = state.iter().map(|(_, s, _)| *s).collect();
+            let sums = Tensor::from_vec(sums, (rows, 1), &Device::Cpu)?;
+            let target_rows = Tensor::from_vec(target_rows, (rows, width), &Device::Cpu)?;
+            let gradient = (weighted.broadcast_div(&sums)? - target_rows)?;
+            *self.gradient.lock().expect("not poisoned") = Some(gradient);
+        }
         Ok((CpuStorage::F32(nll), Shape::from(rows)))
     }
 
@@ -123,32 +166,13 @@ impl CustomOp1 for HeadNll {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let hidden = arg.detach().contiguous()?;
-        let (rows, width) = hidden.dims2()?;
-        let g: Vec<f32> = grad_res.detach().to_vec1()?;
-        let lse = self.log_sum_exp.lock().expect("not poisoned").clone();
-        if lse.len() != rows {
-            candle_core::bail!("head NLL: backward before forward");
-        }
-        let mut grad = Tensor::zeros((rows, width), candle_core::DType::F32, &Device::Cpu)?;
-        self.for_each_logit_slice(&hidden, |start, n, mut logits, w| {
-            logits
-                .par_chunks_mut(n)
-                .zip(self.targets.par_iter())
-                .zip(lse.par_iter().zip(g.par_iter()))
-                .for_each(|((row, &target), (&l, &gi))| {
-                    for z in row.iter_mut() {
-                        *z = (*z - l).exp() * gi;
-                    }
-                    if let Some(i) = (target as usize).checked_sub(start).filter(|i| *i < n) {
-                        row[i] -= gi;
-                    }
-                });
-            let d_logits = Tensor::from_vec(logits, (rows, n), &Device::Cpu)?;
-            grad = (&grad + d_logits.matmul(w)?)?;
-            Ok(())
-        })?;
-        Ok(Some(grad))
+        let rows = arg.dim(0)?;
+        let gradient = self.gradient.lock().expect("not poisoned").clone();
+        let Some(gradient) = gradient else {
+            candle_core::bail!("head NLL: backward without a forward pass that built the gradient");
+        };
+        let g = grad_res.detach().reshape((rows, 1))?;
+        Ok(Some(gradient.broadcast_mul(&g)?))
     }
 }
 
@@ -211,6 +235,33 @@ mod tests {
         assert!(
             diff.to_scalar::<f32>().unwrap() < 1e-4,
             "gradient differs by {diff}"
+        );
+    }
+
+    /// Untracked input: the same NLL, and no gradient is built.
+    #[test]
+    fn an_untracked_input_gives_the_same_loss_and_builds_no_gradient() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.5, (300, 32), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let head = FrozenLinear::quantized(q, crate::frozen::BackwardMode::Dequantize).unwrap();
+        let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 32), &dev).unwrap()).unwrap();
+        let targets = [3u32, 299, 0, 150, 42];
+        let tracked = nll_rows_sliced(&head, h.as_tensor(), &targets, 5 * 70).unwrap();
+        let detached = h.as_tensor().detach();
+        let op = HeadNll {
+            head: head.clone(),
+            targets: Arc::new(targets.to_vec()),
+            with_gradient: detached.track_op(),
+            gradient: Arc::new(Mutex::new(None)),
+            slice_elems: 5 * 70,
+        };
+        let untracked = detached.apply_op1(op.clone()).unwrap();
+        assert!(!op.with_gradient);
+        assert!(op.gradient.lock().unwrap().is_none());
+        assert_eq!(
+            tracked.to_vec1::<f32>().unwrap(),
+            untracked.to_vec1::<f32>().unwrap()
         );
     }
 }
