@@ -94,6 +94,7 @@ fn manifest() -> Manifest {
 /// Child: training steps of the real app on a work unit; prints `tok_per_s peak_rss_mib`.
 fn child_train(base: &Path) {
     aginet::threads::configure(THREADS);
+    aginet::allocator::tune();
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(
         std::fs::canonicalize(base).unwrap(),
@@ -136,6 +137,7 @@ fn child_train(base: &Path) {
 /// `tok_per_s peak_rss_mib`.
 fn child_eval(base: &Path) {
     aginet::threads::configure(THREADS);
+    aginet::allocator::tune();
     let m = manifest();
     let mut g = Gguf::open(base).unwrap();
     let tok = aginet::tokenizer::from_gguf(&g).unwrap();

@@ -100,6 +100,7 @@ impl CustomOp1 for HeadNll {
         let values = crate::storage::contiguous_f32(storage, layout, "head NLL")?;
         let (rows, width) = layout.shape().dims2()?;
         let hidden = Tensor::from_slice(values, (rows, width), &Device::Cpu)?;
+        let avx2 = crate::fast_exp::has_avx2_fma();
         // Running (max, sum of exp(logit − max), target logit) per row; with the gradient, the
         // running Σ exp(logit − max)·W[v] and the target's row of W.
         let mut state = vec![(f32::NEG_INFINITY, 0f32, f32::NAN); rows];
@@ -117,14 +118,8 @@ impl CustomOp1 for HeadNll {
                     if let Some(i) = (target as usize).checked_sub(start).filter(|i| *i < n) {
                         s.2 = row[i];
                     }
-                    let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let max = s.0.max(top);
-                    let mut sum = 0f32;
-                    for z in row.iter_mut() {
-                        *z = (*z - max).exp();
-                        sum += *z;
-                    }
-                    *r = (s.0 - max).exp();
+                    let (max, sum) = crate::fast_exp::softmax_step(row, s.0, avx2);
+                    *r = crate::fast_exp::exp(s.0 - max);
                     s.1 = s.1 * *r + sum;
                     s.0 = max;
                 });

@@ -4,6 +4,7 @@
 //! The app's entry point is `client/main.rs`; [`workunit::run`] is one work unit end to end.
 
 pub mod adapter;
+pub mod allocator;
 #[cfg(feature = "boinc")]
 pub mod boinc;
 pub mod checkpoint;
@@ -14,6 +15,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod exit;
+mod fast_exp;
 pub mod files;
 pub mod frozen;
 pub mod gguf;

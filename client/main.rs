@@ -87,6 +87,7 @@ fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> E
         .or_else(|| config_threads(&files))
         .unwrap_or_else(threads::available);
     threads::configure(n);
+    aginet::allocator::tune();
     let mut host = Standalone {
         every_steps: checkpoint_every,
         interval: Duration::from_secs(60),

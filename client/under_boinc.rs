@@ -40,6 +40,7 @@ pub fn run() -> ExitCode {
         .or_else(|| client_cpus(&session))
         .unwrap_or_else(threads::available);
     threads::configure(n);
+    aginet::allocator::tune();
     eprintln!(
         "aginet {} under BOINC, {n} threads",
         env!("CARGO_PKG_VERSION")

@@ -13,6 +13,7 @@ use crate::adapter::{LoraSpec, Site};
 use crate::error::Result;
 use crate::gguf::Gguf;
 use crate::lora::LoraLinear;
+use crate::model::gated_gelu::gated_gelu;
 use crate::model::llama::{BLOCK_TARGETS, HEAD_TARGET};
 use crate::model::rope::Rope;
 use crate::model::shared;
@@ -306,7 +307,7 @@ impl Gemma3 {
         let h = self.norm(&x, &blk.ffn_norm)?;
         let mlp = blk
             .down
-            .forward(&(blk.gate.forward(&h)?.gelu()? * blk.up.forward(&h)?)?)?;
+            .forward(&gated_gelu(&blk.gate.forward(&h)?, &blk.up.forward(&h)?)?)?;
         x + self.norm(&mlp, &blk.post_ffn_norm)?
     }
 

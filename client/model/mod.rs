@@ -1,5 +1,6 @@
 //! Decoder architectures that train LoRA adapters over a frozen GGUF base.
 
+pub mod gated_gelu;
 pub mod gemma3;
 pub mod llama;
 pub mod rms_norm;

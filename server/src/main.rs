@@ -204,6 +204,7 @@ enum Command {
 const EXIT_TRANSIENT: u8 = 3;
 
 fn main() -> ExitCode {
+    aginet::allocator::tune();
     // Logs go to stderr; RUST_LOG sets the level (default: info).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
