@@ -157,7 +157,8 @@ impl QuantizedMatmul {
         let (out, inp) = self.weight.shape().dims2()?;
         let dtype = self.weight.dtype();
         let rows_per_chunk = (chunk_elems / inp).max(1);
-        if rows_per_chunk >= out {
+        let own_q8_0 = dtype == GgmlDType::Q8_0 && device.is_cpu();
+        if rows_per_chunk >= out && !own_q8_0 {
             return f(0, self.weight.dequantize(device)?);
         }
         let row_bytes = inp / dtype.block_size() * dtype.type_size();
@@ -166,11 +167,13 @@ impl QuantizedMatmul {
         while start < out {
             let rows = rows_per_chunk.min(out - start);
             let bytes = &data[start * row_bytes..(start + rows) * row_bytes];
-            let storage = QStorage::from_data(Cow::Borrowed(bytes), device, dtype)?;
-            f(
-                start,
-                QTensor::new(storage, (rows, inp))?.dequantize(device)?,
-            )?;
+            let slice = if own_q8_0 {
+                Tensor::from_vec(crate::dequantize::q8_0(bytes), (rows, inp), device)?
+            } else {
+                let storage = QStorage::from_data(Cow::Borrowed(bytes), device, dtype)?;
+                QTensor::new(storage, (rows, inp))?.dequantize(device)?
+            };
+            f(start, slice)?;
             start += rows;
         }
         Ok(())
