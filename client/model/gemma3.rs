@@ -298,7 +298,7 @@ impl Gemma3 {
         &self,
         blk: &Block,
         x: &Tensor,
-        mask: &Tensor,
+        mask: &shared::Mask,
         rope: &Rope,
     ) -> candle_core::Result<Tensor> {
         let h = self.norm(x, &blk.attn_norm)?;
@@ -315,7 +315,7 @@ impl Gemma3 {
         &self,
         blk: &Block,
         x: &Tensor,
-        mask: &Tensor,
+        mask: &shared::Mask,
         rope: &Rope,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;

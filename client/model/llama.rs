@@ -307,7 +307,12 @@ impl Decoder for Llama {
 }
 
 impl Llama {
-    fn block_forward(&self, blk: &Block, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        mask: &shared::Mask,
+    ) -> candle_core::Result<Tensor> {
         let h = super::rms_norm::rms_norm(x, &blk.attn_norm, self.rms_eps)?;
         let x = (x + self.attention(blk, &h, mask)?)?;
         let h = super::rms_norm::rms_norm(&x, &blk.ffn_norm, self.rms_eps)?;
@@ -317,7 +322,12 @@ impl Llama {
         x + mlp
     }
 
-    fn attention(&self, blk: &Block, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    fn attention(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        mask: &shared::Mask,
+    ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (self.cfg.n_head, self.cfg.n_head_kv, self.cfg.head_dim());
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();

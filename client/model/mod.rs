@@ -3,6 +3,7 @@
 pub mod gated_gelu;
 pub mod gemma3;
 pub mod llama;
+mod masked_softmax;
 pub mod rms_norm;
 pub mod rope;
 mod shared;

@@ -107,19 +107,24 @@ pub(crate) fn sites(
 }
 
 /// Softmax attention of queries `q` (batch, heads, seq, head_dim) over keys `k` and values `v`
-/// with fewer (grouped) heads, scaled by 1/√head_dim, with the additive `mask`; the heads
-/// concatenated back into (batch, seq, heads · head_dim).
+/// with fewer (grouped) heads, scaled by 1/√head_dim, under `mask`; the heads concatenated back
+/// into (batch, seq, heads · head_dim).
 pub(crate) fn attend(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: &Tensor,
+    mask: &Mask,
 ) -> candle_core::Result<Tensor> {
     let (b, nh, t, hd) = q.dims4()?;
     let nkv = k.dim(1)?;
     let (k, v) = (repeat_kv(k, nh / nkv)?, repeat_kv(v, nh / nkv)?);
-    let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-    let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let scores = q.matmul(&k.t()?)?;
+    let probs = if scores.device().is_cpu() {
+        super::masked_softmax::masked_softmax(&scores, scale, mask.window)?
+    } else {
+        candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(&mask.additive)?, D::Minus1)?
+    };
     probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))
 }
 
@@ -135,9 +140,25 @@ fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
         .reshape((b, h * n, t, d))
 }
 
-/// (t, t) additive mask: position `i` sees `j` when `j ≤ i` and `i − j < window` (a causal mask
-/// when `window ≥ t`).
-pub(crate) fn mask(t: usize, window: usize, device: &Device) -> candle_core::Result<Tensor> {
+/// Which keys each query sees: position `i` sees `j` when `j ≤ i` and `i − j < window` (a
+/// causal mask when `window ≥ t`).
+pub(crate) struct Mask {
+    /// The window.
+    window: usize,
+    /// The same as a (t, t) additive mask (0 or −∞), for devices without the fused op.
+    additive: Tensor,
+}
+
+impl Mask {
+    /// The additive form.
+    #[cfg(test)]
+    pub(crate) fn additive(&self) -> &Tensor {
+        &self.additive
+    }
+}
+
+/// The mask of `t` positions with `window`.
+pub(crate) fn mask(t: usize, window: usize, device: &Device) -> candle_core::Result<Mask> {
     let values: Vec<f32> = (0..t)
         .flat_map(|i| {
             (0..t).map(move |j| {
@@ -149,5 +170,8 @@ pub(crate) fn mask(t: usize, window: usize, device: &Device) -> candle_core::Res
             })
         })
         .collect();
-    Tensor::from_vec(values, (t, t), device)
+    Ok(Mask {
+        window,
+        additive: Tensor::from_vec(values, (t, t), device)?,
+    })
 }
