@@ -56,6 +56,21 @@ fn max_of(row: &[f32]) -> f32 {
     lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// The tail (shorter than a vector) of [`exp_shifted_sum`] folded into its running `lanes`,
+/// then the lanes summed in order.
+#[inline(always)]
+fn finish_sum(tail: &mut [f32], shift: f32, mut lanes: [f32; LANES]) -> f32 {
+    for (j, v) in tail.iter_mut().enumerate() {
+        *v = exp(*v - shift);
+        lanes[j] += *v;
+    }
+    let mut sum = 0f32;
+    for l in lanes {
+        sum += l;
+    }
+    sum
+}
+
 /// Replaces every `z` of `row` by `e^(z − shift)`; returns their sum.
 #[inline(always)]
 fn exp_shifted_sum(row: &mut [f32], shift: f32) -> f32 {
@@ -67,15 +82,7 @@ fn exp_shifted_sum(row: &mut [f32], shift: f32) -> f32 {
             lanes[j] += c[j];
         }
     }
-    for (j, v) in chunks.into_remainder().iter_mut().enumerate() {
-        *v = exp(*v - shift);
-        lanes[j] += *v;
-    }
-    let mut sum = 0f32;
-    for l in lanes {
-        sum += l;
-    }
-    sum
+    finish_sum(chunks.into_remainder(), shift, lanes)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -122,15 +129,7 @@ unsafe fn exp_shifted_sum_avx2(row: &mut [f32], shift: f32) -> f32 {
     let mut lanes = [0f32; LANES];
     // SAFETY: `lanes` holds eight f32s.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-    for (j, v) in chunks.into_remainder().iter_mut().enumerate() {
-        *v = exp(*v - shift);
-        lanes[j] += *v;
-    }
-    let mut sum = 0f32;
-    for l in lanes {
-        sum += l;
-    }
-    sum
+    finish_sum(chunks.into_remainder(), shift, lanes)
 }
 
 /// The row's maximum `m`, then each `z` replaced by `e^(z − max(m, floor))`: returns

@@ -174,6 +174,7 @@ impl CustomOp1 for HeadNll {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{max_abs_diff, weighted_backward};
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Var, D};
 
@@ -204,33 +205,16 @@ mod tests {
             .unwrap()
             .neg()
             .unwrap();
-        let diff = (&ours - &want).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(
-            diff.to_scalar::<f32>().unwrap() < 1e-4,
-            "forward differs by {diff}"
-        );
+        let diff = max_abs_diff(&ours, &want);
+        assert!(diff < 1e-4, "forward differs by {diff}");
 
-        let ga = (ours * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gb = (want * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let (ga, gb) = (
+        let ga = weighted_backward(&ours, &weights);
+        let gb = weighted_backward(&want, &weights);
+        let diff = max_abs_diff(
             ga.get(h.as_tensor()).unwrap(),
             gb.get(h.as_tensor()).unwrap(),
         );
-        let diff = (ga - gb).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(
-            diff.to_scalar::<f32>().unwrap() < 1e-4,
-            "gradient differs by {diff}"
-        );
+        assert!(diff < 1e-4, "gradient differs by {diff}");
     }
 
     /// Untracked input: the same NLL, and no gradient is built.

@@ -33,6 +33,8 @@ pub mod signed;
 mod storage;
 pub mod task;
 pub mod tensors;
+#[cfg(test)]
+mod test_util;
 pub mod threads;
 pub mod tokenizer;
 pub mod train;

@@ -175,6 +175,7 @@ impl CustomOp2 for GatedGelu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::weighted_backward;
     use candle_core::{Device, Var};
 
     /// Forward and both gradients equal candle's `gelu(gate) * up` and its autograd, in both the
@@ -198,18 +199,8 @@ mod tests {
                 }
             };
             close(&ours, &want, "forward");
-            let ga = (ours * &weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gb = (want * &weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let ga = weighted_backward(&ours, &weights);
+            let gb = weighted_backward(&want, &weights);
             for v in [&gate, &up] {
                 close(
                     ga.get(v.as_tensor()).unwrap(),

@@ -112,6 +112,7 @@ impl CustomOp1 for MaskedSoftmax {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::weighted_backward;
     use candle_core::{Device, Var, D};
 
     /// Equals scale, additive −∞ mask and candle's softmax, forward and backward, for a causal
@@ -138,18 +139,8 @@ mod tests {
             for (a, b) in flat(&ours).iter().zip(flat(&want)) {
                 assert!((a - b).abs() < 1e-6, "forward {a} vs {b}");
             }
-            let ga = (ours * &weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gb = (want * &weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let ga = weighted_backward(&ours, &weights);
+            let gb = weighted_backward(&want, &weights);
             let (ga, gb) = (
                 ga.get(s.as_tensor()).unwrap(),
                 gb.get(s.as_tensor()).unwrap(),

@@ -101,6 +101,7 @@ impl CustomOp1 for RmsNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{max_abs_diff, weighted_backward};
     use candle_core::{Device, Var};
 
     /// Output and input gradient equal candle's differentiable `rms_norm_slow`.
@@ -112,26 +113,13 @@ mod tests {
         let g = Tensor::randn(0f32, 1.0, (3, 5, 48), &dev).unwrap();
         let ours = rms_norm(x.as_tensor(), &w, 1e-6).unwrap();
         let theirs = candle_nn::ops::rms_norm_slow(x.as_tensor(), &w, 1e-6).unwrap();
-        let max = |t: Tensor| {
-            t.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(max((&ours - &theirs).unwrap()) < 1e-5);
-        let ga = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
-        let gb = (theirs * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let (ga, gb) = (
+        assert!(max_abs_diff(&ours, &theirs) < 1e-5);
+        let ga = weighted_backward(&ours, &g);
+        let gb = weighted_backward(&theirs, &g);
+        let diff = max_abs_diff(
             ga.get(x.as_tensor()).unwrap(),
             gb.get(x.as_tensor()).unwrap(),
         );
-        assert!(max((ga - gb).unwrap()) < 1e-4);
+        assert!(diff < 1e-4);
     }
 }
