@@ -13,7 +13,7 @@
 //! own, so results do not depend on the thread count.
 
 use crate::fast_exp::{exp, has_avx2_fma};
-use crate::storage::contiguous_f32;
+use crate::storage::{contiguous_f32, flat_f32};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -161,8 +161,7 @@ impl CustomOp2 for GatedGelu {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let shape = gate.shape();
-        let values = |t: &Tensor| t.detach().contiguous()?.flatten_all()?.to_vec1::<f32>();
-        let (g, u, dy) = (values(gate)?, values(up)?, values(grad_res)?);
+        let (g, u, dy) = (flat_f32(gate)?, flat_f32(up)?, flat_f32(grad_res)?);
         let (d_gate, d_up) = backward(&g, &u, &dy);
         let device = gate.device();
         Ok((

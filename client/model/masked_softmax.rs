@@ -10,7 +10,7 @@
 //! not depend on the thread count.
 
 use crate::fast_exp::exp;
-use crate::storage::contiguous_f32;
+use crate::storage::{contiguous_f32, flat_f32};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -85,12 +85,7 @@ impl CustomOp1 for MaskedSoftmax {
     ) -> candle_core::Result<Option<Tensor>> {
         let shape = res.shape();
         let t = shape.dims()[shape.rank() - 1];
-        let p = res.detach().contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let dp = grad_res
-            .detach()
-            .contiguous()?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let (p, dp) = (flat_f32(res)?, flat_f32(grad_res)?);
         let mut ds = vec![0f32; p.len()];
         ds.par_chunks_mut(t)
             .zip(p.par_chunks(t).zip(dp.par_chunks(t)))

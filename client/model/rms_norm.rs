@@ -8,7 +8,7 @@
 //! `∂x = r · (g·w − x · r² · mean(g·w·x))`. Rows are independent and each is summed in order,
 //! so results do not depend on the thread count.
 
-use crate::storage::contiguous_f32;
+use crate::storage::{contiguous_f32, flat_f32};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -75,8 +75,7 @@ impl CustomOp1 for RmsNorm {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let x: Vec<f32> = arg.detach().flatten_all()?.to_vec1()?;
-        let g: Vec<f32> = grad_res.detach().contiguous()?.flatten_all()?.to_vec1()?;
+        let (x, g) = (flat_f32(arg)?, flat_f32(grad_res)?);
         let width = self.weight.len();
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(width)
