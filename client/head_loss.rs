@@ -55,6 +55,11 @@ fn nll_rows_sliced(
     })
 }
 
+/// Where vocabulary entry `target` falls in the slice of `n` entries from `start`, if it does.
+fn index_in_slice(target: u32, start: usize, n: usize) -> Option<usize> {
+    (target as usize).checked_sub(start).filter(|i| *i < n)
+}
+
 /// The custom op behind [`nll_rows`].
 #[derive(Clone)]
 struct HeadNll {
@@ -115,7 +120,7 @@ impl CustomOp1 for HeadNll {
                 .zip(self.targets.par_iter())
                 .zip(rescale.par_iter_mut())
                 .for_each(|(((s, row), &target), r)| {
-                    if let Some(i) = (target as usize).checked_sub(start).filter(|i| *i < n) {
+                    if let Some(i) = index_in_slice(target, start, n) {
                         s.2 = row[i];
                     }
                     let (max, sum) = crate::fast_exp::softmax_step(row, s.0, avx2);
@@ -129,10 +134,7 @@ impl CustomOp1 for HeadNll {
                 weighted = (weighted.broadcast_mul(&rescale)? + exps.matmul(w)?)?;
                 let (rows_here, picked): (Vec<usize>, Vec<u32>) = (self.targets.iter())
                     .enumerate()
-                    .filter_map(|(row, &t)| {
-                        let i = (t as usize).checked_sub(start).filter(|i| *i < n)?;
-                        Some((row, i as u32))
-                    })
+                    .filter_map(|(row, &t)| Some((row, index_in_slice(t, start, n)? as u32)))
                     .unzip();
                 if !picked.is_empty() {
                     let picked = Tensor::from_vec(picked, rows_here.len(), &Device::Cpu)?;
