@@ -11,9 +11,9 @@ use crate::fast_exp::has_avx2_fma;
 use rayon::prelude::*;
 
 /// Values per Q8_0 block.
-pub(crate) const Q8_0_BLOCK: usize = 32;
+pub const Q8_0_BLOCK: usize = 32;
 /// Bytes per Q8_0 block: the f16 scale and the 32 quants.
-pub(crate) const Q8_0_BYTES: usize = 34;
+pub const Q8_0_BYTES: usize = 34;
 /// Blocks per parallel task.
 const BLOCKS_PER_TASK: usize = 4096;
 

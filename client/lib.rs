@@ -11,7 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod delta;
-mod dequantize;
+pub mod dequantize;
 pub mod device;
 pub mod error;
 pub mod eval;

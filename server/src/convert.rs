@@ -8,6 +8,7 @@
 //! where it is not are counted and reported. Every other tensor and all metadata are copied.
 //! The usual Q8_0 scale, max|x|/127, would not be exact.
 
+use aginet::dequantize::Q8_0_BYTES;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
@@ -16,8 +17,6 @@ use std::path::Path;
 
 /// Bytes of a Q5_0 block: f16 scale, 32 high bits, 16 bytes of low nibbles.
 const Q5_0_BLOCK: usize = 22;
-/// Bytes of a Q8_0 block: f16 scale, 32 int8 values.
-const Q8_0_BLOCK: usize = 34;
 
 /// What a conversion did.
 #[derive(Debug, PartialEq)]
@@ -29,13 +28,13 @@ pub struct Converted {
 }
 
 /// One Q5_0 block as a Q8_0 block; `false` when its scale/8 is not exact in f16.
-pub fn q5_0_to_q8_0(block: &[u8]) -> ([u8; Q8_0_BLOCK], bool) {
+pub fn q5_0_to_q8_0(block: &[u8]) -> ([u8; Q8_0_BYTES], bool) {
     let d = f16::from_le_bytes([block[0], block[1]]);
     let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
     let qs = &block[6..Q5_0_BLOCK];
     let d8 = f16::from_f32(d.to_f32() / 8.0);
     let exact = d8.to_f32() * 8.0 == d.to_f32();
-    let mut out = [0u8; Q8_0_BLOCK];
+    let mut out = [0u8; Q8_0_BYTES];
     out[..2].copy_from_slice(&d8.to_le_bytes());
     for j in 0..16 {
         let low = (qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10) as u8;
@@ -70,7 +69,7 @@ pub fn convert(input: &Path, output: &Path) -> Result<Converted> {
                     input.display()
                 );
             }
-            let mut q8 = Vec::with_capacity(raw.len() / Q5_0_BLOCK * Q8_0_BLOCK);
+            let mut q8 = Vec::with_capacity(raw.len() / Q5_0_BLOCK * Q8_0_BYTES);
             for block in raw.chunks_exact(Q5_0_BLOCK) {
                 let (converted, exact) = q5_0_to_q8_0(block);
                 q8.extend_from_slice(&converted);
