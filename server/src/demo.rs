@@ -126,6 +126,15 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         "round", "accepted", "rejected", "reissued", "reasons", "reward", "credit"
     );
 
+    // Who takes the work units that BOINC issues again.
+    let honest: Vec<usize> = (0..opts.volunteers)
+        .filter(|&i| {
+            matches!(
+                Role::of(i, opts.volunteers, opts.hostile),
+                Role::Honest | Role::Interrupted
+            )
+        })
+        .collect();
     for round in 1..=opts.rounds {
         let dir = opts.project.join("work").join(format!("round-{round}"));
         let wus = crate::make_work::make_work(&project, &opts.skill, opts.volunteers as u64, &dir)?;
@@ -151,17 +160,9 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         }
         // BOINC issues another instance of a work unit whose result failed validation (the
         // templates allow MAX_ERROR_RESULTS errors); here the honest volunteers take them.
-        let honest: Vec<usize> = (0..opts.volunteers)
-            .filter(|&i| {
-                matches!(
-                    Role::of(i, opts.volunteers, opts.hostile),
-                    Role::Honest | Role::Interrupted
-                )
-            })
-            .collect();
+        let reissue_dir = opts.project.join("reissued").join(format!("round-{round}"));
         let mut instance = 1;
         while !failed.is_empty() && !honest.is_empty() && instance < MAX_ERROR_RESULTS {
-            let reissue_dir = opts.project.join("reissued").join(format!("round-{round}"));
             let replicas = failed
                 .iter()
                 .map(|wu| new_instance(wu, &reissue_dir, instance))
