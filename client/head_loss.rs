@@ -219,6 +219,17 @@ mod tests {
         assert!(diff < 1e-4, "gradient differs by {diff}");
     }
 
+    #[test]
+    fn a_target_count_other_than_the_row_count_is_refused() {
+        let dev = Device::Cpu;
+        let w = Tensor::zeros((64, 32), candle_core::DType::F32, &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let head = FrozenLinear::quantized(q, crate::frozen::BackwardMode::Dequantize).unwrap();
+        let h = Tensor::zeros((3, 32), candle_core::DType::F32, &dev).unwrap();
+        let err = nll_rows(&head, &h, &[1, 2]).unwrap_err().to_string();
+        assert!(err.contains("3 rows but 2 targets"), "{err}");
+    }
+
     /// Untracked input: the same NLL, and no gradient is built.
     #[test]
     fn an_untracked_input_gives_the_same_loss_and_builds_no_gradient() {

@@ -177,6 +177,18 @@ mod tests {
     use crate::test_util::weighted_backward;
     use candle_core::{Device, Var};
 
+    #[test]
+    fn gate_and_up_of_different_shapes_are_refused_naming_both() {
+        let dev = Device::Cpu;
+        let gate = Tensor::zeros((2, 3), candle_core::DType::F32, &dev).unwrap();
+        let up = Tensor::zeros((3, 2), candle_core::DType::F32, &dev).unwrap();
+        let err = gated_gelu(&gate, &up).unwrap_err().to_string();
+        assert!(
+            err.contains("gated gelu: gate [2, 3] and up [3, 2] differ"),
+            "{err}"
+        );
+    }
+
     /// Forward and both gradients equal candle's `gelu(gate) * up` and its autograd, in both the
     /// scalar and the vectorised builds, including tails shorter than a vector.
     #[test]

@@ -110,6 +110,16 @@ mod tests {
     use crate::test_util::weighted_backward;
     use candle_core::{Device, Var, D};
 
+    #[test]
+    fn scores_that_are_not_square_are_refused() {
+        let scores = Tensor::zeros((2, 3, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = masked_softmax(&scores, 1.0, 4).unwrap_err().to_string();
+        assert!(
+            err.contains("masked softmax: scores of [2, 3, 4] are not square"),
+            "{err}"
+        );
+    }
+
     /// Equals scale, additive −∞ mask and candle's softmax, forward and backward, for a causal
     /// mask and a sliding window.
     #[test]
