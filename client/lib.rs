@@ -5,7 +5,6 @@
 
 pub mod adapter;
 pub mod allocator;
-#[cfg(feature = "boinc")]
 pub mod boinc;
 pub mod checkpoint;
 pub mod config;

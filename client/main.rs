@@ -1,7 +1,7 @@
 //! `aginet`: the agiNet volunteer app. With no arguments it runs one task under the BOINC client;
 //! `aginet run --dir WU_DIR` runs one work unit standalone.
 
-#[cfg(feature = "boinc")]
+#[cfg(any(feature = "boinc", feature = "boinc-native"))]
 mod under_boinc;
 
 use aginet::config::WorkConfig;
@@ -69,11 +69,11 @@ fn main() -> ExitCode {
             threads,
             checkpoint_every,
         }) => run(dir, threads, checkpoint_every),
-        #[cfg(feature = "boinc")]
+        #[cfg(any(feature = "boinc", feature = "boinc-native"))]
         None => under_boinc::run(),
-        #[cfg(not(feature = "boinc"))]
+        #[cfg(not(any(feature = "boinc", feature = "boinc-native")))]
         None => {
-            eprintln!("error: this build has no BOINC support (feature `boinc`); use `aginet run --dir WU_DIR`");
+            eprintln!("error: this build has no BOINC support (feature `boinc` or `boinc-native`); use `aginet run --dir WU_DIR`");
             ExitCode::from(exit::USAGE)
         }
     }
