@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The static build's configuration: the BOINC protocol in Rust instead of libboinc_api.
+cargo clippy --all-targets --no-default-features --features boinc-native -- -D warnings
 cargo test --workspace

@@ -1,13 +1,15 @@
 //! The app under Debian's real BOINC client, on the tiny model: completion, suspend/resume,
 //! quit/restart, a killed client, abort, and a corrupt input. Interrupted runs must end with the
-//! delta bytes of an uninterrupted run.
+//! delta bytes of an uninterrupted run. Every scenario runs with both builds of the app: the FFI
+//! build (module `ffi`) and the fully static one (module `static_build`).
 
-use super::boinc_harness::{boinc_api_libs, Client, Prefs, StoppedClient, TaskSpec, TaskStatus};
+use super::boinc_harness::{
+    ffi_build, static_build, AppBuild, Client, Prefs, StoppedClient, TaskSpec, TaskStatus,
+};
 use super::fixture::{stderr, WorkDir};
 use aginet::delta::Delta;
 use aginet::report::Report;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ const TASK: &str = "t";
 const LONG: Duration = Duration::from_secs(180);
 
 /// The delta of an uninterrupted standalone run of the same work unit, on one thread.
-fn reference_delta(steps: u32) -> Vec<u8> {
+pub fn reference_delta(steps: u32) -> Vec<u8> {
     static REFS: Mutex<BTreeMap<u32, Vec<u8>>> = Mutex::new(BTreeMap::new());
     let mut refs = REFS.lock().unwrap_or_else(|e| e.into_inner());
     refs.entry(steps)
@@ -30,12 +32,12 @@ fn reference_delta(steps: u32) -> Vec<u8> {
         .clone()
 }
 
-fn prefs(leave_apps_in_memory: bool) -> Prefs {
+fn prefs(app: &AppBuild, leave_apps_in_memory: bool) -> Prefs {
     Prefs {
         leave_apps_in_memory,
         checkpoint_interval_s: 1,
         ncpus: 1,
-        extra_app_files: boinc_api_libs(),
+        extra_app_files: app.extra_files.clone(),
     }
 }
 
@@ -44,14 +46,14 @@ fn prefs(leave_apps_in_memory: bool) -> Prefs {
 /// a task's stderr (about 800 step lines), where the resume line must still be.
 const LONG_STEPS: u32 = 600;
 
-fn start(wd: &WorkDir, prefs: &Prefs) -> Client {
+fn start(app: &AppBuild, wd: &WorkDir, prefs: &Prefs) -> Client {
     let task = TaskSpec::new(
         TASK,
         wd.dir.path(),
         &["config", "model", "data"],
         &["delta", "report"],
     );
-    Client::start(Path::new(env!("CARGO_BIN_EXE_aginet")), &[task], prefs)
+    Client::start(&app.path, &[task], prefs)
 }
 
 fn task(tasks: &[TaskStatus]) -> &TaskStatus {
@@ -88,10 +90,9 @@ fn finish_and_check(client: &Client, steps: u32) {
     );
 }
 
-#[test]
-fn a_task_runs_to_completion_with_advancing_progress() {
+fn runs_to_completion_with_advancing_progress(app: &AppBuild) {
     let wd = WorkDir::tiny(STEPS);
-    let client = start(&wd, &prefs(false));
+    let client = start(app, &wd, &prefs(app, false));
     let first = wait_past(&client, 0.05);
     let later = wait_past(&client, first + 0.2);
     assert!(later > first, "fraction done advances: {first} -> {later}");
@@ -115,9 +116,9 @@ fn cpu_ticks(pid: u32) -> u64 {
         .sum()
 }
 
-fn suspend_and_resume(leave_apps_in_memory: bool) {
+fn suspend_and_resume(app: &AppBuild, leave_apps_in_memory: bool) {
     let wd = WorkDir::tiny(STEPS);
-    let client = start(&wd, &prefs(leave_apps_in_memory));
+    let client = start(app, &wd, &prefs(app, leave_apps_in_memory));
     wait_past(&client, 0.3);
     client.suspend(TASK);
     let tasks = client.wait_for("the task to be suspended", LONG, |ts| {
@@ -156,20 +157,11 @@ fn suspend_and_resume(leave_apps_in_memory: bool) {
     finish_and_check(&client, STEPS);
 }
 
-#[test]
-fn suspend_and_resume_with_apps_left_in_memory() {
-    suspend_and_resume(true);
-}
-
-#[test]
-fn suspend_and_resume_with_apps_removed_from_memory() {
-    suspend_and_resume(false);
-}
-
 /// Runs a task of `steps` steps to `fraction`, stops the client with `stop`, checks the app
 /// exits within `exit_within` for `reason`, restarts the client, and checks the task resumes
 /// from its checkpoint to the reference bytes.
 fn stop_client_and_restart(
+    app: &AppBuild,
     steps: u32,
     fraction: f64,
     stop: impl FnOnce(Client) -> StoppedClient,
@@ -177,7 +169,7 @@ fn stop_client_and_restart(
     reason: &str,
 ) {
     let wd = WorkDir::tiny(steps);
-    let client = start(&wd, &prefs(false));
+    let client = start(app, &wd, &prefs(app, false));
     wait_past(&client, fraction);
     let stopped = stop(client);
     assert!(
@@ -192,9 +184,9 @@ fn stop_client_and_restart(
     assert!(log.contains("resuming from checkpoint"), "{log}");
 }
 
-#[test]
-fn client_quit_and_restart_mid_run() {
+fn client_quit_and_restart_mid_run(app: &AppBuild) {
     stop_client_and_restart(
+        app,
         STEPS,
         0.3,
         Client::quit,
@@ -203,10 +195,10 @@ fn client_quit_and_restart_mid_run() {
     );
 }
 
-#[test]
-fn client_killed_and_restarted_mid_run() {
+fn client_killed_and_restarted_mid_run(app: &AppBuild) {
     // The app notices the missing heartbeat after about 10 s.
     stop_client_and_restart(
+        app,
         LONG_STEPS,
         0.05,
         Client::kill9,
@@ -215,10 +207,9 @@ fn client_killed_and_restarted_mid_run() {
     );
 }
 
-#[test]
-fn an_aborted_task_exits_within_seconds() {
+fn aborted_task_exits_within_seconds(app: &AppBuild) {
     let wd = WorkDir::tiny(STEPS);
-    let client = start(&wd, &prefs(false));
+    let client = start(app, &wd, &prefs(app, false));
     wait_past(&client, 0.1);
     let t0 = std::time::Instant::now();
     client.abort(TASK);
@@ -233,13 +224,12 @@ fn an_aborted_task_exits_within_seconds() {
     eprintln!("abort to exit: {:.1} s", t0.elapsed().as_secs_f64());
 }
 
-#[test]
-fn a_corrupt_model_is_a_compute_error_with_the_reason() {
+fn corrupt_model_is_a_compute_error_with_the_reason(app: &AppBuild) {
     let wd = WorkDir::tiny(STEPS);
     let model = wd.read("model");
     std::fs::write(wd.path("model"), &model[..model.len() - 4096]).unwrap();
     wd.pin_model_sha();
-    let client = start(&wd, &prefs(false));
+    let client = start(app, &wd, &prefs(app, false));
     let tasks = client.wait_for("the task to end", Duration::from_secs(60), |ts| {
         task(ts).ready_to_report
     });
@@ -256,3 +246,50 @@ fn a_corrupt_model_is_a_compute_error_with_the_reason() {
         "{log}"
     );
 }
+
+/// The scenarios above as tests of one build of the app.
+macro_rules! scenarios_for {
+    ($module:ident, $build:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn a_task_runs_to_completion_with_advancing_progress() {
+                runs_to_completion_with_advancing_progress(&$build);
+            }
+
+            #[test]
+            fn suspend_and_resume_with_apps_left_in_memory() {
+                suspend_and_resume(&$build, true);
+            }
+
+            #[test]
+            fn suspend_and_resume_with_apps_removed_from_memory() {
+                suspend_and_resume(&$build, false);
+            }
+
+            #[test]
+            fn client_quit_and_restart_mid_run() {
+                super::client_quit_and_restart_mid_run(&$build);
+            }
+
+            #[test]
+            fn client_killed_and_restarted_mid_run() {
+                super::client_killed_and_restarted_mid_run(&$build);
+            }
+
+            #[test]
+            fn an_aborted_task_exits_within_seconds() {
+                aborted_task_exits_within_seconds(&$build);
+            }
+
+            #[test]
+            fn a_corrupt_model_is_a_compute_error_with_the_reason() {
+                corrupt_model_is_a_compute_error_with_the_reason(&$build);
+            }
+        }
+    };
+}
+
+scenarios_for!(ffi, ffi_build());
+scenarios_for!(static_build, static_build());

@@ -1,6 +1,7 @@
 //! The integration tests of the volunteer app and its training core, as one test binary.
 
 mod bad_input;
+mod boinc_differential;
 mod boinc_e2e;
 mod boinc_harness;
 mod fixture;

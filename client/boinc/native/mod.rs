@@ -41,7 +41,7 @@ pub struct NativeSession {
 impl NativeSession {
     /// Initialises the runtime in the working directory, sending stderr to `stderr.txt` first.
     pub fn init() -> Result<Self, BoincError> {
-        let slot = PathBuf::from(".");
+        let slot = PathBuf::new();
         slot_files::redirect_stderr(&slot)
             .map_err(|e| BoincError::file(&slot.join(slot_files::STDERR_FILE), e))?;
         Self::init_in(slot)
@@ -134,7 +134,7 @@ impl NativeSession {
     }
 
     fn finish_inner(mut self, code: i32, message: Option<(&str, bool)>) -> ! {
-        eprintln!("called boinc_finish({code})");
+        log(&format!("called boinc_finish({code})"));
         if let Some(m) = self.monitor.take() {
             m.finish(Some(1.0));
         }
@@ -190,16 +190,16 @@ fn take_lock(slot: &Path) -> Result<SlotLock, BoincError> {
         match SlotLock::try_take(slot).map_err(|e| BoincError::file(&path, e))? {
             Some(lock) => return Ok(lock),
             None if attempt == 0 => {
-                eprintln!(
+                log(&format!(
                     "cannot take {}: another process holds it; waiting 35 s",
                     path.display()
-                );
+                ));
                 std::thread::sleep(LOCK_RETRY_WAIT);
             }
             None => {}
         }
     }
-    eprintln!("cannot take {}; exiting", path.display());
+    log(&format!("cannot take {}; exiting", path.display()));
     let reason = "Waiting to acquire slot directory lock.  Another instance may be running.";
     if let Err(e) = slot_files::write_temporary_exit_file(slot, LOCKED_SLOT_DELAY_S, reason, false)
     {
@@ -214,16 +214,22 @@ fn read_init_data(slot: &Path) -> Option<ClientInitData> {
     let path = slot.join(INIT_DATA_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log("Can't open init data file - running in standalone mode");
+            return None;
+        }
         Err(e) => {
-            eprintln!("cannot read {}: {e}; running standalone", path.display());
+            log(&format!(
+                "cannot read {}: {e}; running standalone",
+                path.display()
+            ));
             return None;
         }
     };
     match init_data::parse(&text, &path) {
         Ok(d) => Some(d),
         Err(e) => {
-            eprintln!("{e}; running standalone");
+            log(&format!("{e}; running standalone"));
             None
         }
     }
@@ -232,11 +238,11 @@ fn read_init_data(slot: &Path) -> Option<ClientInitData> {
 /// Maps the client's segment and starts the monitor, or `None` (standalone) with the reason.
 fn attach(slot: &Path, data: &ClientInitData) -> Option<Monitor> {
     if data.shm_key != -1 {
-        eprintln!(
+        log(&format!(
             "init_data.xml asks for System V shared memory (key {}), which only clients older \
              than 6.0 use; running standalone",
             data.shm_key
-        );
+        ));
         return None;
     }
     let path = slot.join(MMAP_FILE);
@@ -249,8 +255,30 @@ fn attach(slot: &Path, data: &ClientInitData) -> Option<Monitor> {
     match SharedMemory::open(&path).and_then(|shm| Monitor::start(shm, link)) {
         Ok(m) => Some(m),
         Err(e) => {
-            eprintln!("cannot attach {}: {e}; running standalone", path.display());
+            log(&format!(
+                "cannot attach {}: {e}; running standalone",
+                path.display()
+            ));
             None
         }
     }
+}
+
+/// Writes `message` to stderr with the library's prefix, `HH:MM:SS (pid):` in local time.
+pub(crate) fn log(message: &str) {
+    let now = local_hms();
+    eprintln!("{now} ({}): {message}", std::process::id());
+}
+
+/// The local wall-clock time as `HH:MM:SS`.
+fn local_hms() -> String {
+    // SAFETY: `time(NULL)` only reads the clock.
+    let t = unsafe { libc::time(std::ptr::null_mut()) };
+    // SAFETY: all-zero is a valid `tm`, which `localtime_r` fills from a valid `time_t`.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; `localtime_r` is thread-safe.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return "??:??:??".to_string();
+    }
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }

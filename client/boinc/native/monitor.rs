@@ -155,7 +155,7 @@ fn run(mut shm: SharedMemory, state: Arc<Mutex<State>>, link: Link) -> SharedMem
         }
         if !told_gone {
             if let Some(why) = client_gone(&link, tick, last_heartbeat) {
-                eprintln!("boinc: {why} - stopping");
+                super::log(&format!("{why} - exiting"));
                 st.status.no_heartbeat = true;
                 told_gone = true;
             }

@@ -6,6 +6,7 @@
 //! client's process group and any process still working inside its data dir; while panicking it
 //! first prints a dump (tasks, client log, slot stderr, the `<result>`s of `client_state.xml`).
 
+mod apps;
 mod data_dir;
 mod process;
 mod tasks;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use apps::{ffi_build, static_build, AppBuild};
 pub use data_dir::DataDir;
 pub use tasks::{parse_tasks, TaskStatus};
 
