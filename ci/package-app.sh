@@ -1,27 +1,42 @@
 #!/usr/bin/env bash
 # Builds the release app and assembles a BOINC app version folder an operator copies into the
-# project's apps/ tree: apps/aginet/<version>/<platform>/ with the binary, the two BOINC shared
-# libraries it links, the project's public key and version.xml.
-# Usage: AGINET_PROJECT_KEY=PROJECT/keys/signing.pub ci/package-app.sh [OUT_DIR] [cargo flags...]
+# project's apps/ tree: apps/aginet/<version>/<platform>/ with the binary, the project's public
+# key and version.xml, plus (FFI build only) the two BOINC shared libraries it links.
+# With --static the binary is ci/build-static.sh's: one file with no dynamic section, nothing
+# else to ship (cargo flags are then not accepted).
+# Usage: AGINET_PROJECT_KEY=PROJECT/keys/signing.pub ci/package-app.sh [--static] [OUT_DIR] [cargo flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+STATIC=0
+if [ "${1:-}" = "--static" ]; then
+  STATIC=1
+  shift
+fi
 OUT="${1:-target/app-version}"
 shift || true
 VERSION=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="aginet"))')
 PLATFORM=x86_64-pc-linux-gnu
-cargo build --release -p aginet "$@"
 DIR="$OUT/aginet/$VERSION/$PLATFORM"
 mkdir -p "$DIR"
-install -m 0755 target/release/aginet "$DIR/aginet_${VERSION}_${PLATFORM}"
-for lib in libboinc_api.so.7 libboinc.so.7; do
-  install -m 0644 "$(readlink -f "/usr/lib/x86_64-linux-gnu/$lib")" "$DIR/$lib"
-done
+if [ "$STATIC" = 1 ]; then
+  [ $# -eq 0 ] || { echo "package-app.sh: --static takes no cargo flags" >&2; exit 2; }
+  BIN=$(ci/build-static.sh release | tail -1)
+  install -m 0755 "$BIN" "$DIR/aginet_${VERSION}_${PLATFORM}"
+else
+  cargo build --release -p aginet "$@"
+  install -m 0755 target/release/aginet "$DIR/aginet_${VERSION}_${PLATFORM}"
+  for lib in libboinc_api.so.7 libboinc.so.7; do
+    install -m 0644 "$(readlink -f "/usr/lib/x86_64-linux-gnu/$lib")" "$DIR/$lib"
+  done
+fi
 if [ -n "${AGINET_PROJECT_KEY:-}" ]; then
   install -m 0644 "$AGINET_PROJECT_KEY" "$DIR/aginet_project_key"
 else
   echo "package-app.sh: AGINET_PROJECT_KEY not set: add the project's keys/signing.pub as aginet_project_key" >&2
 fi
-sed "s/@VERSION@/$VERSION/g" wu/version.xml > "$DIR/version.xml"
+TEMPLATE=wu/version.xml
+[ "$STATIC" = 1 ] && TEMPLATE=wu/version-static.xml
+sed "s/@VERSION@/$VERSION/g" "$TEMPLATE" > "$DIR/version.xml"
 echo "app version in $DIR:"
 ls -l "$DIR"

@@ -236,3 +236,62 @@ fn the_ffi_and_static_builds_behave_the_same_under_the_client() {
         "the deltas differ from the uninterrupted run's"
     );
 }
+
+/// What a BOINC-mode run (no arguments) leaves in a folder with no `init_data.xml`.
+struct StandaloneRun {
+    status: Option<i32>,
+    delta: Vec<u8>,
+    finish_file: String,
+    /// stderr.txt's lines without the library's `HH:MM:SS (pid):` prefix.
+    stderr_lines: Vec<String>,
+}
+
+fn run_standalone(app: &AppBuild, steps: u32) -> StandaloneRun {
+    let wd = WorkDir::tiny(steps);
+    let out = std::process::Command::new(&app.path)
+        .current_dir(wd.dir.path())
+        .env("LD_LIBRARY_PATH", "/usr/lib/x86_64-linux-gnu")
+        .output()
+        .expect("the app runs");
+    let stderr = String::from_utf8_lossy(&wd.read("stderr.txt")).into_owned();
+    let stderr_lines = stderr
+        .lines()
+        .map(|l| match l.split_once("): ") {
+            Some((prefix, rest)) if prefix.len() < 20 && prefix.contains(" (") => rest.to_string(),
+            _ => l.to_string(),
+        })
+        .collect();
+    StandaloneRun {
+        status: out.status.code(),
+        delta: wd.read("delta"),
+        finish_file: String::from_utf8_lossy(&wd.read("boinc_finish_called")).into_owned(),
+        stderr_lines,
+    }
+}
+
+#[test]
+fn standalone_both_builds_resolve_names_to_themselves_and_finish_alike() {
+    let steps = 20;
+    let runs: Vec<StandaloneRun> = [ffi_build(), static_build()]
+        .iter()
+        .map(|b| run_standalone(b, steps))
+        .collect();
+    for r in &runs {
+        assert_eq!(r.status, Some(0), "{:?}", r.stderr_lines);
+        assert_eq!(r.finish_file, "0\n");
+        assert_eq!(
+            r.stderr_lines.first().map(String::as_str),
+            Some("Can't open init data file - running in standalone mode"),
+            "{:?}",
+            r.stderr_lines
+        );
+        assert_eq!(
+            r.stderr_lines.last().map(String::as_str),
+            Some("called boinc_finish(0)")
+        );
+    }
+    assert!(
+        runs[0].delta == runs[1].delta,
+        "the standalone deltas differ"
+    );
+}

@@ -5,6 +5,7 @@
 
 use super::shared_memory::{SharedMemory, Slot};
 use crate::boinc::Status;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,13 +42,14 @@ struct State {
     fraction_done: f64,
     /// Total CPU seconds at the last checkpoint (earlier runs included).
     checkpoint_cpu_time: f64,
-    stop: bool,
 }
 
 /// A running monitor thread.
 pub struct Monitor {
     state: Arc<Mutex<State>>,
     thread: Option<JoinHandle<SharedMemory>>,
+    /// Dropping it wakes and stops the thread at once.
+    stop: Option<Sender<()>>,
     link: Link,
 }
 
@@ -58,16 +60,17 @@ impl Monitor {
             status: Status::default(),
             fraction_done: -1.0,
             checkpoint_cpu_time: link.wu_cpu_time,
-            stop: false,
         }));
         let shared = Arc::clone(&state);
+        let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("boinc-monitor".into())
             .stack_size(256 * 1024)
-            .spawn(move || run(shm, shared, link))?;
+            .spawn(move || run(shm, shared, link, stopped))?;
         Ok(Self {
             state,
             thread: Some(thread),
+            stop: Some(stop),
             link,
         })
     }
@@ -115,7 +118,7 @@ impl Monitor {
     }
 
     fn stop_thread(&mut self) -> Option<SharedMemory> {
-        self.lock().stop = true;
+        self.stop.take();
         self.thread.take().and_then(|t| t.join().ok())
     }
 }
@@ -127,20 +130,21 @@ impl Drop for Monitor {
 }
 
 /// The thread's loop; returns the segment when told to stop.
-fn run(mut shm: SharedMemory, state: Arc<Mutex<State>>, link: Link) -> SharedMemory {
+fn run(
+    mut shm: SharedMemory,
+    state: Arc<Mutex<State>>,
+    link: Link,
+    stopped: mpsc::Receiver<()>,
+) -> SharedMemory {
     let heartbeat = shm.channel(Slot::Heartbeat);
     let control = shm.channel(Slot::ProcessControlRequest);
     let app_status = shm.channel(Slot::AppStatus);
     let mut tick: u64 = 0;
     let mut last_heartbeat: u64 = 0;
     let mut told_gone = false;
-    loop {
-        std::thread::sleep(TICK);
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
         tick += 1;
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.stop {
-            break;
-        }
         if heartbeat
             .receive()
             .is_some_and(|m| m.contains("<heartbeat/>"))
