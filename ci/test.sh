@@ -7,4 +7,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The static build's configuration: the BOINC protocol in Rust instead of libboinc_api.
 cargo clippy --all-targets --no-default-features --features boinc-native -- -D warnings
+# The app compiles for Windows (x86_64-pc-windows-gnu, MinGW from ci/setup.sh). Without BOINC
+# mode: Windows' libboinc_api is built with Visual Studio, and the native protocol is Unix-only
+# so far (docs/boinc-native.md).
+cargo check -p aginet --no-default-features --target x86_64-pc-windows-gnu
 cargo test --workspace
