@@ -295,3 +295,25 @@ fn standalone_both_builds_resolve_names_to_themselves_and_finish_alike() {
         "the standalone deltas differ"
     );
 }
+
+#[test]
+fn the_static_build_has_no_dynamic_section_and_needs_no_library() {
+    let app = static_build();
+    let readelf = std::process::Command::new("readelf")
+        .arg("-d")
+        .arg(&app.path)
+        .output()
+        .expect("readelf runs");
+    let text = String::from_utf8_lossy(&readelf.stdout);
+    assert!(text.contains("There is no dynamic section"), "{text}");
+    let ldd = std::process::Command::new("ldd")
+        .arg(&app.path)
+        .output()
+        .expect("ldd runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ldd.stdout),
+        String::from_utf8_lossy(&ldd.stderr)
+    );
+    assert!(said.contains("not a dynamic executable"), "{said}");
+}

@@ -79,9 +79,14 @@ impl Monitor {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The client's requests as of the last tick.
+    /// The client's requests as of the last tick. Should the thread have ended on its own (it
+    /// does not, short of a bug), the client counts as gone: nothing watches it any more.
     pub fn status(&self) -> Status {
-        self.lock().status
+        let mut status = self.lock().status;
+        if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            status.no_heartbeat = true;
+        }
+        status
     }
 
     /// Records the app's progress, sent with the next status message.
