@@ -1,6 +1,7 @@
 //! Learning quality: the local federation's final held-out reward against centralized
 //! fine-tuning on the union of the same shards for the same number of optimizer steps in total
-//! (the mean over several orders of that union, since one run's result depends on it),
+//! (the mean over several orders of that union, since one run's result depends on it), both
+//! averaged over several draws of the shards (`demo --shard-seed`),
 //! per server strategy, with every volunteer honest and with 20% of them hostile (one of five
 //! poisons every result: scaled, sign-flipped or with a forged hash, round by round; as under
 //! BOINC, its rejected work units are issued again to the honest volunteers).
@@ -16,6 +17,8 @@ const VOLUNTEERS: usize = 5;
 const ROUNDS: usize = 8;
 const STEPS: u32 = 15;
 const STRATEGIES: [&str; 4] = ["fedavg", "fedavgm", "fedadam", "fedyogi"];
+/// Draws of the work units' shards (`demo --shard-seed`) every figure is averaged over.
+const SHARD_SEEDS: [u64; 3] = [0, 1, 2];
 
 fn server() -> Command {
     Command::new(env!("CARGO_BIN_EXE_aginet-server"))
@@ -57,7 +60,13 @@ fn before_after(text: &str, prefix: &str) -> (f64, f64) {
 }
 
 /// A federation of `ROUNDS` rounds: the held-out reward at version 0 and at the end.
-fn federate(project: &Path, models: &Path, strategy: &str, hostile: usize) -> (f64, f64) {
+fn federate(
+    project: &Path,
+    models: &Path,
+    strategy: &str,
+    hostile: usize,
+    shard_seed: u64,
+) -> (f64, f64) {
     let out = run(server()
         .args(["demo", "--volunteers", &VOLUNTEERS.to_string()])
         .args([
@@ -67,6 +76,7 @@ fn federate(project: &Path, models: &Path, strategy: &str, hostile: usize) -> (f
             &STEPS.to_string(),
         ])
         .args(["--strategy", strategy, "--hostile", &hostile.to_string()])
+        .args(["--shard-seed", &shard_seed.to_string()])
         .arg("--project")
         .arg(project)
         .arg("--models")
@@ -108,18 +118,18 @@ const CENTRAL_ORDERS: u64 = 5;
 /// One run of the app on the union of the federation's training shards (in the order given by
 /// `order`: 0 as the shards list them, else a seeded shuffle), for all its steps: the held-out
 /// reward before and after, as the validator computes it.
-fn centralized(root: &Path, models: &Path, union: &[String], order: u64) -> (f64, f64) {
+fn centralized(root: &Path, models: &Path, union: &[String], order: u64, tag: &str) -> (f64, f64) {
     let mut union = union.to_vec();
     if order > 0 {
         use rand::seq::SliceRandom;
         union.shuffle(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(order));
     }
-    let project = root.join(format!("central-{order}"));
+    let project = root.join(format!("central-{tag}-{order}"));
     let p = project.to_str().unwrap();
     run(server()
         .args(["init", "--project", p, "--skill", "tiny", "--models"])
         .arg(models));
-    let out = root.join(format!("central-{order}-wu"));
+    let out = root.join(format!("central-{tag}-{order}-wu"));
     let made = run(server()
         .args(["make-work", "--project", p, "--count", "1", "--out"])
         .arg(&out));
@@ -146,62 +156,74 @@ fn centralized(root: &Path, models: &Path, union: &[String], order: u64) -> (f64
     before_after(&verdict, "valid: held-out reward ")
 }
 
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let mut rows = Vec::new();
-    for strategy in STRATEGIES {
-        let mut rewards = [0f64; 2];
-        for hostile in [0, 1] {
-            let started = Instant::now();
-            let project = root.join(format!("{strategy}-{hostile}"));
-            let (_, reward) = federate(&project, &models, strategy, hostile);
-            eprintln!(
-                "{strategy}, {hostile} hostile: {reward:.6} in {:.0?}",
-                started.elapsed()
-            );
-            rewards[hostile] = reward;
-        }
-        rows.push((strategy, rewards));
-    }
-    let union = shard_lines(&root.join("fedavg-0").join("work"), "train");
+    // rewards[strategy][hostile] over the shard seeds; centrals over seeds × orders.
+    let mut rewards = vec![[Vec::new(), Vec::new()]; STRATEGIES.len()];
     let mut centrals = Vec::new();
     let mut start = 0.0;
-    for order in 0..CENTRAL_ORDERS {
-        let started = Instant::now();
-        let (before, central) = centralized(root, &models, &union, order);
-        eprintln!(
-            "centralized, order {order}: {} examples, {} steps: {central:.6} in {:.0?}",
-            union.len(),
-            STEPS as usize * VOLUNTEERS * ROUNDS,
-            started.elapsed()
-        );
-        start = before;
-        centrals.push(central);
+    let steps = STEPS as usize * VOLUNTEERS * ROUNDS;
+    for seed in SHARD_SEEDS {
+        for (s, strategy) in STRATEGIES.iter().enumerate() {
+            for hostile in [0, 1] {
+                let started = Instant::now();
+                let project = root.join(format!("{strategy}-{hostile}-seed{seed}"));
+                let (_, reward) = federate(&project, &models, strategy, hostile, seed);
+                eprintln!(
+                    "shard seed {seed}, {strategy}, {hostile} hostile: {reward:.6} in {:.0?}",
+                    started.elapsed()
+                );
+                rewards[s][hostile].push(reward);
+            }
+        }
+        let work = root.join(format!("fedavg-0-seed{seed}")).join("work");
+        let union = shard_lines(&work, "train");
+        for order in 0..CENTRAL_ORDERS {
+            let started = Instant::now();
+            let tag = format!("seed{seed}");
+            let (before, central) = centralized(root, &models, &union, order, &tag);
+            eprintln!(
+                "shard seed {seed}, centralized, order {order}: {} examples, {steps} steps: \
+                 {central:.6} in {:.0?}",
+                union.len(),
+                started.elapsed()
+            );
+            start = before;
+            centrals.push(central);
+        }
     }
-    let central = centrals.iter().sum::<f64>() / centrals.len() as f64;
+    let central = mean(&centrals);
     let (low, high) = centrals
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &c| {
             (l.min(c), h.max(c))
         });
     println!(
-        "\n{VOLUNTEERS} volunteers × {ROUNDS} rounds × {STEPS} steps; held-out reward at version 0 \
-         {start:.6}; centralized ({} steps on the union of the {} shards, {CENTRAL_ORDERS} orders of \
-         it) mean {central:.6}, from {low:.6} to {high:.6}\n",
-        STEPS as usize * VOLUNTEERS * ROUNDS,
+        "\n{VOLUNTEERS} volunteers × {ROUNDS} rounds × {STEPS} steps, {} draws of the shards; \
+         held-out reward at version 0 {start:.6}; centralized ({steps} steps on the union of the \
+         {} shards, {CENTRAL_ORDERS} orders of it per draw) mean {central:.6}, from {low:.6} to \
+         {high:.6}\n",
+        SHARD_SEEDS.len(),
         VOLUNTEERS * ROUNDS
     );
     println!(
-        "| strategy | clean | % of the centralized mean | 20% hostile | cost of the hostile |"
+        "| strategy | clean (mean; per draw) | % of the centralized mean | 20% hostile (mean) | cost of the hostile |"
     );
     println!("|---|---|---|---|---|");
-    for (strategy, [clean, hostile]) in rows {
+    for (strategy, [clean, hostile]) in STRATEGIES.iter().zip(rewards) {
+        let per_draw: Vec<String> = clean.iter().map(|r| format!("{r:.4}")).collect();
+        let (c, h) = (mean(&clean), mean(&hostile));
         println!(
-            "| {strategy} | {clean:.6} | {:.1}% | {hostile:.6} | {:+.1}% |",
-            100.0 * clean / central,
-            100.0 * (clean - hostile) / clean
+            "| {strategy} | {c:.6} ({}) | {:.1}% | {h:.6} | {:+.1}% |",
+            per_draw.join(", "),
+            100.0 * c / central,
+            100.0 * (c - h) / c
         );
     }
 }

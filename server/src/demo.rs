@@ -51,6 +51,10 @@ pub struct DemoOptions {
     /// The server learning rate η (default: the strategy's, as Flower sets it).
     #[arg(long)]
     pub server_lr: Option<f32>,
+    /// Seed mixed into the work units' shard draws (0: the work-unit number alone), to rerun
+    /// the federation on other shards of the same pool.
+    #[arg(long, default_value_t = 0)]
+    pub shard_seed: u64,
     /// How many volunteers (the last ones) poison every result, the rest being honest,
     /// instead of the default mix (one interrupted, one corrupt, one poisoning); 0: all honest.
     #[arg(long)]
@@ -111,6 +115,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         &opts.project,
         &opts.models,
         std::slice::from_ref(&opts.skill),
+        opts.shard_seed,
     )?;
     let manifest = project.manifest(&opts.skill)?;
     let start =

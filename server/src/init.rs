@@ -8,8 +8,9 @@ use aginet::manifest::Manifest;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-/// Creates the project at `root` for `skills` (every skill under `models` when empty).
-pub fn init(root: &Path, models: &Path, skills: &[String]) -> Result<Project> {
+/// Creates the project at `root` for `skills` (every skill under `models` when empty), drawing
+/// its work units' shards with `shard_seed` (`[work]` in `project.toml`).
+pub fn init(root: &Path, models: &Path, skills: &[String], shard_seed: u64) -> Result<Project> {
     if root.join("project.toml").exists() {
         bail!("{}: already an agiNet project", root.display());
     }
@@ -28,7 +29,8 @@ pub fn init(root: &Path, models: &Path, skills: &[String]) -> Result<Project> {
     write_keys(&root.join("keys"))?;
     write_atomic(&root.join("state").join("next_workunit"), b"0\n")?;
     scoreboard::create(&root.join("scoreboard.csv"))?;
-    let settings = Project::default_settings(skills.clone());
+    let mut settings = Project::default_settings(skills.clone());
+    settings.work.shard_seed = shard_seed;
     let toml = toml::to_string_pretty(&settings).context("serializing project.toml")?;
     for skill in &skills {
         add_skill(root, models, skill)?;

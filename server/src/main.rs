@@ -47,6 +47,9 @@ enum Command {
         /// Skills to train (repeatable; default: every skill under --models).
         #[arg(long)]
         skill: Vec<String>,
+        /// Seed mixed into the work units' shard draws (0: the work-unit number alone).
+        #[arg(long, default_value_t = 0)]
+        shard_seed: u64,
     },
     /// Print the skill that gets the next work, and why.
     Route {
@@ -329,8 +332,9 @@ fn run(cli: Cli) -> Result<()> {
             project,
             models,
             skill,
+            shard_seed,
         } => {
-            let p = init::init(&project, &models, &skill)?;
+            let p = init::init(&project, &models, &skill, shard_seed)?;
             println!(
                 "initialised {} with skills {:?}",
                 p.root().display(),

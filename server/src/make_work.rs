@@ -4,7 +4,7 @@
 //! them.
 //!
 //! A work unit's data is a shard drawn from the skill's training pool by a ChaCha8 shuffle
-//! seeded with the work-unit number: `shard_size` training lines, then `eval_size` lines marked
+//! seeded with the work-unit number (and the project's `shard_seed`, when set): `shard_size` training lines, then `eval_size` lines marked
 //! `eval` for the app's own before/after check, of which the server keeps a copy
 //! (`state/workunits/<n>.eval.jsonl`) to check the rewards the app claims. Held-out data never
 //! goes into a work unit.
@@ -61,7 +61,8 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
         if version > 0 {
             link_or_copy(&published, &tmp.join("adapter"))?;
         }
-        let (data, eval) = shard(&lines, n, work.shard_size, work.eval_size)?;
+        let seed = shard_draw_seed(work.shard_seed, n);
+        let (data, eval) = shard(&lines, seed, work.shard_size, work.eval_size)?;
         // The server's copy of the eval split, on which the validator checks the claimed reward.
         let record = project.workunit_eval(n);
         std::fs::create_dir_all(record.parent().expect("a parent folder"))
@@ -76,11 +77,17 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
     Ok(made)
 }
 
-/// The data shard of work unit `n` (`size` training lines and `eval` eval lines), and its eval
+/// The seed of work unit `n`'s shard draw: `n` itself when the project's seed is 0, else `n`
+/// moved by a large odd multiple of the project's seed.
+fn shard_draw_seed(project_seed: u64, n: u64) -> u64 {
+    n.wrapping_add(project_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// The data shard drawn with `seed` (`size` training lines and `eval` eval lines), and its eval
 /// lines alone.
-fn shard(lines: &[&str], n: u64, size: usize, eval: usize) -> Result<(String, String)> {
+fn shard(lines: &[&str], seed: u64, size: usize, eval: usize) -> Result<(String, String)> {
     let mut order: Vec<usize> = (0..lines.len()).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(n));
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     let mut out = String::new();
     let mut eval_only = String::new();
     for (i, &idx) in order.iter().take(size + eval).enumerate() {
@@ -104,4 +111,43 @@ pub(crate) fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
             .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> Vec<String> {
+        (0..100).map(|i| format!("{{\"i\":{i}}}")).collect()
+    }
+
+    #[test]
+    fn seed_zero_draws_as_before_and_other_seeds_draw_other_shards() {
+        let lines = pool();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        for n in [0u64, 1, 7] {
+            assert_eq!(shard_draw_seed(0, n), n, "projects without a seed keep their shards");
+            let plain = shard(&lines, shard_draw_seed(0, n), 10, 2).unwrap();
+            let again = shard(&lines, shard_draw_seed(0, n), 10, 2).unwrap();
+            let seeded = shard(&lines, shard_draw_seed(1, n), 10, 2).unwrap();
+            assert_eq!(plain, again, "a draw is deterministic");
+            assert_ne!(plain, seeded, "seed 1 draws another shard for work unit {n}");
+        }
+        assert_ne!(shard_draw_seed(1, 0), shard_draw_seed(2, 0));
+    }
+
+    #[test]
+    fn a_project_toml_without_shard_seed_reads_as_seed_zero() {
+        let settings = Project::default_settings(vec!["tiny".into()]);
+        let text = toml::to_string_pretty(&settings).unwrap();
+        let old: String = text
+            .lines()
+            .filter(|l| !l.starts_with("shard_seed"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!old.contains("shard_seed"));
+        let read: crate::project::Settings = toml::from_str(&old).unwrap();
+        assert_eq!(read.work.shard_seed, 0);
+        assert_eq!(read, settings);
+    }
 }

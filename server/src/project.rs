@@ -60,6 +60,10 @@ pub struct WorkSettings {
     pub shard_size: usize,
     /// Eval examples per work unit (the app's own before/after check).
     pub eval_size: usize,
+    /// Mixed into every work unit's shard draw, so that two projects on the same pool draw
+    /// different shards (0, the default: the work-unit number alone seeds the draw).
+    #[serde(default)]
+    pub shard_seed: u64,
 }
 
 /// Validation bounds (`[validate]` in `project.toml`).
@@ -143,6 +147,7 @@ impl Project {
             work: WorkSettings {
                 shard_size: 64,
                 eval_size: 8,
+                shard_seed: 0,
             },
             validate: ValidateSettings {
                 max_staleness: 3,
