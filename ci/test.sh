@@ -11,4 +11,8 @@ cargo clippy --all-targets --no-default-features --features boinc-native -- -D w
 # mode: Windows' libboinc_api is built with Visual Studio, and the native protocol is Unix-only
 # so far (docs/boinc-native.md).
 cargo check -p aginet --no-default-features --target x86_64-pc-windows-gnu
+# The fully static app, which the end-to-end tests run beside the FFI build. Built here, before
+# the tests, because the client runs apps at idle priority: a build beside them would starve
+# them (the tests build it themselves when run alone).
+ci/build-static.sh >/dev/null
 cargo test --workspace
