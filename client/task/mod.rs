@@ -3,6 +3,7 @@
 //! downloaded. Each task kind (a manifest's `task.kind`) makes distinct examples; the JSONL
 //! writing is shared.
 
+pub mod digits;
 pub mod reverse;
 pub mod spell;
 

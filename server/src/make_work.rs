@@ -126,12 +126,19 @@ mod tests {
         let lines = pool();
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         for n in [0u64, 1, 7] {
-            assert_eq!(shard_draw_seed(0, n), n, "projects without a seed keep their shards");
+            assert_eq!(
+                shard_draw_seed(0, n),
+                n,
+                "projects without a seed keep their shards"
+            );
             let plain = shard(&lines, shard_draw_seed(0, n), 10, 2).unwrap();
             let again = shard(&lines, shard_draw_seed(0, n), 10, 2).unwrap();
             let seeded = shard(&lines, shard_draw_seed(1, n), 10, 2).unwrap();
             assert_eq!(plain, again, "a draw is deterministic");
-            assert_ne!(plain, seeded, "seed 1 draws another shard for work unit {n}");
+            assert_ne!(
+                plain, seeded,
+                "seed 1 draws another shard for work unit {n}"
+            );
         }
         assert_ne!(shard_draw_seed(1, 0), shard_draw_seed(2, 0));
     }
