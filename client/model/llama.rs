@@ -249,6 +249,65 @@ impl Llama {
         })
     }
 
+    /// Builds the decoder from f32 tensors named as in the GGUF (`token_embd.weight`,
+    /// `blk.N.attn_q.weight`, …; the head is tied to the embedding unless `output.weight` is
+    /// given), without adapters: the way to train every weight of a base, since tensors backed by
+    /// `Var`s receive gradients through every product, the embedding and the head.
+    pub fn from_dense(
+        cfg: &LlamaConfig,
+        weights: &NamedTensors,
+        rms_eps: f32,
+        max_seq_len: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let get = |name: &str, dims: &[usize]| -> Result<Tensor> {
+            let t = weights.get(name).ok_or_else(|| {
+                crate::Error::model("<dense weights>", format!("no tensor {name}"))
+            })?;
+            if t.dims() != dims {
+                return Err(crate::Error::model(
+                    "<dense weights>",
+                    format!("{name} is {:?}, expected {dims:?}", t.dims()),
+                ));
+            }
+            Ok(t.clone())
+        };
+        let linear = |layer: usize, target: &str| -> Result<LoraLinear> {
+            let (out, inp) = cfg.projection_shape(target).expect("known target");
+            let w = get(&format!("blk.{layer}.{target}.weight"), &[out, inp])?;
+            Ok(LoraLinear::new(FrozenLinear::dense(w), None))
+        };
+        let embd = get("token_embd.weight", &[cfg.n_vocab, cfg.n_embd])?;
+        let head = match weights.contains_key("output.weight") {
+            true => get("output.weight", &[cfg.n_vocab, cfg.n_embd])?,
+            false => embd.clone(),
+        };
+        let blocks = (0..cfg.n_layer)
+            .map(|l| {
+                Ok(Block {
+                    attn_norm: get(&format!("blk.{l}.attn_norm.weight"), &[cfg.n_embd])?,
+                    q: linear(l, "attn_q")?,
+                    k: linear(l, "attn_k")?,
+                    v: linear(l, "attn_v")?,
+                    o: linear(l, "attn_output")?,
+                    ffn_norm: get(&format!("blk.{l}.ffn_norm.weight"), &[cfg.n_embd])?,
+                    gate: linear(l, "ffn_gate")?,
+                    up: linear(l, "ffn_up")?,
+                    down: linear(l, "ffn_down")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            rms_eps,
+            embedding: Embedding::Dense(embd),
+            blocks,
+            output_norm: get("output_norm.weight", &[cfg.n_embd])?,
+            head: LoraLinear::new(FrozenLinear::dense(head), None),
+            rope: Rope::new(cfg.head_dim(), max_seq_len, 10_000.0, device)?,
+        })
+    }
+
     /// The model's dimensions.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
@@ -339,5 +398,127 @@ impl Llama {
             .apply_interleaved(&heads(blk.k.forward(x)?, nkv)?)?;
         let v = heads(blk.v.forward(x)?, nkv)?;
         blk.o.forward(&shared::attend(&q, &k, &v, mask)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tiny::{tiny_config, tiny_model_bytes, TinyQuant};
+    use candle_core::Var;
+
+    /// The tiny model's tensors dequantized, by GGUF name.
+    fn tiny_dense(g: &mut Gguf, cfg: &LlamaConfig) -> NamedTensors {
+        let dev = Device::Cpu;
+        let mut names = vec![
+            (
+                "token_embd.weight".to_string(),
+                vec![cfg.n_vocab, cfg.n_embd],
+            ),
+            ("output_norm.weight".to_string(), vec![cfg.n_embd]),
+        ];
+        for l in 0..cfg.n_layer {
+            names.push((format!("blk.{l}.attn_norm.weight"), vec![cfg.n_embd]));
+            names.push((format!("blk.{l}.ffn_norm.weight"), vec![cfg.n_embd]));
+            for t in BLOCK_TARGETS {
+                let (out, inp) = cfg.projection_shape(t).unwrap();
+                names.push((format!("blk.{l}.{t}.weight"), vec![out, inp]));
+            }
+        }
+        names
+            .into_iter()
+            .map(|(n, dims)| {
+                let t = g.tensor(&n, &dims, &dev).unwrap().dequantize(&dev).unwrap();
+                (n, t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn from_dense_computes_what_the_dense_gguf_path_does_and_trains_every_weight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        std::fs::write(&path, tiny_model_bytes(0, TinyQuant::Q8_0).unwrap()).unwrap();
+        let mut g = Gguf::open(&path).unwrap();
+        let cfg = tiny_config();
+        let no_adapter = LoraSpec {
+            targets: vec![],
+            rank: 1,
+            alpha: 1.0,
+            train_a: false,
+        };
+        let dev = Device::Cpu;
+        let reference = Llama::from_gguf(
+            &mut g,
+            &LoadOptions {
+                expected: &cfg,
+                weights: WeightMode::DenseF32,
+                lora: &no_adapter,
+                factors: &NamedTensors::new(),
+                max_seq_len: 16,
+                device: &dev,
+            },
+        )
+        .unwrap();
+        let vars: BTreeMapOfVars = tiny_dense(&mut g, &cfg)
+            .into_iter()
+            .map(|(n, t)| (n, Var::from_tensor(&t).unwrap()))
+            .collect();
+        let weights = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        let dense = Llama::from_dense(&cfg, &weights, 1e-5, 16, &dev).unwrap();
+        let tokens = Tensor::new(&[[256u32, 104, 105, 10, 50, 257]], &dev).unwrap();
+        let a = reference.forward(&tokens).unwrap();
+        let b = dense.forward(&tokens).unwrap();
+        let diff = (a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "same weights, same arithmetic");
+        let grads = b.sum_all().unwrap().backward().unwrap();
+        for (name, v) in &vars {
+            if name.contains("norm") {
+                continue; // RMSNorm's op passes gradients to its input only.
+            }
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(norm > 0.0, "{name} gets a zero gradient");
+        }
+        let mut missing = weights_without(&weights, "blk.1.ffn_up.weight");
+        assert!(Llama::from_dense(&cfg, &missing, 1e-5, 16, &dev)
+            .unwrap_err()
+            .to_string()
+            .contains("no tensor blk.1.ffn_up.weight"));
+        missing.insert(
+            "blk.1.ffn_up.weight".into(),
+            Tensor::zeros((3, 3), candle_core::DType::F32, &dev).unwrap(),
+        );
+        assert!(Llama::from_dense(&cfg, &missing, 1e-5, 16, &dev)
+            .unwrap_err()
+            .to_string()
+            .contains("is [3, 3]"));
+    }
+
+    type BTreeMapOfVars = std::collections::BTreeMap<String, Var>;
+
+    fn weights_without(w: &NamedTensors, name: &str) -> NamedTensors {
+        w.iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect()
     }
 }
