@@ -1,9 +1,11 @@
-//! Decoder architectures that train LoRA adapters over a frozen GGUF base.
+//! The skills' architectures, which train LoRA adapters over a frozen GGUF base: decoders
+//! (llama, Gemma 3) behind [`Decoder`], and the vision skill's classifier ([`mlp`]).
 
 pub mod gated_gelu;
 pub mod gemma3;
 pub mod llama;
 mod masked_softmax;
+pub mod mlp;
 pub mod rms_norm;
 pub mod rope;
 mod shared;
