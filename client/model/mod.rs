@@ -6,6 +6,7 @@ pub mod gemma3;
 pub mod llama;
 mod masked_softmax;
 pub mod mlp;
+pub mod mlp_base;
 pub mod rms_norm;
 pub mod rope;
 mod shared;

@@ -116,6 +116,29 @@ pub fn shifted(digit: &Digit, shift: Shift) -> Digit {
     }
 }
 
+/// One image as the classifier's input (intensities scaled to [0, 1]) and label.
+pub fn example(digit: &Digit) -> crate::model::mlp_base::Example {
+    crate::model::mlp_base::Example {
+        input: digit
+            .pixels
+            .iter()
+            .map(|&p| f32::from(p) / f32::from(MAX_INTENSITY))
+            .collect(),
+        label: u32::from(digit.label),
+    }
+}
+
+/// The images of one side of the split (the held-out ones, or the others), each under every
+/// shift of `shifts`, in file order.
+pub fn split(images: &[Digit], held_out: bool, shifts: &[Shift]) -> Vec<Digit> {
+    images
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| is_held_out(*i) == held_out)
+        .flat_map(|(_, d)| shifts.iter().map(move |&s| shifted(d, s)))
+        .collect()
+}
+
 /// The prompt/completion pair of one image: eight lines of eight letters, then the digit.
 pub fn pair(digit: &Digit) -> Pair {
     let mut prompt = String::with_capacity(SIDE * (SIDE + 1));

@@ -7,6 +7,7 @@ mod assimilate;
 mod boinc_work;
 mod convert;
 mod demo;
+mod digits_base;
 mod fault;
 mod init;
 mod make_work;
@@ -164,6 +165,23 @@ enum Command {
         /// Quantization of the matrices.
         #[arg(long, value_enum, default_value = "q8_0")]
         quant: TinyQuant,
+    },
+    /// Train the vision skill's base from scratch: an MLP classifier on the centred 8x8 digits
+    /// (the held-out fifth excluded), written as GGUF with Q8_0 weights; prints its accuracy
+    /// on the held-out images, centred and shifted by one pixel, and its sha256.
+    DigitsBase {
+        /// The digits CSV (`models/digits/fetch.sh`).
+        #[arg(long, default_value = "models/digits/digits.csv")]
+        digits: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the initial weights and the batch order.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Passes over the training images.
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
     },
     /// Write the tiny skill's synthetic task (reverse a word) as JSONL.
     TinyData {
@@ -375,6 +393,15 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (None, None) => unreachable!("clap requires --out or --boinc"),
             }
+        }
+        Command::DigitsBase {
+            digits,
+            out,
+            seed,
+            epochs,
+        } => {
+            let sha = crate::digits_base::make(&digits, &out, seed, epochs)?;
+            println!("{sha}  {}", out.display());
         }
         Command::TinyModel { out, seed, quant } => {
             let sha = write_tiny_model(&out, seed, quant)

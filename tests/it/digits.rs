@@ -44,3 +44,53 @@ fn the_fetched_digits_are_1797_images_of_ten_classes_split_one_in_five() {
         "no held-out image, shifted, equals a training one"
     );
 }
+
+/// `(centred, shifted)` accuracies from a `held-out accuracy X centred, Y shifted` line.
+fn accuracies(line: &str) -> (f64, f64) {
+    let rest = line
+        .split("held-out accuracy ")
+        .nth(1)
+        .expect("an accuracy line");
+    let mut numbers = rest
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<f64>().unwrap());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+#[test]
+fn the_vision_base_tool_trains_a_classifier_that_knows_centred_digits_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let digits_csv = super::fixture::models_dir().join("digits/digits.csv");
+    let run = |out: &str| {
+        let out_path = dir.path().join(out);
+        let result = std::process::Command::new(super::pipeline::server_bin())
+            .args(["digits-base", "--epochs", "10", "--digits"])
+            .arg(&digits_csv)
+            .arg("--out")
+            .arg(&out_path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        assert!(result.status.success(), "{stderr}");
+        let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+        let sha = stdout.split_whitespace().next().unwrap().to_string();
+        let bytes = std::fs::read(&out_path).unwrap();
+        assert_eq!(sha, aginet::files::sha256_hex(&bytes));
+        (sha, stderr)
+    };
+    let (sha, log) = run("a.gguf");
+    let quantized = log.lines().last().unwrap();
+    assert!(quantized.contains("(Q8_0)"), "{log}");
+    let (centred, shifted) = accuracies(quantized);
+    assert!(centred >= 0.95, "the base knows centred digits: {log}");
+    assert!(
+        shifted <= 0.65,
+        "and not the shifted ones the skill adapts it to: {log}"
+    );
+    let (again, _) = run("b.gguf");
+    assert_eq!(
+        sha, again,
+        "one seed, one machine, one thread count: the same bytes"
+    );
+}

@@ -14,7 +14,7 @@ const STEPS: u32 = 300;
 const LONG: Duration = Duration::from_secs(300);
 
 /// The server binary, built beside the app by `cargo test --workspace` (as `ci/test.sh` runs).
-fn server_bin() -> PathBuf {
+pub fn server_bin() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_aginet")).with_file_name("aginet-server");
     assert!(
         path.exists(),
