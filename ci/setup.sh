@@ -35,6 +35,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 cargo --version
 # The Windows target's standard library, for ci/test.sh's cross-check of the app.
+[ -x "$HOME/.cargo/bin/rustup" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx x86_64-pc-windows-gnu; then
   rustup target add x86_64-pc-windows-gnu
 fi
