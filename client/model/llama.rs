@@ -472,14 +472,7 @@ mod tests {
         let tokens = Tensor::new(&[[256u32, 104, 105, 10, 50, 257]], &dev).unwrap();
         let a = reference.forward(&tokens).unwrap();
         let b = dense.forward(&tokens).unwrap();
-        let diff = (a - &b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::test_util::max_abs_diff(&a, &b);
         assert_eq!(diff, 0.0, "same weights, same arithmetic");
         let grads = b.sum_all().unwrap().backward().unwrap();
         for (name, v) in &vars {

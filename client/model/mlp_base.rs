@@ -51,6 +51,22 @@ impl Default for BaseTraining {
     }
 }
 
+/// AdamW settings for a classifier: PyTorch's defaults (no weight decay), gradients clipped to
+/// norm 1, and the given learning rate, warm-up and batch size.
+pub fn adam(lr: f64, warmup_steps: u32, batch_size: usize) -> Hyper {
+    Hyper {
+        lr,
+        warmup_steps,
+        batch_size,
+        weight_decay: 0.0,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        grad_clip: 1.0,
+        max_seq_len: 1,
+    }
+}
+
 /// Inputs (rows, n_input) and labels (rows,) of `examples`.
 pub fn batch(examples: &[Example], device: &Device) -> Result<(Tensor, Tensor)> {
     let width = examples.first().map_or(0, |e| e.input.len());
@@ -122,18 +138,7 @@ pub fn train(
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
     let model = MlpClassifier::from_dense(cfg, &weights)?;
-    let hyper = Hyper {
-        lr: how.lr,
-        warmup_steps: how.warmup_steps,
-        batch_size: how.batch_size,
-        weight_decay: 0.0,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        grad_clip: 1.0,
-        max_seq_len: 1,
-    };
-    let mut optimizer = AdamW::new(vars.clone(), hyper)?;
+    let mut optimizer = AdamW::new(vars.clone(), adam(how.lr, how.warmup_steps, how.batch_size))?;
     let mut order = train.to_vec();
     let mut rng = ChaCha8Rng::seed_from_u64(how.seed ^ 0x5EED);
     let mut step = 0u32;

@@ -45,6 +45,21 @@ fn the_fetched_digits_are_1797_images_of_ten_classes_split_one_in_five() {
     );
 }
 
+/// Runs `aginet-server digits-base` for `epochs` into `out`; its stdout and stderr, failing the
+/// test if it fails.
+fn digits_base(out: &std::path::Path, epochs: usize) -> (String, String) {
+    let result = std::process::Command::new(super::pipeline::server_bin())
+        .args(["digits-base", "--epochs", &epochs.to_string(), "--digits"])
+        .arg(super::fixture::models_dir().join("digits/digits.csv"))
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert!(result.status.success(), "{stderr}");
+    (String::from_utf8_lossy(&result.stdout).into_owned(), stderr)
+}
+
 /// `(centred, shifted)` accuracies from a `held-out accuracy X centred, Y shifted` line.
 fn accuracies(line: &str) -> (f64, f64) {
     let rest = line
@@ -61,19 +76,9 @@ fn accuracies(line: &str) -> (f64, f64) {
 #[test]
 fn the_vision_base_tool_trains_a_classifier_that_knows_centred_digits_only() {
     let dir = tempfile::tempdir().unwrap();
-    let digits_csv = super::fixture::models_dir().join("digits/digits.csv");
     let run = |out: &str| {
         let out_path = dir.path().join(out);
-        let result = std::process::Command::new(super::pipeline::server_bin())
-            .args(["digits-base", "--epochs", "10", "--digits"])
-            .arg(&digits_csv)
-            .arg("--out")
-            .arg(&out_path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-        assert!(result.status.success(), "{stderr}");
-        let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+        let (stdout, stderr) = digits_base(&out_path, 10);
         let sha = stdout.split_whitespace().next().unwrap().to_string();
         let bytes = std::fs::read(&out_path).unwrap();
         assert_eq!(sha, aginet::files::sha256_hex(&bytes));
@@ -102,29 +107,17 @@ fn the_vision_base_tool_trains_a_classifier_that_knows_centred_digits_only() {
 #[test]
 fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     use aginet::adapter::{b_name, Adapter, AdapterHeader, LoraSpec};
-    use aginet::config::Hyper;
     use aginet::frozen::BackwardMode;
     use aginet::gguf::Gguf;
     use aginet::model::mlp::{MlpClassifier, MlpConfig, MlpOptions};
-    use aginet::model::mlp_base::{accuracy, batch, cross_entropy, Example};
+    use aginet::model::mlp_base::{accuracy, adam, batch, cross_entropy, Example};
     use aginet::model::WeightMode;
     use aginet::optim::{clip_global_norm, AdamW};
     use candle_core::{Device, Var};
 
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.gguf");
-    let out = std::process::Command::new(super::pipeline::server_bin())
-        .args(["digits-base", "--epochs", "10", "--digits"])
-        .arg(super::fixture::models_dir().join("digits/digits.csv"))
-        .arg("--out")
-        .arg(&base)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    digits_base(&base, 10);
     let images = digits::read_csv(&super::fixture::models_dir().join("digits/digits.csv")).unwrap();
     let examples = |held_out: bool| -> Vec<Example> {
         digits::split(&images, held_out, &TASK_SHIFTS)
@@ -164,18 +157,7 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     )
     .unwrap();
     let before = accuracy(&model, &held_out).unwrap();
-    let hyper = Hyper {
-        lr: 1e-2,
-        warmup_steps: 10,
-        batch_size: 32,
-        weight_decay: 0.0,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        grad_clip: 1.0,
-        max_seq_len: 1,
-    };
-    let mut opt = AdamW::new(vars, hyper).unwrap();
+    let mut opt = AdamW::new(vars, adam(1e-2, 10, 32)).unwrap();
     for (step, chunk) in train.chunks(32).take(100).enumerate() {
         let (x, y) = batch(chunk, &Device::Cpu).unwrap();
         let loss = cross_entropy(&model, &x, &y).unwrap();
