@@ -128,6 +128,33 @@ pub fn example(digit: &Digit) -> crate::model::mlp_base::Example {
     }
 }
 
+/// The image a [`pair`] describes, read back from its prompt (eight lines of eight letters
+/// `a`–`q`) and completion (one digit): how the classifier reads the skill's JSONL, which is the
+/// same prompt/completion format every skill's data uses. The message says what is wrong.
+pub fn from_pair(prompt: &str, completion: &str) -> std::result::Result<Digit, String> {
+    let lines: Vec<&str> = prompt.lines().collect();
+    if lines.len() != SIDE || lines.iter().any(|l| l.len() != SIDE) {
+        return Err(format!(
+            "the prompt is not {SIDE} lines of {SIDE} letters a-q: {prompt:?}"
+        ));
+    }
+    let mut pixels = [0u8; SIDE * SIDE];
+    for (p, b) in pixels.iter_mut().zip(lines.concat().bytes()) {
+        if !(b'a'..=b'a' + MAX_INTENSITY).contains(&b) {
+            return Err(format!(
+                "the prompt holds {:?}, not a letter a-q",
+                char::from(b)
+            ));
+        }
+        *p = b - b'a';
+    }
+    let label = match completion.as_bytes() {
+        [d @ b'0'..=b'9'] => d - b'0',
+        _ => return Err(format!("the completion is {completion:?}, not one digit")),
+    };
+    Ok(Digit { pixels, label })
+}
+
 /// The images of one side of the split (the held-out ones, or the others), each under every
 /// shift of `shifts`, in file order.
 pub fn split(images: &[Digit], held_out: bool, shifts: &[Shift]) -> Vec<Digit> {
@@ -261,6 +288,22 @@ mod tests {
         assert_eq!(p.completion, "7");
         // Intensities 7, 14 and 21 % 17 = 4 are the letters h, o and e.
         assert_eq!(&p.prompt[..3], "hoe");
+    }
+
+    #[test]
+    fn a_pair_reads_back_as_its_image_and_bad_ones_are_refused() {
+        for label in 0..10 {
+            let d = shifted(&digit(label), Shift::Up);
+            let p = pair(&d);
+            assert_eq!(from_pair(&p.prompt, &p.completion).unwrap(), d);
+        }
+        let p = pair(&digit(3));
+        let e = from_pair(&p.prompt, "x").unwrap_err();
+        assert!(e.contains("not one digit"), "{e}");
+        let e = from_pair(&p.prompt.replacen('a', "z", 1), "3").unwrap_err();
+        assert!(e.contains("'z'"), "{e}");
+        let e = from_pair("abc\n", "3").unwrap_err();
+        assert!(e.contains("8 lines of 8 letters"), "{e}");
     }
 
     #[test]

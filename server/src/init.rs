@@ -5,6 +5,7 @@ use crate::project::Project;
 use crate::scoreboard;
 use aginet::files::{sha256_file, sha256_hex, write_atomic};
 use aginet::manifest::Manifest;
+use aginet::task::Split;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -110,18 +111,20 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
     }
 
     let task = &manifest.task;
-    let recipe = |seed, n, exclude: &_| {
-        aginet::task::examples(&task.kind, seed, n, exclude).with_context(|| {
-            format!(
-                "skill {skill}: no data recipe for task kind {:?}",
-                task.kind
-            )
-        })
+    let recipe = |split, seed, n, exclude: &_| {
+        aginet::task::examples(&task.kind, split, seed, n, exclude, models)
+            .with_context(|| format!("skill {skill}: making its data"))?
+            .with_context(|| {
+                format!(
+                    "skill {skill}: no data recipe for task kind {:?}",
+                    task.kind
+                )
+            })
     };
-    let pool = recipe(1, task.pool, &Default::default())?;
+    let pool = recipe(Split::Pool, 1, task.pool, &Default::default())?;
     // Held-out prompts never occur in the pool volunteers train on.
     let seen = pool.iter().map(|p| p.prompt.clone()).collect();
-    let held_out = recipe(2, task.held_out, &seen)?;
+    let held_out = recipe(Split::HeldOut, 2, task.held_out, &seen)?;
     let (train, held_out) = (
         aginet::task::jsonl(&pool, 0),
         aginet::task::jsonl(&held_out, task.held_out),
