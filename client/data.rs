@@ -95,7 +95,7 @@ pub fn read_all(path: &Path, tok: &dyn Tokenizer, max_seq_len: usize) -> Result<
 }
 
 /// A file's bytes, decompressed when they are a zstd frame.
-fn read_maybe_compressed(path: &Path) -> Result<Vec<u8>> {
+pub fn read_maybe_compressed(path: &Path) -> Result<Vec<u8>> {
     let raw = crate::files::read(path)?;
     if raw.starts_with(&ZSTD_MAGIC) {
         zstd::decode_all(raw.as_slice())
@@ -112,6 +112,23 @@ fn parse_lines(
     tok: &dyn Tokenizer,
     max_seq_len: usize,
 ) -> std::result::Result<Vec<(Sequence, Option<Split>)>, String> {
+    let mut out = Vec::new();
+    for (line, ex) in parse_examples(bytes)? {
+        let seq = tokenize(&ex, tok);
+        if seq.ids.len() > max_seq_len {
+            return Err(format!(
+                "line {line}: example is {} tokens, longer than max_seq_len {max_seq_len}",
+                seq.ids.len()
+            ));
+        }
+        out.push((seq, ex.split));
+    }
+    Ok(out)
+}
+
+/// The examples of JSONL bytes with their line numbers (from 1), blank lines skipped; fails on
+/// bad UTF-8, bad JSON, or no examples at all. Every skill's data reader starts here.
+pub fn parse_examples(bytes: &[u8]) -> std::result::Result<Vec<(usize, Example)>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()]
             .iter()
@@ -129,15 +146,7 @@ fn parse_lines(
             continue;
         }
         let ex: Example = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
-        let seq = tokenize(&ex, tok);
-        if seq.ids.len() > max_seq_len {
-            return Err(format!(
-                "line {}: example is {} tokens, longer than max_seq_len {max_seq_len}",
-                i + 1,
-                seq.ids.len()
-            ));
-        }
-        out.push((seq, ex.split));
+        out.push((i + 1, ex));
     }
     if out.is_empty() {
         return Err("the data set is empty: no examples".into());

@@ -20,6 +20,7 @@ pub mod files;
 pub mod frozen;
 pub mod gguf;
 pub mod head_loss;
+pub mod image_data;
 pub mod lora;
 pub mod manifest;
 pub mod model;
