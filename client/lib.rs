@@ -7,6 +7,7 @@ pub mod adapter;
 pub mod allocator;
 pub mod boinc;
 pub mod checkpoint;
+pub mod classify;
 pub mod config;
 pub mod data;
 pub mod delta;

@@ -14,7 +14,7 @@ use crate::model::Decoder;
 use crate::optim::{clip_global_norm, AdamW};
 use crate::sampler::Sampler;
 use crate::tensors::NamedTensors;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use std::path::Path;
 use std::time::Instant;
 
@@ -87,10 +87,16 @@ pub struct TrainState {
     pub elapsed_before_s: f64,
 }
 
-/// What the loop trains with.
-pub struct TrainJob<'a> {
-    /// The work unit's config.
-    pub config: &'a WorkConfig,
+/// What a step minimises: the loss of some of the training examples, for any kind of model.
+pub trait Objective {
+    /// The loss of training examples `picked` (indices into the training split), a scalar that
+    /// backpropagates into the optimizer's variables, and how many units it counted (completion
+    /// tokens for a decoder, examples for a classifier).
+    fn loss(&self, picked: &[usize]) -> Result<(Tensor, usize)>;
+}
+
+/// A decoder's objective: the mean NLL of the completion tokens of a batch of sequences.
+pub struct DecoderObjective<'a> {
     /// The model, built over the optimizer's variables.
     pub model: &'a dyn Decoder,
     /// The examples.
@@ -99,6 +105,22 @@ pub struct TrainJob<'a> {
     pub pad: u32,
     /// Where tensors live.
     pub device: &'a Device,
+}
+
+impl Objective for DecoderObjective<'_> {
+    fn loss(&self, picked: &[usize]) -> Result<(Tensor, usize)> {
+        let seqs: Vec<&Sequence> = picked.iter().map(|&i| &self.data.train[i]).collect();
+        let batch = Batch::new(&seqs, self.pad, self.device)?;
+        Ok((eval::batch_loss(self.model, &batch)?, batch.n_tokens))
+    }
+}
+
+/// What the loop trains with.
+pub struct TrainJob<'a> {
+    /// The work unit's config.
+    pub config: &'a WorkConfig,
+    /// The loss, over a model built on the optimizer's variables.
+    pub objective: &'a dyn Objective,
     /// Where checkpoints go.
     pub checkpoint_path: &'a Path,
     /// Key of the inputs, stored in each checkpoint.
@@ -133,9 +155,7 @@ pub fn train(
         let lr = learning_rate(job.config, state.step);
 
         let picked = state.sampler.next_batch(job.config.hyper.batch_size);
-        let seqs: Vec<&Sequence> = picked.iter().map(|&i| &job.data.train[i]).collect();
-        let batch = Batch::new(&seqs, job.pad, job.device)?;
-        let loss = eval::batch_loss(job.model, &batch)?;
+        let (loss, counted) = job.objective.loss(&picked)?;
         let loss_value = loss.to_scalar::<f32>()?;
         if !loss_value.is_finite() {
             return Err(Error::Diverged {
@@ -156,11 +176,11 @@ pub fn train(
 
         state.step += 1;
         state.losses.push(loss_value);
-        state.tokens += batch.n_tokens as u64;
+        state.tokens += counted as u64;
         host.log(&format!(
             "step {:>5}/{total} loss {loss_value:.6} lr {lr:.3e} grad_norm {grad_norm:.4} tokens {} ms {:.1}",
             state.step,
-            batch.n_tokens,
+            counted,
             t0.elapsed().as_secs_f64() * 1e3
         ));
         host.progress(state.step as f64 / total as f64);

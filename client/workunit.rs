@@ -21,7 +21,7 @@ use crate::report::{Report, REPORT_FORMAT, REPORT_VERSION};
 use crate::sampler::Sampler;
 use crate::tensors::NamedTensors;
 use crate::tokenizer;
-use crate::train::{self, Host, Outcome, TrainJob, TrainState};
+use crate::train::{self, DecoderObjective, Host, Outcome, TrainJob, TrainState};
 use candle_core::{Device, Var};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -274,12 +274,15 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         },
     };
 
-    let job = TrainJob {
-        config: &config,
+    let objective = DecoderObjective {
         model: model.as_ref(),
         data: &loaded.data,
         pad: loaded.pad,
         device: &device,
+    };
+    let job = TrainJob {
+        config: &config,
+        objective: &objective,
         checkpoint_path: &files.checkpoint,
         inputs_key: &loaded.inputs_key,
         started,
