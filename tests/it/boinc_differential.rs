@@ -13,9 +13,11 @@ use super::fixture::WorkDir;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-/// Steps of the task that runs to the end, and of the one that is aborted.
-const STEPS: u32 = 400;
-const ABORTED_STEPS: u32 = 2000;
+/// Steps of the task that runs to the end (about 20 s at 16 ms a step: the fraction the client
+/// shows lags the app's by up to 2 s, and the script must still find it running after the
+/// client restarts), and of the one that is aborted (it must outlive the whole script).
+const STEPS: u32 = 1200;
+const ABORTED_STEPS: u32 = 6000;
 const LONG: Duration = Duration::from_secs(180);
 
 /// One poll of both tasks.
@@ -126,7 +128,11 @@ fn observe(app: &AppBuild) -> Observation {
         find(ts, "a").active_task_state.as_deref() == Some("SUSPENDED")
     });
     milestones.push(milestone("a suspended", &ts));
-    let frozen = find(&ts, "a").fraction_done;
+    // The client shows SUSPENDED as soon as it sends `<suspend/>`; the app takes the message
+    // within its 0.1 s tick, and a status it sent in that window (or one queued before) may
+    // still reach the client at its next 1 s poll. So the fraction is taken once those are in.
+    std::thread::sleep(Duration::from_millis(1500));
+    let frozen = find(&client.tasks(), "a").fraction_done;
     std::thread::sleep(Duration::from_millis(2500));
     let ts = client.tasks();
     assert_eq!(
