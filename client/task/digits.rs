@@ -192,16 +192,10 @@ pub fn pairs(
 ) -> Vec<Pair> {
     let mut all: Vec<Pair> = Vec::new();
     let mut seen = HashSet::new();
-    for (_, digit) in images
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| is_held_out(*i) == held_out)
-    {
-        for &shift in shifts {
-            let p = pair(&shifted(digit, shift));
-            if !exclude.contains(&p.prompt) && seen.insert(p.prompt.clone()) {
-                all.push(p);
-            }
+    for digit in split(images, held_out, shifts) {
+        let p = pair(&digit);
+        if !exclude.contains(&p.prompt) && seen.insert(p.prompt.clone()) {
+            all.push(p);
         }
     }
     all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
