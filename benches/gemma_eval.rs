@@ -28,12 +28,7 @@ fn main() {
             .filter(|a| a.ends_with(".gguf"))
             .map(PathBuf::from),
     );
-    let no_adapter = LoraSpec {
-        targets: vec![],
-        rank: 1,
-        alpha: 1.0,
-        train_a: false,
-    };
+    let no_adapter = LoraSpec::none();
     let factors = Default::default();
     println!("| base | eval tok/s | ms per batch of {BATCH}×{SEQ} |\n|---|---|---|");
     for path in paths {

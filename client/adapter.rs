@@ -37,6 +37,16 @@ pub struct LoraSpec {
 }
 
 impl LoraSpec {
+    /// No adapted site: the base alone.
+    pub fn none() -> Self {
+        Self {
+            targets: vec![],
+            rank: 1,
+            alpha: 1.0,
+            train_a: false,
+        }
+    }
+
     /// `alpha / rank`.
     pub fn scale(&self) -> f64 {
         self.alpha / self.rank as f64

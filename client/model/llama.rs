@@ -441,12 +441,7 @@ mod tests {
         std::fs::write(&path, tiny_model_bytes(0, TinyQuant::Q8_0).unwrap()).unwrap();
         let mut g = Gguf::open(&path).unwrap();
         let cfg = tiny_config();
-        let no_adapter = LoraSpec {
-            targets: vec![],
-            rank: 1,
-            alpha: 1.0,
-            train_a: false,
-        };
+        let no_adapter = LoraSpec::none();
         let dev = Device::Cpu;
         let reference = Llama::from_gguf(
             &mut g,

@@ -342,15 +342,6 @@ mod tests {
         }
     }
 
-    fn no_adapter() -> LoraSpec {
-        LoraSpec {
-            targets: vec![],
-            rank: 1,
-            alpha: 1.0,
-            train_a: false,
-        }
-    }
-
     fn pixels(rows: usize) -> Tensor {
         Tensor::rand(0f32, 1.0, (rows, 64), &Device::Cpu).unwrap()
     }
@@ -361,7 +352,7 @@ mod tests {
         let weights = random_weights(&cfg);
         let (_dir, mut g) = write(&cfg, &weights);
         assert_eq!(MlpConfig::from_gguf(&g).unwrap(), cfg);
-        let none = no_adapter();
+        let none = LoraSpec::none();
         let empty = NamedTensors::new();
         let read =
             MlpClassifier::from_gguf(&mut g, &options(&cfg, WeightMode::DenseF32, &none, &empty))
@@ -423,7 +414,7 @@ mod tests {
         let mode = WeightMode::Quantized(BackwardMode::Dequantize);
         let adapted =
             MlpClassifier::from_gguf(&mut g, &options(&cfg, mode, &lora, &factors)).unwrap();
-        let none = no_adapter();
+        let none = LoraSpec::none();
         let empty = NamedTensors::new();
         let base = MlpClassifier::from_gguf(&mut g, &options(&cfg, mode, &none, &empty)).unwrap();
         let x = pixels(16);
@@ -460,7 +451,7 @@ mod tests {
             n_hidden: 128,
             ..cfg.clone()
         };
-        let none = no_adapter();
+        let none = LoraSpec::none();
         let empty = NamedTensors::new();
         let e = MlpClassifier::from_gguf(
             &mut g,

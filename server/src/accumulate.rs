@@ -310,12 +310,7 @@ mod tests {
                 skill: "test".into(),
                 base_sha256: String::new(),
                 adapter_version: 0,
-                lora: aginet::adapter::LoraSpec {
-                    targets: vec![],
-                    rank: 1,
-                    alpha: 1.0,
-                    train_a: false,
-                },
+                lora: aginet::adapter::LoraSpec::none(),
                 steps: 1,
             },
             tensors: t,

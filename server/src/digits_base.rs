@@ -60,12 +60,7 @@ pub fn make(csv: &Path, out: &Path, seed: u64, epochs: usize) -> Result<String> 
     write_atomic(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     // What volunteers will load: the quantized file, read back.
     let mut g = Gguf::open(out)?;
-    let none = aginet::adapter::LoraSpec {
-        targets: vec![],
-        rank: 1,
-        alpha: 1.0,
-        train_a: false,
-    };
+    let none = aginet::adapter::LoraSpec::none();
     let model = MlpClassifier::from_gguf(
         &mut g,
         &MlpOptions {

@@ -64,12 +64,7 @@ fn gemma_forward_matches_the_reference_logits() {
         serde_json::from_str(include_str!("../data/gemma3_logits.json")).unwrap();
     let mut g = Gguf::open(&path).unwrap();
     let tok = aginet::tokenizer::from_gguf(&g).unwrap();
-    let no_adapter = LoraSpec {
-        targets: vec![],
-        rank: 1,
-        alpha: 1.0,
-        train_a: false,
-    };
+    let no_adapter = LoraSpec::none();
     let factors = Default::default();
     for (weights, tolerance) in [
         (WeightMode::DenseF32, 1e-5),
