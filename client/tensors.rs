@@ -109,6 +109,21 @@ pub fn check_format_version(
     }
 }
 
+/// Tensor `name` of `tensors`, which must have shape `dims`; the message names what is wrong.
+pub fn shaped(
+    tensors: &NamedTensors,
+    name: &str,
+    dims: &[usize],
+) -> std::result::Result<Tensor, String> {
+    let t = tensors
+        .get(name)
+        .ok_or_else(|| format!("no tensor {name}"))?;
+    if t.dims() != dims {
+        return Err(format!("{name} is {:?}, expected {dims:?}", t.dims()));
+    }
+    Ok(t.clone())
+}
+
 /// Checks that `tensors` holds exactly the names in `want`, each with the given shape.
 pub fn check_shapes(
     tensors: &NamedTensors,

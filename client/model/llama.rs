@@ -162,16 +162,42 @@ impl Loader<'_, '_> {
         self.g.tensor(name, dims, self.opts.device)
     }
 
-    fn norm(&mut self, name: &str, n: usize) -> Result<Tensor> {
-        Ok(self.qtensor(name, &[n])?.dequantize(self.opts.device)?)
-    }
-
     fn frozen(&mut self, weight: QTensor) -> Result<FrozenLinear> {
         shared::frozen(weight, self.opts.weights, self.opts.device)
     }
 
     fn lora(&self, site: &str, target: &str) -> Result<Option<LoraPair>> {
         shared::lora_pair(self.opts.lora, self.opts.factors, site, target)
+    }
+}
+
+/// Where a block's weights come from: a GGUF file ([`Loader`]) or named f32 tensors
+/// ([`DenseSource`]).
+trait BlockSource {
+    /// The RMSNorm weight `name`, of `n` values.
+    fn norm(&mut self, name: &str, n: usize) -> Result<Tensor>;
+    /// The projection `target` of block `layer`.
+    fn linear(&mut self, layer: usize, target: &str) -> Result<LoraLinear>;
+
+    /// Block `layer`, whose hidden size is `n_embd`.
+    fn block(&mut self, layer: usize, n_embd: usize) -> Result<Block> {
+        Ok(Block {
+            attn_norm: self.norm(&format!("blk.{layer}.attn_norm.weight"), n_embd)?,
+            q: self.linear(layer, "attn_q")?,
+            k: self.linear(layer, "attn_k")?,
+            v: self.linear(layer, "attn_v")?,
+            o: self.linear(layer, "attn_output")?,
+            ffn_norm: self.norm(&format!("blk.{layer}.ffn_norm.weight"), n_embd)?,
+            gate: self.linear(layer, "ffn_gate")?,
+            up: self.linear(layer, "ffn_up")?,
+            down: self.linear(layer, "ffn_down")?,
+        })
+    }
+}
+
+impl BlockSource for Loader<'_, '_> {
+    fn norm(&mut self, name: &str, n: usize) -> Result<Tensor> {
+        Ok(self.qtensor(name, &[n])?.dequantize(self.opts.device)?)
     }
 
     fn linear(&mut self, layer: usize, target: &str) -> Result<LoraLinear> {
@@ -187,20 +213,30 @@ impl Loader<'_, '_> {
             self.lora(&site, target)?,
         ))
     }
+}
 
-    fn block(&mut self, layer: usize) -> Result<Block> {
-        let n = self.opts.expected.n_embd;
-        Ok(Block {
-            attn_norm: self.norm(&format!("blk.{layer}.attn_norm.weight"), n)?,
-            q: self.linear(layer, "attn_q")?,
-            k: self.linear(layer, "attn_k")?,
-            v: self.linear(layer, "attn_v")?,
-            o: self.linear(layer, "attn_output")?,
-            ffn_norm: self.norm(&format!("blk.{layer}.ffn_norm.weight"), n)?,
-            gate: self.linear(layer, "ffn_gate")?,
-            up: self.linear(layer, "ffn_up")?,
-            down: self.linear(layer, "ffn_down")?,
-        })
+/// Named f32 tensors (maybe `Var`-backed), checked against the dimensions; no adapters.
+struct DenseSource<'a> {
+    cfg: &'a LlamaConfig,
+    weights: &'a NamedTensors,
+}
+
+impl DenseSource<'_> {
+    fn get(&self, name: &str, dims: &[usize]) -> Result<Tensor> {
+        crate::tensors::shaped(self.weights, name, dims)
+            .map_err(|m| crate::Error::model("<dense weights>", m))
+    }
+}
+
+impl BlockSource for DenseSource<'_> {
+    fn norm(&mut self, name: &str, n: usize) -> Result<Tensor> {
+        self.get(name, &[n])
+    }
+
+    fn linear(&mut self, layer: usize, target: &str) -> Result<LoraLinear> {
+        let (out, inp) = self.cfg.projection_shape(target).expect("known target");
+        let w = self.get(&format!("blk.{layer}.{target}.weight"), &[out, inp])?;
+        Ok(LoraLinear::new(FrozenLinear::dense(w), None))
     }
 }
 
@@ -234,7 +270,7 @@ impl Llama {
             WeightMode::DenseF32 => Embedding::Dense(embd.dequantize(opts.device)?),
         };
         let blocks = (0..cfg.n_layer)
-            .map(|l| loader.block(l))
+            .map(|l| loader.block(l, cfg.n_embd))
             .collect::<Result<Vec<_>>>()?;
         let output_norm = loader.norm("output_norm.weight", cfg.n_embd)?;
         let rope = Rope::new(cfg.head_dim(), opts.max_seq_len, rope_base, opts.device)?;
@@ -260,49 +296,22 @@ impl Llama {
         max_seq_len: usize,
         device: &Device,
     ) -> Result<Self> {
-        let get = |name: &str, dims: &[usize]| -> Result<Tensor> {
-            let t = weights.get(name).ok_or_else(|| {
-                crate::Error::model("<dense weights>", format!("no tensor {name}"))
-            })?;
-            if t.dims() != dims {
-                return Err(crate::Error::model(
-                    "<dense weights>",
-                    format!("{name} is {:?}, expected {dims:?}", t.dims()),
-                ));
-            }
-            Ok(t.clone())
-        };
-        let linear = |layer: usize, target: &str| -> Result<LoraLinear> {
-            let (out, inp) = cfg.projection_shape(target).expect("known target");
-            let w = get(&format!("blk.{layer}.{target}.weight"), &[out, inp])?;
-            Ok(LoraLinear::new(FrozenLinear::dense(w), None))
-        };
-        let embd = get("token_embd.weight", &[cfg.n_vocab, cfg.n_embd])?;
+        let mut src = DenseSource { cfg, weights };
+        let embd = src.get("token_embd.weight", &[cfg.n_vocab, cfg.n_embd])?;
         let head = match weights.contains_key("output.weight") {
-            true => get("output.weight", &[cfg.n_vocab, cfg.n_embd])?,
+            true => src.get("output.weight", &[cfg.n_vocab, cfg.n_embd])?,
             false => embd.clone(),
         };
         let blocks = (0..cfg.n_layer)
-            .map(|l| {
-                Ok(Block {
-                    attn_norm: get(&format!("blk.{l}.attn_norm.weight"), &[cfg.n_embd])?,
-                    q: linear(l, "attn_q")?,
-                    k: linear(l, "attn_k")?,
-                    v: linear(l, "attn_v")?,
-                    o: linear(l, "attn_output")?,
-                    ffn_norm: get(&format!("blk.{l}.ffn_norm.weight"), &[cfg.n_embd])?,
-                    gate: linear(l, "ffn_gate")?,
-                    up: linear(l, "ffn_up")?,
-                    down: linear(l, "ffn_down")?,
-                })
-            })
+            .map(|l| src.block(l, cfg.n_embd))
             .collect::<Result<Vec<_>>>()?;
+        let output_norm = src.get("output_norm.weight", &[cfg.n_embd])?;
         Ok(Self {
             cfg: cfg.clone(),
             rms_eps,
             embedding: Embedding::Dense(embd),
             blocks,
-            output_norm: get("output_norm.weight", &[cfg.n_embd])?,
+            output_norm,
             head: LoraLinear::new(FrozenLinear::dense(head), None),
             rope: Rope::new(cfg.head_dim(), max_seq_len, 10_000.0, device)?,
         })

@@ -12,7 +12,7 @@ use crate::frozen::FrozenLinear;
 use crate::gguf::Gguf;
 use crate::lora::LoraLinear;
 use crate::model::{shared, WeightMode};
-use crate::tensors::NamedTensors;
+use crate::tensors::{self, NamedTensors};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -201,17 +201,8 @@ impl MlpClassifier {
     /// Builds the classifier from f32 tensors named as in the GGUF, without adapters; tensors
     /// backed by `Var`s are trained (how a project tool trains the base).
     pub fn from_dense(cfg: &MlpConfig, weights: &NamedTensors) -> Result<Self> {
-        let get = |name: &str, dims: &[usize]| -> Result<Tensor> {
-            let t = weights
-                .get(name)
-                .ok_or_else(|| Error::model("<dense weights>", format!("no tensor {name}")))?;
-            if t.dims() != dims {
-                return Err(Error::model(
-                    "<dense weights>",
-                    format!("{name} is {:?}, expected {dims:?}", t.dims()),
-                ));
-            }
-            Ok(t.clone())
+        let get = |name: &str, dims: &[usize]| {
+            tensors::shaped(weights, name, dims).map_err(|m| Error::model("<dense weights>", m))
         };
         let layer = |site: &str| -> Result<Layer> {
             let (out, inp) = cfg.shape(site).expect("own site");
@@ -255,23 +246,15 @@ pub fn gguf_bytes(
     quant: GgmlDType,
     name: &str,
 ) -> Result<Vec<u8>> {
-    let mut tensors = Vec::new();
+    let mut quantized = Vec::new();
     for (tensor, dims) in cfg.tensors() {
-        let t = weights
-            .get(&tensor)
-            .ok_or_else(|| Error::model(name, format!("no tensor {tensor}")))?;
-        if t.dims() != dims.as_slice() {
-            return Err(Error::model(
-                name,
-                format!("{tensor} is {:?}, expected {dims:?}", t.dims()),
-            ));
-        }
+        let t = tensors::shaped(weights, &tensor, &dims).map_err(|m| Error::model(name, m))?;
         let dtype = if dims.len() == 2 {
             quant
         } else {
             GgmlDType::F32
         };
-        tensors.push((tensor, QTensor::quantize(t, dtype)?));
+        quantized.push((tensor, QTensor::quantize(&t, dtype)?));
     }
     use gguf_file::Value as V;
     let metadata = [
@@ -283,7 +266,7 @@ pub fn gguf_bytes(
         ("aginet-mlp.class_count", V::U32(cfg.n_class as u32)),
     ];
     let meta: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
-    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let refs: Vec<(&str, &QTensor)> = quantized.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut out = Cursor::new(Vec::new());
     gguf_file::write(&mut out, &meta, &refs)
         .map_err(|e| Error::model(name, format!("writing GGUF: {e}")))?;
