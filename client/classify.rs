@@ -38,18 +38,18 @@ pub fn reward(model: &MlpClassifier, examples: &[Example]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::{b_name, Adapter, AdapterHeader, LoraSpec};
+    use crate::adapter::{Adapter, AdapterHeader, LoraSpec};
     use crate::frozen::BackwardMode;
     use crate::gguf::Gguf;
     use crate::model::mlp::{gguf_bytes, MlpConfig, MlpOptions};
     use crate::model::mlp_base::{train as train_base, BaseTraining};
     use crate::model::WeightMode;
     use crate::optim::AdamW;
-    use crate::sampler::Sampler;
     use crate::task::digits::{example, pair, shifted, Digit, Shift};
+    use crate::tensors::make_trainable;
     use crate::train::{train, Outcome, TrainJob, TrainState, Unattended};
+    use crate::workunit::trainable_names;
     use candle_core::quantized::GgmlDType;
-    use candle_core::Var;
     use rand::{Rng, SeedableRng};
 
     /// Images of four classes, each a bright bar in its own quarter of rows, with noise.
@@ -124,12 +124,8 @@ mod tests {
         let adapter =
             Adapter::initial(AdapterHeader::new("vision", "sha", 0, &lora), &sites, 1).unwrap();
         let mut factors = adapter.tensors.clone();
-        let mut vars = Vec::new();
-        for s in &sites {
-            let v = Var::from_tensor(&factors[&b_name(&s.name)]).unwrap();
-            factors.insert(b_name(&s.name), v.as_tensor().clone());
-            vars.push((b_name(&s.name), v));
-        }
+        let trained = trainable_names(&sites, lora.train_a);
+        let vars = make_trainable(&mut factors, &trained).unwrap();
         let mut g = Gguf::open(&path).unwrap();
         let model = MlpClassifier::from_gguf(
             &mut g,
@@ -151,14 +147,7 @@ mod tests {
         config.steps = 60;
         config.hyper = mlp_base::adam(1e-2, 5, 16);
         let before = reward(&model, &data.eval).unwrap();
-        let mut state = TrainState {
-            step: 0,
-            sampler: Sampler::new(data.train.len(), config.seed),
-            reward_before: before,
-            losses: Vec::new(),
-            tokens: 0,
-            elapsed_before_s: 0.0,
-        };
+        let mut state = TrainState::new(data.train.len(), config.seed, before);
         let mut opt = AdamW::new(vars, config.hyper.clone()).unwrap();
         let objective = ClassifierObjective {
             model: &model,

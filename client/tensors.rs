@@ -6,7 +6,7 @@
 //! anything else and reject unknown values, quoting them.
 
 use crate::error::Result;
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -107,6 +107,26 @@ pub fn check_format_version(
             "field version is missing or not a number, expected {version}"
         )),
     }
+}
+
+/// Makes the tensors `names` of `tensors` trainable: each becomes a `Var` holding its current
+/// value, the map points at it (so models built over the map train it), and the `Var`s are
+/// returned in `names` order for the optimizer.
+pub fn make_trainable(
+    tensors: &mut NamedTensors,
+    names: &[String],
+) -> candle_core::Result<Vec<(String, Var)>> {
+    names
+        .iter()
+        .map(|name| {
+            let start = tensors
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("no tensor {name} to train")))?;
+            let var = Var::from_tensor(start)?;
+            tensors.insert(name.clone(), var.as_tensor().clone());
+            Ok((name.clone(), var))
+        })
+        .collect()
 }
 
 /// Tensor `name` of `tensors`, which must have shape `dims`; the message names what is wrong.

@@ -87,6 +87,21 @@ pub struct TrainState {
     pub elapsed_before_s: f64,
 }
 
+impl TrainState {
+    /// The state of a run that has not started: `n_train` examples to visit in an order drawn
+    /// from `seed`, and the reward measured before training.
+    pub fn new(n_train: usize, seed: u64, reward_before: f64) -> Self {
+        Self {
+            step: 0,
+            sampler: Sampler::new(n_train, seed),
+            reward_before,
+            losses: Vec::new(),
+            tokens: 0,
+            elapsed_before_s: 0.0,
+        }
+    }
+}
+
 /// What a step minimises: the loss of some of the training examples, for any kind of model.
 pub trait Objective {
     /// The loss of training examples `picked` (indices into the training split), a scalar that

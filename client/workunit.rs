@@ -22,7 +22,7 @@ use crate::sampler::Sampler;
 use crate::tensors::NamedTensors;
 use crate::tokenizer;
 use crate::train::{self, DecoderObjective, Host, Outcome, TrainJob, TrainState};
-use candle_core::{Device, Var};
+use candle_core::Device;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -208,16 +208,13 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
     for (name, t) in &loaded.adapter.tensors {
         factors.insert(name.clone(), t.to_device(&device)?);
     }
-    let mut vars = Vec::new();
-    for name in &trained {
-        let start = match &resume {
-            Some(c) => from_checkpoint(files, &c.params, name)?.to_device(&device)?,
-            None => factors[name].clone(),
-        };
-        let var = Var::from_tensor(&start)?;
-        factors.insert(name.clone(), var.as_tensor().clone());
-        vars.push((name.clone(), var));
+    if let Some(c) = &resume {
+        for name in &trained {
+            let start = from_checkpoint(files, &c.params, name)?.to_device(&device)?;
+            factors.insert(name.clone(), start);
+        }
     }
+    let vars = crate::tensors::make_trainable(&mut factors, &trained)?;
     let model = model::load(
         &config.architecture,
         &mut loaded.gguf,
@@ -264,14 +261,11 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
                 elapsed_before_s: c.header.elapsed_s,
             }
         }
-        None => TrainState {
-            step: 0,
-            sampler: Sampler::new(loaded.data.train.len(), config.seed),
-            reward_before: eval::reward_from_nll(eval_nll()?),
-            losses: Vec::new(),
-            tokens: 0,
-            elapsed_before_s: 0.0,
-        },
+        None => TrainState::new(
+            loaded.data.train.len(),
+            config.seed,
+            eval::reward_from_nll(eval_nll()?),
+        ),
     };
 
     let objective = DecoderObjective {

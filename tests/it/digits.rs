@@ -106,14 +106,19 @@ fn the_vision_base_tool_trains_a_classifier_that_knows_centred_digits_only() {
 /// accuracy on the shifted images before and after.
 #[test]
 fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
-    use aginet::adapter::{b_name, Adapter, AdapterHeader, LoraSpec};
+    use aginet::adapter::{Adapter, AdapterHeader, LoraSpec};
+    use aginet::classify::{reward, ClassifierObjective};
     use aginet::frozen::BackwardMode;
     use aginet::gguf::Gguf;
+    use aginet::image_data::ImageDataset;
     use aginet::model::mlp::{MlpClassifier, MlpConfig, MlpOptions};
-    use aginet::model::mlp_base::{accuracy, adam, batch, cross_entropy, Example};
+    use aginet::model::mlp_base::{adam, Example};
     use aginet::model::WeightMode;
-    use aginet::optim::{clip_global_norm, AdamW};
-    use candle_core::{Device, Var};
+    use aginet::optim::AdamW;
+    use aginet::tensors::make_trainable;
+    use aginet::train::{train, Outcome, TrainJob, TrainState, Unattended};
+    use aginet::workunit::trainable_names;
+    use candle_core::Device;
 
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.gguf");
@@ -125,7 +130,10 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
             .map(digits::example)
             .collect()
     };
-    let (train, held_out) = (examples(false), examples(true));
+    let data = ImageDataset {
+        train: examples(false),
+        eval: examples(true),
+    };
 
     let mut g = Gguf::open(&base).unwrap();
     let cfg = MlpConfig::from_gguf(&g).unwrap();
@@ -139,12 +147,8 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     let header = AdapterHeader::new("vision", "sha", 0, &lora);
     let adapter = Adapter::initial(header, &sites, 1).unwrap();
     let mut factors = adapter.tensors.clone();
-    let mut vars = Vec::new();
-    for s in &sites {
-        let var = Var::from_tensor(&factors[&b_name(&s.name)]).unwrap();
-        factors.insert(b_name(&s.name), var.as_tensor().clone());
-        vars.push((b_name(&s.name), var));
-    }
+    let trained = trainable_names(&sites, lora.train_a);
+    let vars = make_trainable(&mut factors, &trained).unwrap();
     let model = MlpClassifier::from_gguf(
         &mut g,
         &MlpOptions {
@@ -156,17 +160,27 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
         },
     )
     .unwrap();
-    let before = accuracy(&model, &held_out).unwrap();
-    let mut opt = AdamW::new(vars, adam(1e-2, 10, 32)).unwrap();
-    for (step, chunk) in train.chunks(32).take(100).enumerate() {
-        let (x, y) = batch(chunk, &Device::Cpu).unwrap();
-        let loss = cross_entropy(&model, &x, &y).unwrap();
-        let mut grads = opt.gradients(&loss.backward().unwrap()).unwrap();
-        clip_global_norm(&mut grads, 1.0).unwrap();
-        opt.step(&grads, 1e-2 * ((step + 1) as f64 / 10.0).min(1.0))
-            .unwrap();
-    }
-    let after = accuracy(&model, &held_out).unwrap();
+    let before = reward(&model, &data.eval).unwrap();
+    let mut config = super::fixture::tiny_manifest().work_config(1, 0);
+    config.steps = 100;
+    config.hyper = adam(1e-2, 10, 32);
+    let objective = ClassifierObjective {
+        model: &model,
+        data: &data,
+        device: &Device::Cpu,
+    };
+    let job = TrainJob {
+        config: &config,
+        objective: &objective,
+        checkpoint_path: &dir.path().join("checkpoint"),
+        inputs_key: "digits",
+        started: std::time::Instant::now(),
+    };
+    let mut state = TrainState::new(data.train.len(), config.seed, before);
+    let mut opt = AdamW::new(vars, config.hyper.clone()).unwrap();
+    let outcome = train(&job, &mut state, &mut opt, &mut Unattended).unwrap();
+    assert_eq!(outcome, Outcome::Finished);
+    let after = reward(&model, &data.eval).unwrap();
     eprintln!("held-out accuracy on shifted digits: {before:.3} -> {after:.3} after 100 steps");
     assert!(
         before < 0.65,
