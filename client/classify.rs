@@ -2,12 +2,17 @@
 //! images ([`ClassifierObjective`], the training loop's [`Objective`]) and the `accuracy`
 //! reward, the fraction of examples whose highest logit is their label.
 
+use crate::adapter::{Adapter, LoraSpec};
 use crate::error::Result;
+use crate::gguf::Gguf;
 use crate::image_data::ImageDataset;
-use crate::model::mlp::MlpClassifier;
+use crate::model::mlp::{MlpClassifier, MlpConfig, MlpOptions};
 use crate::model::mlp_base::{self, Example};
+use crate::model::WeightMode;
+use crate::tensors::make_trainable;
 use crate::train::Objective;
-use candle_core::{Device, Tensor};
+use crate::workunit::trainable_names;
+use candle_core::{Device, Tensor, Var};
 
 /// The reward kind of a classifier's work unit.
 pub const REWARD_KIND: &str = "accuracy";
@@ -30,6 +35,34 @@ impl Objective for ClassifierObjective<'_> {
     }
 }
 
+/// The classifier of base `g` (of dimensions `cfg`) carrying `adapter` under `lora`, with the
+/// factors a run trains (every B, and every A when `train_a`) made `Var`s: the model and the
+/// optimizer's parameters.
+pub fn adapted(
+    g: &mut Gguf,
+    cfg: &MlpConfig,
+    lora: &LoraSpec,
+    adapter: &Adapter,
+    weights: WeightMode,
+) -> Result<(MlpClassifier, Vec<(String, Var)>)> {
+    let sites = cfg
+        .sites(&lora.targets)
+        .map_err(|m| crate::Error::model(g.path(), m))?;
+    let mut factors = adapter.tensors.clone();
+    let vars = make_trainable(&mut factors, &trainable_names(&sites, lora.train_a))?;
+    let model = MlpClassifier::from_gguf(
+        g,
+        &MlpOptions {
+            expected: cfg,
+            weights,
+            lora,
+            factors: &factors,
+            device: &Device::Cpu,
+        },
+    )?;
+    Ok((model, vars))
+}
+
 /// The `accuracy` reward of the classifier on `examples`.
 pub fn reward(model: &MlpClassifier, examples: &[Example]) -> Result<f64> {
     mlp_base::accuracy(model, examples)
@@ -38,17 +71,13 @@ pub fn reward(model: &MlpClassifier, examples: &[Example]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::{Adapter, AdapterHeader, LoraSpec};
+    use crate::adapter::AdapterHeader;
     use crate::frozen::BackwardMode;
-    use crate::gguf::Gguf;
-    use crate::model::mlp::{gguf_bytes, MlpConfig, MlpOptions};
+    use crate::model::mlp::gguf_bytes;
     use crate::model::mlp_base::{train as train_base, BaseTraining};
-    use crate::model::WeightMode;
     use crate::optim::AdamW;
     use crate::task::digits::{example, pair, shifted, Digit, Shift};
-    use crate::tensors::make_trainable;
     use crate::train::{train, Outcome, TrainJob, TrainState, Unattended};
-    use crate::workunit::trainable_names;
     use candle_core::quantized::GgmlDType;
     use rand::{Rng, SeedableRng};
 
@@ -123,21 +152,9 @@ mod tests {
         let sites = cfg.sites(&lora.targets).unwrap();
         let adapter =
             Adapter::initial(AdapterHeader::new("vision", "sha", 0, &lora), &sites, 1).unwrap();
-        let mut factors = adapter.tensors.clone();
-        let trained = trainable_names(&sites, lora.train_a);
-        let vars = make_trainable(&mut factors, &trained).unwrap();
         let mut g = Gguf::open(&path).unwrap();
-        let model = MlpClassifier::from_gguf(
-            &mut g,
-            &MlpOptions {
-                expected: &cfg,
-                weights: WeightMode::Quantized(BackwardMode::Dequantize),
-                lora: &lora,
-                factors: &factors,
-                device: &Device::Cpu,
-            },
-        )
-        .unwrap();
+        let mode = WeightMode::Quantized(BackwardMode::Dequantize);
+        let (model, vars) = adapted(&mut g, &cfg, &lora, &adapter, mode).unwrap();
         let manifest = crate::manifest::Manifest::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
             "tiny",

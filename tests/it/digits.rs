@@ -107,17 +107,15 @@ fn the_vision_base_tool_trains_a_classifier_that_knows_centred_digits_only() {
 #[test]
 fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     use aginet::adapter::{Adapter, AdapterHeader, LoraSpec};
-    use aginet::classify::{reward, ClassifierObjective};
+    use aginet::classify::{adapted, reward, ClassifierObjective};
     use aginet::frozen::BackwardMode;
     use aginet::gguf::Gguf;
     use aginet::image_data::ImageDataset;
-    use aginet::model::mlp::{MlpClassifier, MlpConfig, MlpOptions};
+    use aginet::model::mlp::MlpConfig;
     use aginet::model::mlp_base::{adam, Example};
     use aginet::model::WeightMode;
     use aginet::optim::AdamW;
-    use aginet::tensors::make_trainable;
     use aginet::train::{train, Outcome, TrainJob, TrainState, Unattended};
-    use aginet::workunit::trainable_names;
     use candle_core::Device;
 
     let dir = tempfile::tempdir().unwrap();
@@ -146,20 +144,8 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     let sites = cfg.sites(&lora.targets).unwrap();
     let header = AdapterHeader::new("vision", "sha", 0, &lora);
     let adapter = Adapter::initial(header, &sites, 1).unwrap();
-    let mut factors = adapter.tensors.clone();
-    let trained = trainable_names(&sites, lora.train_a);
-    let vars = make_trainable(&mut factors, &trained).unwrap();
-    let model = MlpClassifier::from_gguf(
-        &mut g,
-        &MlpOptions {
-            expected: &cfg,
-            weights: WeightMode::Quantized(BackwardMode::Dequantize),
-            lora: &lora,
-            factors: &factors,
-            device: &Device::Cpu,
-        },
-    )
-    .unwrap();
+    let mode = WeightMode::Quantized(BackwardMode::Dequantize);
+    let (model, vars) = adapted(&mut g, &cfg, &lora, &adapter, mode).unwrap();
     let before = reward(&model, &data.eval).unwrap();
     let mut config = super::fixture::tiny_manifest().work_config(1, 0);
     config.steps = 100;
