@@ -146,7 +146,6 @@ fn run(
     let app_status = shm.channel(Slot::AppStatus);
     let mut tick: u64 = 0;
     let mut last_heartbeat: u64 = 0;
-    let mut told_gone = false;
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
         tick += 1;
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,11 +161,10 @@ fn run(
         if tick % TICKS_PER_SECOND != 0 {
             continue;
         }
-        if !told_gone {
+        if !st.status.no_heartbeat {
             if let Some(why) = client_gone(&link, tick, last_heartbeat) {
                 super::log(&format!("{why} - exiting"));
                 st.status.no_heartbeat = true;
-                told_gone = true;
             }
         }
         if !st.status.suspended {
