@@ -166,6 +166,18 @@ pub fn split(images: &[Digit], held_out: bool, shifts: &[Shift]) -> Vec<Digit> {
         .collect()
 }
 
+/// [`split`]'s images as the classifier's examples.
+pub fn examples(
+    images: &[Digit],
+    held_out: bool,
+    shifts: &[Shift],
+) -> Vec<crate::model::mlp_base::Example> {
+    split(images, held_out, shifts)
+        .iter()
+        .map(example)
+        .collect()
+}
+
 /// The prompt/completion pair of one image: eight lines of eight letters, then the digit.
 pub fn pair(digit: &Digit) -> Pair {
     let mut prompt = String::with_capacity(SIDE * (SIDE + 1));

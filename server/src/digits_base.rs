@@ -6,7 +6,7 @@
 use aginet::files::{sha256_hex, write_atomic};
 use aginet::gguf::Gguf;
 use aginet::model::mlp::{self, MlpClassifier, MlpConfig, MlpOptions};
-use aginet::model::mlp_base::{self, BaseTraining, Example};
+use aginet::model::mlp_base::{self, BaseTraining};
 use aginet::model::WeightMode;
 use aginet::task::digits::{self, Shift, TASK_SHIFTS};
 use anyhow::{Context, Result};
@@ -24,20 +24,13 @@ pub fn config() -> MlpConfig {
     }
 }
 
-fn examples(images: &[digits::Digit], held_out: bool, shifts: &[Shift]) -> Vec<Example> {
-    digits::split(images, held_out, shifts)
-        .iter()
-        .map(digits::example)
-        .collect()
-}
-
 /// Trains the base for `epochs` from `seed` on the digits in `csv`, writes it to `out` and
 /// returns its sha256; reports the held-out accuracy (centred and shifted) as it goes.
 pub fn make(csv: &Path, out: &Path, seed: u64, epochs: usize) -> Result<String> {
     let images = digits::read_csv(csv)?;
-    let train = examples(&images, false, &[Shift::None]);
-    let centred = examples(&images, true, &[Shift::None]);
-    let shifted = examples(&images, true, &TASK_SHIFTS);
+    let train = digits::examples(&images, false, &[Shift::None]);
+    let centred = digits::examples(&images, true, &[Shift::None]);
+    let shifted = digits::examples(&images, true, &TASK_SHIFTS);
     let cfg = config();
     let how = BaseTraining {
         epochs,

@@ -256,7 +256,6 @@ fn run_standalone(app: &AppBuild, steps: u32) -> StandaloneRun {
     let wd = WorkDir::tiny(steps);
     let out = std::process::Command::new(&app.path)
         .current_dir(wd.dir.path())
-        .env("LD_LIBRARY_PATH", "/usr/lib/x86_64-linux-gnu")
         .output()
         .expect("the app runs");
     let stderr = String::from_utf8_lossy(&wd.read("stderr.txt")).into_owned();

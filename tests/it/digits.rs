@@ -112,7 +112,7 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     use aginet::gguf::Gguf;
     use aginet::image_data::ImageDataset;
     use aginet::model::mlp::MlpConfig;
-    use aginet::model::mlp_base::{adam, Example};
+    use aginet::model::mlp_base::adam;
     use aginet::model::WeightMode;
     use aginet::optim::AdamW;
     use aginet::train::{train, Outcome, TrainJob, TrainState, Unattended};
@@ -122,15 +122,9 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     let base = dir.path().join("base.gguf");
     digits_base(&base, 10);
     let images = digits::read_csv(&super::fixture::models_dir().join("digits/digits.csv")).unwrap();
-    let examples = |held_out: bool| -> Vec<Example> {
-        digits::split(&images, held_out, &TASK_SHIFTS)
-            .iter()
-            .map(digits::example)
-            .collect()
-    };
     let data = ImageDataset {
-        train: examples(false),
-        eval: examples(true),
+        train: digits::examples(&images, false, &TASK_SHIFTS),
+        eval: digits::examples(&images, true, &TASK_SHIFTS),
     };
 
     let mut g = Gguf::open(&base).unwrap();
