@@ -166,3 +166,42 @@ pub fn check_shapes(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeros(dims: &[usize]) -> Tensor {
+        Tensor::zeros(dims, candle_core::DType::F32, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn shaped_names_a_missing_tensor_or_a_wrong_shape() {
+        let mut t = NamedTensors::new();
+        t.insert("w".into(), zeros(&[2, 3]));
+        assert_eq!(shaped(&t, "w", &[2, 3]).unwrap().dims(), &[2, 3]);
+        assert_eq!(shaped(&t, "v", &[2, 3]).unwrap_err(), "no tensor v");
+        assert_eq!(
+            shaped(&t, "w", &[3, 2]).unwrap_err(),
+            "w is [2, 3], expected [3, 2]"
+        );
+    }
+
+    #[test]
+    fn make_trainable_swaps_in_vars_that_hold_the_values_and_names_a_missing_one() {
+        let mut t = NamedTensors::new();
+        t.insert("a".into(), zeros(&[2]));
+        t.insert("b".into(), Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap());
+        let vars = make_trainable(&mut t, &["b".to_string()]).unwrap();
+        assert_eq!(vars.len(), 1);
+        assert_eq!(vars[0].0, "b");
+        vars[0].1.set(&zeros(&[2])).unwrap();
+        assert_eq!(
+            t["b"].to_vec1::<f32>().unwrap(),
+            [0.0, 0.0],
+            "the map sees the Var"
+        );
+        let e = make_trainable(&mut t, &["c".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("no tensor c to train"), "{e}");
+    }
+}
