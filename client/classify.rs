@@ -63,9 +63,9 @@ pub fn adapted(
     Ok((model, vars))
 }
 
-/// The `accuracy` reward of the classifier on `examples`.
-pub fn reward(model: &MlpClassifier, examples: &[Example]) -> Result<f64> {
-    mlp_base::accuracy(model, examples)
+/// The `accuracy` reward of the classifier on `examples`, computed on `device`.
+pub fn reward(model: &MlpClassifier, examples: &[Example], device: &Device) -> Result<f64> {
+    mlp_base::accuracy(model, examples, device)
 }
 
 #[cfg(test)]
@@ -163,7 +163,7 @@ mod tests {
         let mut config = manifest.work_config(3, 0);
         config.steps = 60;
         config.hyper = mlp_base::adam(1e-2, 5, 16);
-        let before = reward(&model, &data.eval).unwrap();
+        let before = reward(&model, &data.eval, &Device::Cpu).unwrap();
         let mut state = TrainState::new(data.train.len(), config.seed, before);
         let mut opt = AdamW::new(vars, config.hyper.clone()).unwrap();
         let objective = ClassifierObjective {
@@ -181,7 +181,7 @@ mod tests {
         let outcome = train(&job, &mut state, &mut opt, &mut Unattended).unwrap();
         assert_eq!(outcome, Outcome::Finished);
         assert_eq!(state.tokens, 60 * 16, "a classifier counts examples");
-        let after = reward(&model, &data.eval).unwrap();
+        let after = reward(&model, &data.eval, &Device::Cpu).unwrap();
         let (first, last) = (
             state.losses[..10].iter().sum::<f32>(),
             state.losses[50..].iter().sum::<f32>(),

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::frozen::BackwardMode;
 use crate::model::gemma3::Gemma3Dims;
 use crate::model::llama::LlamaConfig;
+use crate::model::mlp::MlpConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -82,6 +83,8 @@ pub enum Architecture {
     Llama(LlamaConfig),
     /// Gemma 3's text decoder.
     Gemma3(Gemma3Dims),
+    /// The vision skill's image classifier.
+    Mlp(MlpConfig),
 }
 
 impl Architecture {
@@ -90,15 +93,22 @@ impl Architecture {
         match self {
             Self::Llama(a) => a.sites(targets),
             Self::Gemma3(a) => a.sites(targets),
+            Self::Mlp(a) => a.sites(targets),
         }
     }
 
-    /// Vocabulary size.
+    /// Width of the output: the vocabulary of a decoder, the classes of a classifier.
     pub fn n_vocab(&self) -> usize {
         match self {
             Self::Llama(a) => a.n_vocab,
             Self::Gemma3(a) => a.n_vocab,
+            Self::Mlp(a) => a.n_class,
         }
+    }
+
+    /// Whether the network is a decoder of token sequences (else a classifier of images).
+    pub fn is_decoder(&self) -> bool {
+        !matches!(self, Self::Mlp(_))
     }
 }
 

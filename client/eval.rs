@@ -8,6 +8,9 @@ use crate::data::{Batch, Sequence};
 use crate::model::Decoder;
 use candle_core::{DType, Device, Tensor, D};
 
+/// The reward kind of a decoder's work unit.
+pub const REWARD_KIND: &str = "token_likelihood";
+
 /// Mean NLL over the batch's counted positions, as a scalar tensor that backpropagates.
 pub fn batch_loss(model: &dyn Decoder, batch: &Batch) -> candle_core::Result<Tensor> {
     let (sum, _) = batch_nll_sum(model, batch, true)?;

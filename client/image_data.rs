@@ -26,15 +26,19 @@ impl ImageDataset {
         Self::parse(&bytes).map_err(|m| Error::data(path, m))
     }
 
+    /// Every example of a data file whatever its split (the server's held-out sets).
+    pub fn read_all(path: &Path) -> Result<Vec<Example>> {
+        let bytes = read_maybe_compressed(path)?;
+        let lines = parse_lines(&bytes).map_err(|m| Error::data(path, m))?;
+        Ok(lines.into_iter().map(|(example, _)| example).collect())
+    }
+
     /// Parses JSONL bytes; the error is a message for the caller to attach a path to.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
         let mut train = Vec::new();
         let mut eval = Vec::new();
-        for (line, ex) in parse_examples(bytes)? {
-            let digit = digits::from_pair(&ex.prompt, &ex.completion)
-                .map_err(|m| format!("line {line}: {m}"))?;
-            let example = digits::example(&digit);
-            match ex.split {
+        for (example, split) in parse_lines(bytes)? {
+            match split {
                 Some(Split::Eval) => eval.push(example),
                 _ => train.push(example),
             }
@@ -48,6 +52,18 @@ impl ImageDataset {
         }
         Ok(Self { train, eval })
     }
+}
+
+/// The images of JSONL bytes with their split markers.
+fn parse_lines(bytes: &[u8]) -> std::result::Result<Vec<(Example, Option<Split>)>, String> {
+    parse_examples(bytes)?
+        .into_iter()
+        .map(|(line, ex)| {
+            let digit = digits::from_pair(&ex.prompt, &ex.completion)
+                .map_err(|m| format!("line {line}: {m}"))?;
+            Ok((digits::example(&digit), ex.split))
+        })
+        .collect()
 }
 
 #[cfg(test)]

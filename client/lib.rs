@@ -22,6 +22,7 @@ pub mod frozen;
 pub mod gguf;
 pub mod head_loss;
 pub mod image_data;
+pub mod learner;
 pub mod lora;
 pub mod manifest;
 pub mod model;

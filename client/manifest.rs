@@ -69,6 +69,14 @@ pub struct TaskSpec {
     /// Examples in the server's held-out set (disjoint from the pool).
     #[serde(default = "default_held_out")]
     pub held_out: usize,
+    /// Training examples per work unit, when this skill needs another number than the
+    /// project's `[work] shard_size` (an 8×8 image is far cheaper than a sentence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_size: Option<usize>,
+    /// Eval examples per work unit, when this skill needs another number than the project's
+    /// `[work] eval_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_size: Option<usize>,
 }
 
 fn default_pool() -> usize {
@@ -112,7 +120,41 @@ impl Manifest {
         let json = serde_json::to_value(&value).map_err(|e| Error::config(path, e.to_string()))?;
         crate::tensors::check_format_version(&json, MANIFEST_FORMAT, MANIFEST_VERSION)
             .map_err(|m| Error::config(path, m))?;
-        toml::from_str(&text).map_err(|e| Error::config(path, e.to_string()))
+        let manifest: Self =
+            toml::from_str(&text).map_err(|e| Error::config(path, e.to_string()))?;
+        manifest.check().map_err(|m| Error::config(path, m))?;
+        Ok(manifest)
+    }
+
+    /// Checks that the task's data, loss and reward are the ones the architecture computes.
+    fn check(&self) -> std::result::Result<(), String> {
+        let (loss, reward) = if self.architecture.is_decoder() {
+            ("completion_nll", crate::eval::REWARD_KIND)
+        } else {
+            ("cross_entropy", crate::classify::REWARD_KIND)
+        };
+        let wanted = [
+            (
+                "task.data",
+                self.task.data.as_str(),
+                "prompt_completion_jsonl",
+            ),
+            ("task.loss", self.task.loss.as_str(), loss),
+            ("reward.kind", self.reward.kind.as_str(), reward),
+        ];
+        for (field, got, want) in wanted {
+            if got != want {
+                return Err(format!(
+                    "field {field} is {got:?}; a {} base computes {want:?}",
+                    if self.architecture.is_decoder() {
+                        "decoder"
+                    } else {
+                        "classifier"
+                    }
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The manifest of `skill` under `models_dir`.
@@ -141,6 +183,50 @@ impl Manifest {
             hyper: self.defaults.hyper.clone(),
             backward: self.defaults.backward,
             threads: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+    }
+
+    #[test]
+    fn every_shipped_manifest_reads() {
+        for skill in ["tiny", "language", "vision"] {
+            let m = Manifest::load(&models(), skill).unwrap();
+            assert_eq!(m.name, skill);
+        }
+    }
+
+    #[test]
+    fn a_loss_or_reward_the_architecture_does_not_compute_is_refused() {
+        let text = std::fs::read_to_string(Manifest::path(&models(), "vision")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.toml");
+        for (from, to, field) in [
+            (
+                "loss = \"cross_entropy\"",
+                "loss = \"completion_nll\"",
+                "task.loss",
+            ),
+            (
+                "kind = \"accuracy\"",
+                "kind = \"token_likelihood\"",
+                "reward.kind",
+            ),
+        ] {
+            assert!(text.contains(from));
+            std::fs::write(&path, text.replace(from, to)).unwrap();
+            let e = Manifest::read(&path).unwrap_err().to_string();
+            assert!(
+                e.contains("manifest.toml") && e.contains(field) && e.contains("classifier"),
+                "{e}"
+            );
         }
     }
 }

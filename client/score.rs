@@ -3,11 +3,13 @@
 //! report the new global adapter's reward.
 
 use crate::adapter::{Adapter, LoraSpec};
+use crate::classify;
 use crate::config::Architecture;
 use crate::data;
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::gguf::Gguf;
+use crate::image_data::ImageDataset;
 use crate::model::WeightMode;
 use crate::model::{self, ModelOptions};
 use crate::tensors::NamedTensors;
@@ -42,7 +44,8 @@ pub fn apply_delta(adapter: &Adapter, delta: &NamedTensors) -> Result<NamedTenso
     Ok(out)
 }
 
-/// The reward (`token_likelihood`) of the base with `factors` on every example of `data`.
+/// The reward of the base with `factors` on every example of `data`: `token_likelihood` for a
+/// decoder, `accuracy` for a classifier.
 pub fn reward(base: &Path, skill: &Skill<'_>, factors: &NamedTensors, data: &Path) -> Result<f64> {
     Ok(rewards(base, skill, factors, &[data])?[0])
 }
@@ -56,7 +59,6 @@ pub fn rewards(
 ) -> Result<Vec<f64>> {
     let device = Device::Cpu;
     let mut gguf = Gguf::open(base)?;
-    let tok = tokenizer::from_gguf(&gguf)?;
     let opts = ModelOptions {
         weights: WeightMode::Quantized(crate::frozen::BackwardMode::Dequantize),
         lora: skill.lora,
@@ -64,6 +66,14 @@ pub fn rewards(
         max_seq_len: skill.max_seq_len,
         device: &device,
     };
+    if let Architecture::Mlp(expected) = skill.architecture {
+        let model = crate::learner::classifier(&mut gguf, expected, &opts)?;
+        return datasets
+            .iter()
+            .map(|data| classify::reward(&model, &ImageDataset::read_all(data)?, &device))
+            .collect();
+    }
+    let tok = tokenizer::from_gguf(&gguf)?;
     let model = model::load(skill.architecture, &mut gguf, &opts)?;
     datasets
         .iter()
@@ -101,4 +111,32 @@ pub fn logits(
     let model = model::load(skill.architecture, &mut gguf, &opts)?;
     let ids = candle_core::Tensor::new(tokens, &device)?.unsqueeze(0)?;
     Ok(model.forward(&ids)?.squeeze(0)?.to_vec2::<f32>()?)
+}
+
+/// The class logits of the classifier base with `factors` on one image's `input` (its pixels,
+/// scaled as [`crate::task::digits::example`] scales them): what an exported adapter must
+/// reproduce in another framework.
+pub fn class_logits(
+    base: &Path,
+    skill: &Skill<'_>,
+    factors: &NamedTensors,
+    input: &[f32],
+) -> Result<Vec<f32>> {
+    let Architecture::Mlp(expected) = skill.architecture else {
+        return Err(Error::model(base, "not an image classifier"));
+    };
+    let device = Device::Cpu;
+    let mut gguf = Gguf::open(base)?;
+    // Dequantized weights, exact f32 products: a single row would otherwise go through the
+    // quantized kernel, which rounds the activations to 8 bits, and no other framework does.
+    let opts = ModelOptions {
+        weights: WeightMode::DenseF32,
+        lora: skill.lora,
+        factors,
+        max_seq_len: skill.max_seq_len,
+        device: &device,
+    };
+    let model = crate::learner::classifier(&mut gguf, expected, &opts)?;
+    let x = candle_core::Tensor::new(input, &device)?.unsqueeze(0)?;
+    Ok(model.forward(&x)?.squeeze(0)?.to_vec1::<f32>()?)
 }

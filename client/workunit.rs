@@ -8,26 +8,21 @@
 use crate::adapter::{factor_shapes, Adapter, AdapterHeader, Site};
 use crate::checkpoint::Checkpoint;
 use crate::config::WorkConfig;
-use crate::data::Dataset;
 use crate::delta::{Delta, DeltaHeader, DELTA_FORMAT, DELTA_VERSION};
 use crate::error::{Error, Result};
-use crate::eval;
 use crate::files;
 use crate::gguf::Gguf;
+use crate::learner::Learner;
+use crate::model::ModelOptions;
 use crate::model::WeightMode;
-use crate::model::{self, ModelOptions};
 use crate::optim::AdamW;
 use crate::report::{Report, REPORT_FORMAT, REPORT_VERSION};
 use crate::sampler::Sampler;
 use crate::tensors::NamedTensors;
-use crate::tokenizer;
-use crate::train::{self, DecoderObjective, Host, Outcome, TrainJob, TrainState};
+use crate::train::{self, Host, Outcome, TrainJob, TrainState};
 use candle_core::Device;
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// The reward kind this build computes.
-pub const REWARD_KIND: &str = "token_likelihood";
 
 /// Where a work unit's files are, by logical name, once resolved.
 #[derive(Clone, Debug)]
@@ -79,13 +74,11 @@ pub enum RunOutcome {
     },
 }
 
-/// Everything loaded for a run, before training.
+/// Everything loaded for a run before the network is built.
 struct Loaded {
     config: WorkConfig,
     adapter: Adapter,
     sites: Vec<Site>,
-    data: Dataset,
-    pad: u32,
     gguf: Gguf,
     inputs_key: String,
 }
@@ -104,7 +97,6 @@ fn load(files: &WorkFiles) -> Result<Loaded> {
         ));
     }
     let gguf = Gguf::open(&files.model)?;
-    let tok = tokenizer::from_gguf(&gguf)?;
     let sites = config
         .architecture
         .sites(&config.lora.targets)
@@ -146,7 +138,6 @@ fn load(files: &WorkFiles) -> Result<Loaded> {
         ));
     };
 
-    let data = Dataset::read(&files.data, tok.as_ref(), config.hyper.max_seq_len)?;
     let inputs_key = files::sha256_hex(
         format!(
             "{}\n{}\n{}\n{}\n{}",
@@ -162,8 +153,6 @@ fn load(files: &WorkFiles) -> Result<Loaded> {
         config,
         adapter,
         sites,
-        data,
-        pad: tok.pad(),
         gguf,
         inputs_key,
     })
@@ -215,9 +204,10 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         }
     }
     let vars = crate::tensors::make_trainable(&mut factors, &trained)?;
-    let model = model::load(
+    let learner = Learner::load(
         &config.architecture,
         &mut loaded.gguf,
+        &files.data,
         &ModelOptions {
             weights: WeightMode::Quantized(config.backward),
             lora: &config.lora,
@@ -227,15 +217,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         },
     )?;
     let mut opt = AdamW::new(vars, config.hyper.clone())?;
-    let eval_nll = || {
-        eval::mean_nll(
-            model.as_ref(),
-            &loaded.data.eval,
-            config.hyper.batch_size,
-            loaded.pad,
-            &device,
-        )
-    };
+    let eval_reward = || learner.eval_reward(config.hyper.batch_size, &device);
 
     let mut state = match resume {
         Some(c) => {
@@ -246,7 +228,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
             };
             let (m, v) = (moments(&c.m)?, moments(&c.v)?);
             opt.restore(m, v, c.header.step as u64);
-            let sampler = Sampler::restore(&c.header.sampler, loaded.data.train.len())
+            let sampler = Sampler::restore(&c.header.sampler, learner.n_train())
                 .map_err(|m| Error::format(&files.checkpoint, m))?;
             host.log(&format!(
                 "resuming from checkpoint at step {}",
@@ -261,22 +243,13 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
                 elapsed_before_s: c.header.elapsed_s,
             }
         }
-        None => TrainState::new(
-            loaded.data.train.len(),
-            config.seed,
-            eval::reward_from_nll(eval_nll()?),
-        ),
+        None => TrainState::new(learner.n_train(), config.seed, eval_reward()?),
     };
 
-    let objective = DecoderObjective {
-        model: model.as_ref(),
-        data: &loaded.data,
-        pad: loaded.pad,
-        device: &device,
-    };
+    let objective = learner.objective(&device);
     let job = TrainJob {
         config: &config,
-        objective: &objective,
+        objective: objective.as_ref(),
         checkpoint_path: &files.checkpoint,
         inputs_key: &loaded.inputs_key,
         started,
@@ -294,7 +267,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         let applied = (&loaded.adapter.tensors[name] + &delta.tensors[name])?;
         var.set(&applied.to_device(&device)?)?;
     }
-    let reward_after = eval::reward_from_nll(eval_nll()?);
+    let reward_after = eval_reward()?;
     let delta_bytes = delta.to_bytes()?;
     files::write_atomic(&files.delta, &delta_bytes)?;
     let report = Report {
@@ -305,7 +278,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         base_sha256: config.base_sha256.clone(),
         adapter_version: config.adapter_version,
         seed: config.seed,
-        reward_kind: REWARD_KIND.into(),
+        reward_kind: learner.reward_kind().into(),
         reward_before: state.reward_before,
         reward_after,
         loss_curve: state.losses,

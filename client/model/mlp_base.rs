@@ -88,11 +88,11 @@ pub fn cross_entropy(model: &MlpClassifier, x: &Tensor, y: &Tensor) -> Result<Te
 }
 
 /// Fraction of `examples` whose highest logit is their label.
-pub fn accuracy(model: &MlpClassifier, examples: &[Example]) -> Result<f64> {
+pub fn accuracy(model: &MlpClassifier, examples: &[Example], device: &Device) -> Result<f64> {
     if examples.is_empty() {
         return Ok(0.0);
     }
-    let (x, y) = batch(examples, &Device::Cpu)?;
+    let (x, y) = batch(examples, device)?;
     let right = model
         .forward(&x)?
         .argmax(D::Minus1)?
@@ -198,13 +198,13 @@ mod tests {
         let mut first_epoch = None;
         let w = train(&cfg, &train_set, &how, |epoch, m| {
             if epoch == 0 {
-                first_epoch = Some(accuracy(m, &test_set)?);
+                first_epoch = Some(accuracy(m, &test_set, &Device::Cpu)?);
             }
             Ok(())
         })
         .unwrap();
         let trained = MlpClassifier::from_dense(&cfg, &w).unwrap();
-        let acc = accuracy(&trained, &test_set).unwrap();
+        let acc = accuracy(&trained, &test_set, &Device::Cpu).unwrap();
         assert!(
             acc > 0.95,
             "accuracy {acc} (after one epoch {first_epoch:?})"

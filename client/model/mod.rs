@@ -107,5 +107,11 @@ pub fn load(
                 device: opts.device,
             },
         )?),
+        Architecture::Mlp(_) => {
+            return Err(crate::Error::model(
+                g.path(),
+                "its architecture is an image classifier, not a decoder",
+            ))
+        }
     })
 }

@@ -42,8 +42,8 @@ pub fn make(csv: &Path, out: &Path, seed: u64, epochs: usize) -> Result<String> 
             eprintln!(
                 "epoch {}: held-out accuracy {:.3} centred, {:.3} shifted",
                 epoch + 1,
-                mlp_base::accuracy(model, &centred)?,
-                mlp_base::accuracy(model, &shifted)?
+                mlp_base::accuracy(model, &centred, &Device::Cpu)?,
+                mlp_base::accuracy(model, &shifted, &Device::Cpu)?
             );
         }
         Ok(())
@@ -67,8 +67,8 @@ pub fn make(csv: &Path, out: &Path, seed: u64, epochs: usize) -> Result<String> 
     eprintln!(
         "{} (Q8_0): held-out accuracy {:.3} centred, {:.3} shifted",
         out.display(),
-        mlp_base::accuracy(&model, &centred)?,
-        mlp_base::accuracy(&model, &shifted)?
+        mlp_base::accuracy(&model, &centred, &Device::Cpu)?,
+        mlp_base::accuracy(&model, &shifted, &Device::Cpu)?
     );
     Ok(sha256_hex(&bytes))
 }

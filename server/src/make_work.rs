@@ -28,13 +28,13 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
         std::fs::read_to_string(&pool_path).with_context(|| format!("{}", pool_path.display()))?;
     let lines: Vec<&str> = pool.lines().filter(|l| !l.trim().is_empty()).collect();
     let work = &project.settings.work;
-    if lines.len() < work.shard_size + work.eval_size {
+    let shard_size = manifest.task.shard_size.unwrap_or(work.shard_size);
+    let eval_size = manifest.task.eval_size.unwrap_or(work.eval_size);
+    if lines.len() < shard_size + eval_size {
         bail!(
-            "{}: {} examples, fewer than a shard needs ({} + {})",
+            "{}: {} examples, fewer than a shard needs ({shard_size} + {eval_size})",
             pool_path.display(),
             lines.len(),
-            work.shard_size,
-            work.eval_size
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
@@ -62,7 +62,7 @@ pub fn make_work(project: &Project, skill: &str, count: u64, out: &Path) -> Resu
             link_or_copy(&published, &tmp.join("adapter"))?;
         }
         let seed = shard_draw_seed(work.shard_seed, n);
-        let (data, eval) = shard(&lines, seed, work.shard_size, work.eval_size)?;
+        let (data, eval) = shard(&lines, seed, shard_size, eval_size)?;
         // The server's copy of the eval split, on which the validator checks the claimed reward.
         let record = project.workunit_eval(n);
         std::fs::create_dir_all(record.parent().expect("a parent folder"))

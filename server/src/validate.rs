@@ -106,6 +106,13 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
         reject!("unknown skill {:?}", h.skill);
     }
     let manifest = project.manifest(&h.skill)?;
+    if report.reward_kind != manifest.reward.kind {
+        reject!(
+            "the report's reward kind {:?} is not the skill's {:?}",
+            report.reward_kind,
+            manifest.reward.kind
+        );
+    }
     if h.base_sha256 != manifest.base.sha256 {
         reject!(
             "base sha256 {} is not the skill's {}",

@@ -140,7 +140,7 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     let adapter = Adapter::initial(header, &sites, 1).unwrap();
     let mode = WeightMode::Quantized(BackwardMode::Dequantize);
     let (model, vars) = adapted(&mut g, &cfg, &lora, &adapter, mode).unwrap();
-    let before = reward(&model, &data.eval).unwrap();
+    let before = reward(&model, &data.eval, &Device::Cpu).unwrap();
     let mut config = super::fixture::tiny_manifest().work_config(1, 0);
     config.steps = 100;
     config.hyper = adam(1e-2, 10, 32);
@@ -160,7 +160,7 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     let mut opt = AdamW::new(vars, config.hyper.clone()).unwrap();
     let outcome = train(&job, &mut state, &mut opt, &mut Unattended).unwrap();
     assert_eq!(outcome, Outcome::Finished);
-    let after = reward(&model, &data.eval).unwrap();
+    let after = reward(&model, &data.eval, &Device::Cpu).unwrap();
     eprintln!("held-out accuracy on shifted digits: {before:.3} -> {after:.3} after 100 steps");
     assert!(
         before < 0.65,

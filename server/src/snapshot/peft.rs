@@ -3,6 +3,11 @@
 //! (`base_model.model.model.layers.<i>.self_attn.q_proj.lora_A.weight`, …), so `PeftModel`
 //! loads it onto the base as transformers reads the GGUF.
 //!
+//! The vision classifier has no Hugging Face class; its modules are named as its GGUF tensors
+//! (`blk.<i>.ffn`, `output`, each a `torch.nn.Linear`), so the export is PEFT's format for a
+//! PyTorch module tree of those names (`base_model.model.blk.0.ffn.lora_A.weight`, task type
+//! none). `docs/formats.md#snapshot` describes that tree.
+//!
 //! GGUF stores the query and key rows of each head interleaved for rotary embedding
 //! (llama.cpp permutes them when converting); transformers undoes that permutation when it
 //! loads a GGUF, so the B factors of `attn_q` and `attn_k`, whose rows are those outputs, are
@@ -15,14 +20,26 @@
 
 use aginet::adapter::{a_name, b_name, Adapter, LoraSpec, Site};
 use aginet::config::Architecture;
+use aginet::model::mlp;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// PEFT's module path and short name for a GGUF site (`blk.3.attn_q` → `model.layers.3.self_attn.q_proj`).
-fn module(site: &str) -> Result<(String, &'static str)> {
+/// PEFT's module path and short name for a GGUF site of a decoder
+/// (`blk.3.attn_q` → `model.layers.3.self_attn.q_proj`) or of the classifier (`blk.3.ffn` as it is).
+fn module(site: &str, architecture: &Architecture) -> Result<(String, &'static str)> {
+    if let Architecture::Mlp(_) = architecture {
+        let name = if site == mlp::HEAD_TARGET {
+            mlp::HEAD_TARGET
+        } else if site.ends_with(&format!(".{}", mlp::LAYER_TARGET)) {
+            mlp::LAYER_TARGET
+        } else {
+            bail!("site {site:?} has no PEFT name");
+        };
+        return Ok((site.to_string(), name));
+    }
     if site == "output" {
         return Ok(("lm_head".into(), "lm_head"));
     }
@@ -63,7 +80,7 @@ fn unpermute_rows(values: &[f32], rows: usize, cols: usize, head_dim: usize) -> 
 fn interleaved_head_dim(architecture: &Architecture) -> Option<usize> {
     match architecture {
         Architecture::Llama(dims) => Some(dims.head_dim()),
-        Architecture::Gemma3(_) => None,
+        Architecture::Gemma3(_) | Architecture::Mlp(_) => None,
     }
 }
 
@@ -80,7 +97,7 @@ pub fn export(
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut modules = Vec::new();
     for site in sites {
-        let (path, name) = module(&site.name)?;
+        let (path, name) = module(&site.name, architecture)?;
         if !modules.contains(&name) {
             modules.push(name);
         }
@@ -121,7 +138,7 @@ pub fn export(
     aginet::files::write_atomic(&dir.join("adapter_model.safetensors"), &weights)?;
     let config = json!({
         "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
+        "task_type": if architecture.is_decoder() { json!("CAUSAL_LM") } else { json!(null) },
         "base_model_name_or_path": base_name,
         "r": lora.rank,
         "lora_alpha": lora.alpha,
@@ -148,16 +165,38 @@ mod tests {
 
     #[test]
     fn names_follow_peft() {
+        let manifest = aginet::manifest::Manifest::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
+            "tiny",
+        )
+        .unwrap();
+        let llama = &manifest.architecture;
         assert_eq!(
-            module("blk.3.attn_q").unwrap(),
+            module("blk.3.attn_q", llama).unwrap(),
             ("model.layers.3.self_attn.q_proj".into(), "q_proj")
         );
         assert_eq!(
-            module("blk.0.ffn_down").unwrap().0,
+            module("blk.0.ffn_down", llama).unwrap().0,
             "model.layers.0.mlp.down_proj"
         );
-        assert_eq!(module("output").unwrap().0, "lm_head");
-        assert!(module("blk.0.attn_norm").is_err());
+        assert_eq!(module("output", llama).unwrap().0, "lm_head");
+        assert!(module("blk.0.attn_norm", llama).is_err());
+
+        let classifier = Architecture::Mlp(mlp::MlpConfig {
+            n_input: 64,
+            n_hidden: 8,
+            n_layer: 2,
+            n_class: 10,
+        });
+        assert_eq!(
+            module("blk.1.ffn", &classifier).unwrap(),
+            ("blk.1.ffn".into(), "ffn")
+        );
+        assert_eq!(
+            module("output", &classifier).unwrap(),
+            ("output".into(), "output")
+        );
+        assert!(module("blk.1.attn_q", &classifier).is_err());
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! What differs between the kinds of network a work unit trains: how its data is read, what a
+//! step minimises, and how the reward is measured. Decoders (the language skills) learn
+//! completions and report `token_likelihood`; classifiers (vision) learn labels and report
+//! `accuracy`. The config's architecture picks one.
+
+use crate::classify::{self, ClassifierObjective};
+use crate::config::Architecture;
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::eval;
+use crate::gguf::Gguf;
+use crate::image_data::ImageDataset;
+use crate::model::mlp::{MlpClassifier, MlpOptions};
+use crate::model::{self, Decoder, ModelOptions};
+use crate::tokenizer;
+use crate::train::{DecoderObjective, Objective};
+use candle_core::Device;
+use std::path::Path;
+
+/// A work unit's network together with its examples.
+pub enum Learner {
+    /// A decoder and its tokenized prompt/completion examples.
+    Decoder {
+        /// The model.
+        model: Box<dyn Decoder>,
+        /// The examples.
+        data: Dataset,
+        /// The tokenizer's padding id.
+        pad: u32,
+    },
+    /// A classifier and its images.
+    Classifier {
+        /// The model.
+        model: MlpClassifier,
+        /// The examples.
+        data: ImageDataset,
+    },
+}
+
+impl Learner {
+    /// Reads `data` as the architecture's kind of examples (a decoder's through the base's own
+    /// tokenizer), then builds the network from base `g` with `opts`.
+    pub fn load(
+        architecture: &Architecture,
+        g: &mut Gguf,
+        data: &Path,
+        opts: &ModelOptions<'_>,
+    ) -> Result<Self> {
+        Ok(match architecture {
+            Architecture::Mlp(expected) => {
+                let data = ImageDataset::read(data)?;
+                let model = classifier(g, expected, opts)?;
+                Self::Classifier { model, data }
+            }
+            _ => {
+                let tok = tokenizer::from_gguf(g)?;
+                let data = Dataset::read(data, tok.as_ref(), opts.max_seq_len)?;
+                let model = model::load(architecture, g, opts)?;
+                Self::Decoder {
+                    model,
+                    data,
+                    pad: tok.pad(),
+                }
+            }
+        })
+    }
+
+    /// Training examples.
+    pub fn n_train(&self) -> usize {
+        match self {
+            Self::Decoder { data, .. } => data.train.len(),
+            Self::Classifier { data, .. } => data.train.len(),
+        }
+    }
+
+    /// What a training step minimises.
+    pub fn objective<'a>(&'a self, device: &'a Device) -> Box<dyn Objective + 'a> {
+        match self {
+            Self::Decoder { model, data, pad } => Box::new(DecoderObjective {
+                model: model.as_ref(),
+                data,
+                pad: *pad,
+                device,
+            }),
+            Self::Classifier { model, data } => Box::new(ClassifierObjective {
+                model,
+                data,
+                device,
+            }),
+        }
+    }
+
+    /// The reward on the work unit's own eval split, evaluated `batch_size` at a time.
+    pub fn eval_reward(&self, batch_size: usize, device: &Device) -> Result<f64> {
+        match self {
+            Self::Decoder { model, data, pad } => Ok(eval::reward_from_nll(eval::mean_nll(
+                model.as_ref(),
+                &data.eval,
+                batch_size,
+                *pad,
+                device,
+            )?)),
+            Self::Classifier { model, data } => classify::reward(model, &data.eval, device),
+        }
+    }
+
+    /// The kind of reward [`Learner::eval_reward`] measures.
+    pub fn reward_kind(&self) -> &'static str {
+        match self {
+            Self::Decoder { .. } => eval::REWARD_KIND,
+            Self::Classifier { .. } => classify::REWARD_KIND,
+        }
+    }
+}
+
+/// The classifier of base `g`, which must have the `expected` dimensions, with the adapter
+/// factors of `opts`.
+pub fn classifier(
+    g: &mut Gguf,
+    expected: &crate::model::mlp::MlpConfig,
+    opts: &ModelOptions<'_>,
+) -> Result<MlpClassifier> {
+    MlpClassifier::from_gguf(
+        g,
+        &MlpOptions {
+            expected,
+            weights: opts.weights,
+            lora: opts.lora,
+            factors: opts.factors,
+            device: opts.device,
+        },
+    )
+}
