@@ -36,8 +36,9 @@ fn server(args: &[&str]) -> String {
     stdout
 }
 
-/// `count` work units of the project's current version in `out`, each cut to `STEPS` steps.
-fn make_work(project: &Path, out: &Path, count: u32) -> Vec<PathBuf> {
+/// `count` work units of the project's current version in `out`, each cut to `steps` steps
+/// when given.
+fn make_work(project: &Path, out: &Path, count: u32, steps: Option<u32>) -> Vec<PathBuf> {
     let made = server(&[
         "make-work",
         "--project",
@@ -48,9 +49,9 @@ fn make_work(project: &Path, out: &Path, count: u32) -> Vec<PathBuf> {
         out.to_str().unwrap(),
     ]);
     let wus: Vec<PathBuf> = made.lines().map(PathBuf::from).collect();
-    for wu in &wus {
+    for wu in wus.iter().filter(|_| steps.is_some()) {
         let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
-        config.steps = STEPS;
+        config.steps = steps.unwrap();
         std::fs::write(wu.join("config"), config.to_json()).unwrap();
     }
     wus
@@ -111,25 +112,58 @@ fn validate_and_assimilate(project: &Path, client: &Client, name: &str) {
     assert!(outcome.starts_with("accepted"), "{name}: {outcome}");
 }
 
-#[test]
-fn a_round_under_the_real_client_feeds_the_next_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("project");
+/// A project of `skill` in `dir`.
+fn init(dir: &Path, skill: &str) -> PathBuf {
+    let project = dir.join("project");
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let p = project.to_str().unwrap();
     server(&[
         "init",
         "--project",
-        p,
+        project.to_str().unwrap(),
         "--models",
         models.to_str().unwrap(),
         "--skill",
-        "tiny",
+        skill,
     ]);
+    project
+}
+
+/// Round 2 of `skill` starts from version 1: its work unit carries the signed adapter, which
+/// the app under the client verifies with the project key and trains from; the result is
+/// accepted, and the scoreboard then holds `valid` results in all.
+fn next_round_runs_under_the_client(dir: &Path, project: &Path, skill: &str, valid: usize) {
+    let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
+    let next = make_work(project, &dir.join("round2"), 1, None);
+    let next_name = name(&next[0]);
+    assert!(
+        next_name.starts_with(&format!("{skill}_v1_")),
+        "{next_name}"
+    );
+    assert!(next[0].join("adapter").exists());
+    let client = Client::start(app, &tasks(&next), &prefs());
+    client.wait_for("the next round's task to succeed", LONG, |ts| {
+        task(ts, &next_name).succeeded()
+    });
+    let report = aginet::report::Report::read(&client.output(&next_name, "report")).unwrap();
+    assert_eq!(report.adapter_version, 1);
+    validate_and_assimilate(project, &client, &next_name);
+    let scoreboard = std::fs::read_to_string(project.join("scoreboard.csv")).unwrap();
+    assert_eq!(
+        scoreboard.lines().filter(|l| l.contains(",valid,")).count(),
+        valid,
+        "{scoreboard}"
+    );
+}
+
+#[test]
+fn a_round_under_the_real_client_feeds_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = init(dir.path(), "tiny");
+    let p = project.to_str().unwrap();
     let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
 
     // Round 1: two work units at once, one suspended and resumed, the client restarted.
-    let wus = make_work(&project, &dir.path().join("round1"), 2);
+    let wus = make_work(&project, &dir.path().join("round1"), 2, Some(STEPS));
     let names: Vec<String> = wus.iter().map(|w| name(w)).collect();
     let client = Client::start(app, &tasks(&wus), &prefs());
     client.wait_for("both tasks to run at once", LONG, |ts| {
@@ -166,23 +200,33 @@ fn a_round_under_the_real_client_feeds_the_next_one() {
         "{aggregated}"
     );
 
-    // Round 2 starts from the new version: its work unit carries the signed adapter, which
-    // the app under the client verifies with the project key and trains from.
-    let next = make_work(&project, &dir.path().join("round2"), 1);
-    let next_name = name(&next[0]);
-    assert!(next_name.starts_with("tiny_v1_"), "{next_name}");
-    assert!(next[0].join("adapter").exists());
-    let client = Client::start(app, &tasks(&next), &prefs());
-    client.wait_for("the next round's task to succeed", LONG, |ts| {
-        task(ts, &next_name).succeeded()
+    next_round_runs_under_the_client(dir.path(), &project, "tiny", 3);
+}
+
+/// The vision skill's round under the client: two work units at once (a few tenths of a
+/// second each, too short to interrupt), accepted, aggregated, and the next round's work unit
+/// run from the new version.
+#[test]
+fn a_vision_round_under_the_real_client_feeds_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = init(dir.path(), "vision");
+    let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
+    let wus = make_work(&project, &dir.path().join("round1"), 2, None);
+    let names: Vec<String> = wus.iter().map(|w| name(w)).collect();
+    let client = Client::start(app, &tasks(&wus), &prefs());
+    client.wait_for("both tasks to succeed", LONG, |ts| {
+        names.iter().all(|n| task(ts, n).succeeded())
     });
-    let report = aginet::report::Report::read(&client.output(&next_name, "report")).unwrap();
-    assert_eq!(report.adapter_version, 1);
-    validate_and_assimilate(&project, &client, &next_name);
-    let scoreboard = std::fs::read_to_string(project.join("scoreboard.csv")).unwrap();
-    assert_eq!(
-        scoreboard.lines().filter(|l| l.contains(",valid,")).count(),
-        3,
-        "{scoreboard}"
+    for n in &names {
+        let report = aginet::report::Report::read(&client.output(n, "report")).unwrap();
+        assert_eq!(report.reward_kind, "accuracy");
+        validate_and_assimilate(&project, &client, n);
+    }
+    drop(client);
+    let aggregated = server(&["aggregate", "--project", project.to_str().unwrap()]);
+    assert!(
+        aggregated.contains("vision: version 1 from 2 deltas"),
+        "{aggregated}"
     );
+    next_round_runs_under_the_client(dir.path(), &project, "vision", 3);
 }
