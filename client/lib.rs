@@ -40,6 +40,7 @@ mod test_util;
 pub mod threads;
 pub mod tokenizer;
 pub mod train;
+pub mod wordpiece;
 pub mod workunit;
 
 pub use error::{Error, Result};

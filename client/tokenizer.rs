@@ -1,6 +1,7 @@
 //! Tokenizers named by a GGUF's `tokenizer.ggml.model`: the byte vocabulary of the tiny test
-//! model, and SentencePiece (`llama`, e.g. Gemma 3; see `sentencepiece.rs`). Other vocabularies
-//! are rejected with the name quoted.
+//! model, SentencePiece (`llama`, e.g. Gemma 3; see `sentencepiece.rs`) and BERT's WordPiece
+//! (`bert`, e.g. all-MiniLM-L6-v2; see `wordpiece.rs`). Other vocabularies are rejected with the
+//! name quoted.
 
 use crate::error::Result;
 use crate::gguf::Gguf;
@@ -75,6 +76,9 @@ pub fn from_gguf(g: &Gguf) -> Result<Box<dyn Tokenizer>> {
         }
         crate::sentencepiece::SentencePiece::MODEL_NAME => {
             Ok(Box::new(crate::sentencepiece::SentencePiece::from_gguf(g)?))
+        }
+        crate::wordpiece::WordPiece::MODEL_NAME => {
+            Ok(Box::new(crate::wordpiece::WordPiece::from_gguf(g)?))
         }
         other => Err(g.error(format!(
             "tokenizer.ggml.model {other:?} is not supported by this build"

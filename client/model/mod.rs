@@ -1,5 +1,6 @@
 //! The skills' architectures, which train LoRA adapters over a frozen GGUF base: decoders
-//! (llama, Gemma 3) behind [`Decoder`], and the vision skill's classifier ([`mlp`]).
+//! (llama, Gemma 3) behind [`Decoder`], the vision skill's classifier ([`mlp`]) and the memory
+//! skill's sentence encoder ([`bert`]).
 
 pub mod bert;
 pub mod gated_gelu;

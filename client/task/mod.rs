@@ -3,6 +3,7 @@
 //! downloaded. Each task kind (a manifest's `task.kind`) makes distinct examples; the JSONL
 //! writing is shared.
 
+pub mod codenames;
 pub mod digits;
 pub mod reverse;
 pub mod spell;
@@ -68,6 +69,7 @@ pub fn examples(
     Ok(Some(match kind {
         "reverse" => reverse::pairs(seed, n, exclude),
         "spell_digits" => spell::pairs(seed, n, exclude),
+        "codenames" => codenames::pairs(seed, n, exclude),
         "digits_shifted" => {
             let images = digits::read_csv(&models.join(DIGITS_CSV))?;
             let held_out = split == Split::HeldOut;

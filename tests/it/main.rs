@@ -14,5 +14,6 @@ mod gemma_tokenizer;
 mod grad_compare;
 mod gradcheck;
 mod learning;
+mod minilm_tokenizer;
 mod pipeline;
 mod resume;

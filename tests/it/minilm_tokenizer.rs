@@ -1,0 +1,40 @@
+//! agiNet's WordPiece tokenizer on all-MiniLM-L6-v2's vocabulary, against vectors that Hugging
+//! Face's `tokenizers` (an independent implementation) produced from the model's tokenizer.json
+//! (`tests/data/minilm_tokenizer.json`, made by `models/minilm/tokenizer_vectors.py`): case,
+//! accents, punctuation, CJK, Hangul, Cyrillic, Arabic, emoji, control characters, whitespace,
+//! overlong words, special tokens written in the text.
+
+use super::fixture::models_dir;
+use aginet::tokenizer::Tokenizer;
+use aginet::wordpiece::WordPiece;
+
+#[test]
+fn minilm_tokenizer_matches_the_reference_vectors() {
+    let path = models_dir().join("minilm/model/vocab.txt");
+    let vocab = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: run models/minilm/fetch.sh (ci/setup.sh does)",
+            path.display()
+        )
+    });
+    let tokens: Vec<String> = vocab.lines().map(str::to_string).collect();
+    assert_eq!(tokens.len(), 30_522);
+    let tok = WordPiece::new(tokens).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("../data/minilm_tokenizer.json")).unwrap();
+    assert_eq!(reference["cls"], tok.bos());
+    assert_eq!(reference["sep"], tok.eos());
+    assert_eq!(reference["pad"], tok.pad());
+    let vectors = reference["vectors"].as_array().unwrap();
+    assert!(vectors.len() >= 25);
+    for v in vectors {
+        let text = v["text"].as_str().unwrap();
+        let want: Vec<u32> = v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tok.encode(text), want, "{text:?}");
+    }
+}
