@@ -90,7 +90,7 @@ fn embed(path: &Path, weights: WeightMode, texts: &[(Vec<u32>, Vec<f32>)]) -> Ve
         ids.extend(
             t.iter()
                 .copied()
-                .chain(std::iter::repeat(0).take(len - t.len())),
+                .chain(std::iter::repeat_n(0, len - t.len())),
         );
         mask.extend((0..len).map(|i| u32::from(i < t.len())));
     }
