@@ -8,6 +8,7 @@ use crate::adapter::LoraSpec;
 use crate::adapter::Site;
 use crate::error::{Error, Result};
 use crate::frozen::BackwardMode;
+use crate::model::bert::BertDims;
 use crate::model::gemma3::Gemma3Dims;
 use crate::model::llama::LlamaConfig;
 use crate::model::mlp::MlpConfig;
@@ -85,6 +86,48 @@ pub enum Architecture {
     Gemma3(Gemma3Dims),
     /// The vision skill's image classifier.
     Mlp(MlpConfig),
+    /// The memory skill's sentence encoder.
+    Bert(BertDims),
+}
+
+/// What a kind of network learns, which fixes its loss and its reward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Completions of prompts (llama, Gemma 3).
+    Decoder,
+    /// Classes of images (the MLP).
+    Classifier,
+    /// Embeddings that retrieve a query's passage (BERT).
+    Encoder,
+}
+
+impl Family {
+    /// The manifest's `task.loss` of this family.
+    pub fn loss(self) -> &'static str {
+        match self {
+            Self::Decoder => "completion_nll",
+            Self::Classifier => "cross_entropy",
+            Self::Encoder => "in_batch_contrastive",
+        }
+    }
+
+    /// The reward kind this family reports and the validator recomputes.
+    pub fn reward_kind(self) -> &'static str {
+        match self {
+            Self::Decoder => crate::eval::REWARD_KIND,
+            Self::Classifier => crate::classify::REWARD_KIND,
+            Self::Encoder => crate::retrieve::REWARD_KIND,
+        }
+    }
+
+    /// A name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Decoder => "decoder",
+            Self::Classifier => "classifier",
+            Self::Encoder => "encoder",
+        }
+    }
 }
 
 impl Architecture {
@@ -94,6 +137,7 @@ impl Architecture {
             Self::Llama(a) => a.sites(targets),
             Self::Gemma3(a) => a.sites(targets),
             Self::Mlp(a) => a.sites(targets),
+            Self::Bert(a) => a.sites(targets),
         }
     }
 
@@ -103,12 +147,17 @@ impl Architecture {
             Self::Llama(a) => a.n_vocab,
             Self::Gemma3(a) => a.n_vocab,
             Self::Mlp(a) => a.n_class,
+            Self::Bert(a) => a.n_vocab,
         }
     }
 
-    /// Whether the network is a decoder of token sequences (else a classifier of images).
-    pub fn is_decoder(&self) -> bool {
-        !matches!(self, Self::Mlp(_))
+    /// What the network learns.
+    pub fn family(&self) -> Family {
+        match self {
+            Self::Llama(_) | Self::Gemma3(_) => Family::Decoder,
+            Self::Mlp(_) => Family::Classifier,
+            Self::Bert(_) => Family::Encoder,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! What differs between the kinds of network a work unit trains: how its data is read, what a
 //! step minimises, and how the reward is measured. Decoders (the language skills) learn
 //! completions and report `token_likelihood`; classifiers (vision) learn labels and report
-//! `accuracy`. The config's architecture picks one.
+//! `accuracy`; encoders (memory) learn to retrieve a query's passage and report `recall_at_5`.
+//! The config's architecture picks one.
 
 use crate::classify::{self, ClassifierObjective};
 use crate::config::Architecture;
@@ -10,8 +11,10 @@ use crate::error::Result;
 use crate::eval;
 use crate::gguf::Gguf;
 use crate::image_data::ImageDataset;
+use crate::model::bert::{BertDims, BertEncoder, BertOptions};
 use crate::model::mlp::{MlpClassifier, MlpOptions};
 use crate::model::{self, Decoder, ModelOptions};
+use crate::retrieve::{self, EncoderObjective, PairDataset};
 use crate::tokenizer;
 use crate::train::{DecoderObjective, Objective};
 use candle_core::Device;
@@ -35,6 +38,15 @@ pub enum Learner {
         /// The examples.
         data: ImageDataset,
     },
+    /// A sentence encoder and its (query, passage) pairs.
+    Encoder {
+        /// The model.
+        model: BertEncoder,
+        /// The pairs.
+        data: PairDataset,
+        /// The tokenizer's padding id.
+        pad: u32,
+    },
 }
 
 impl Learner {
@@ -51,6 +63,16 @@ impl Learner {
                 let data = ImageDataset::read(data)?;
                 let model = classifier(g, expected, opts)?;
                 Self::Classifier { model, data }
+            }
+            Architecture::Bert(expected) => {
+                let tok = tokenizer::from_gguf(g)?;
+                let data = PairDataset::read(data, tok.as_ref(), opts.max_seq_len)?;
+                let model = encoder(g, expected, opts)?;
+                Self::Encoder {
+                    model,
+                    data,
+                    pad: tok.pad(),
+                }
             }
             _ => {
                 let tok = tokenizer::from_gguf(g)?;
@@ -70,6 +92,7 @@ impl Learner {
         match self {
             Self::Decoder { data, .. } => data.train.len(),
             Self::Classifier { data, .. } => data.train.len(),
+            Self::Encoder { data, .. } => data.train.len(),
         }
     }
 
@@ -87,6 +110,12 @@ impl Learner {
                 data,
                 device,
             }),
+            Self::Encoder { model, data, pad } => Box::new(EncoderObjective {
+                model,
+                data,
+                pad: *pad,
+                device,
+            }),
         }
     }
 
@@ -101,6 +130,9 @@ impl Learner {
                 device,
             )?)),
             Self::Classifier { model, data } => classify::reward(model, &data.eval, device),
+            Self::Encoder { model, data, pad } => {
+                retrieve::reward(model, &data.eval, batch_size, *pad, device)
+            }
         }
     }
 
@@ -109,6 +141,7 @@ impl Learner {
         match self {
             Self::Decoder { .. } => eval::REWARD_KIND,
             Self::Classifier { .. } => classify::REWARD_KIND,
+            Self::Encoder { .. } => retrieve::REWARD_KIND,
         }
     }
 }
@@ -123,6 +156,21 @@ pub fn classifier(
     MlpClassifier::from_gguf(
         g,
         &MlpOptions {
+            expected,
+            weights: opts.weights,
+            lora: opts.lora,
+            factors: opts.factors,
+            device: opts.device,
+        },
+    )
+}
+
+/// The sentence encoder of base `g`, which must have the `expected` dimensions, with the adapter
+/// factors of `opts`.
+pub fn encoder(g: &mut Gguf, expected: &BertDims, opts: &ModelOptions<'_>) -> Result<BertEncoder> {
+    BertEncoder::from_gguf(
+        g,
+        &BertOptions {
             expected,
             weights: opts.weights,
             lora: opts.lora,

@@ -28,6 +28,7 @@ pub mod manifest;
 pub mod model;
 pub mod optim;
 pub mod report;
+pub mod retrieve;
 pub mod sampler;
 pub mod score;
 pub mod sentencepiece;

@@ -128,29 +128,25 @@ impl Manifest {
 
     /// Checks that the task's data, loss and reward are the ones the architecture computes.
     fn check(&self) -> std::result::Result<(), String> {
-        let (loss, reward) = if self.architecture.is_decoder() {
-            ("completion_nll", crate::eval::REWARD_KIND)
-        } else {
-            ("cross_entropy", crate::classify::REWARD_KIND)
-        };
+        let family = self.architecture.family();
         let wanted = [
             (
                 "task.data",
                 self.task.data.as_str(),
                 "prompt_completion_jsonl",
             ),
-            ("task.loss", self.task.loss.as_str(), loss),
-            ("reward.kind", self.reward.kind.as_str(), reward),
+            ("task.loss", self.task.loss.as_str(), family.loss()),
+            (
+                "reward.kind",
+                self.reward.kind.as_str(),
+                family.reward_kind(),
+            ),
         ];
         for (field, got, want) in wanted {
             if got != want {
                 return Err(format!(
                     "field {field} is {got:?}; a {} base computes {want:?}",
-                    if self.architecture.is_decoder() {
-                        "decoder"
-                    } else {
-                        "classifier"
-                    }
+                    family.name()
                 ));
             }
         }

@@ -12,6 +12,7 @@ use crate::gguf::Gguf;
 use crate::image_data::ImageDataset;
 use crate::model::WeightMode;
 use crate::model::{self, ModelOptions};
+use crate::retrieve::{self, PairDataset};
 use crate::tensors::NamedTensors;
 use crate::tokenizer;
 use candle_core::Device;
@@ -45,7 +46,7 @@ pub fn apply_delta(adapter: &Adapter, delta: &NamedTensors) -> Result<NamedTenso
 }
 
 /// The reward of the base with `factors` on every example of `data`: `token_likelihood` for a
-/// decoder, `accuracy` for a classifier.
+/// decoder, `accuracy` for a classifier, `recall_at_5` for an encoder.
 pub fn reward(base: &Path, skill: &Skill<'_>, factors: &NamedTensors, data: &Path) -> Result<f64> {
     Ok(rewards(base, skill, factors, &[data])?[0])
 }
@@ -74,6 +75,16 @@ pub fn rewards(
             .collect();
     }
     let tok = tokenizer::from_gguf(&gguf)?;
+    if let Architecture::Bert(expected) = skill.architecture {
+        let model = crate::learner::encoder(&mut gguf, expected, &opts)?;
+        return datasets
+            .iter()
+            .map(|data| {
+                let pairs = PairDataset::read_all(data, tok.as_ref(), skill.max_seq_len)?;
+                retrieve::reward(&model, &pairs, skill.batch_size, tok.pad(), &device)
+            })
+            .collect();
+    }
     let model = model::load(skill.architecture, &mut gguf, &opts)?;
     datasets
         .iter()
@@ -139,4 +150,30 @@ pub fn class_logits(
     let model = crate::learner::classifier(&mut gguf, expected, &opts)?;
     let x = candle_core::Tensor::new(input, &device)?.unsqueeze(0)?;
     Ok(model.forward(&x)?.squeeze(0)?.to_vec1::<f32>()?)
+}
+
+/// The sentence embedding of the encoder base with `factors` on token ids `tokens` (with `[CLS]`
+/// and `[SEP]`): what an exported adapter must reproduce in another framework.
+pub fn embedding(
+    base: &Path,
+    skill: &Skill<'_>,
+    factors: &NamedTensors,
+    tokens: &[u32],
+) -> Result<Vec<f32>> {
+    let Architecture::Bert(expected) = skill.architecture else {
+        return Err(Error::model(base, "not a sentence encoder"));
+    };
+    let device = Device::Cpu;
+    let mut gguf = Gguf::open(base)?;
+    // Dequantized weights, exact f32 products, as in [`class_logits`].
+    let opts = ModelOptions {
+        weights: WeightMode::DenseF32,
+        lora: skill.lora,
+        factors,
+        max_seq_len: skill.max_seq_len,
+        device: &device,
+    };
+    let model = crate::learner::encoder(&mut gguf, expected, &opts)?;
+    let (ids, mask) = retrieve::batch(&[tokens], 0, &device)?;
+    Ok(model.embed(&ids, &mask)?.squeeze(0)?.to_vec1::<f32>()?)
 }

@@ -109,10 +109,13 @@ pub fn load(
                 device: opts.device,
             },
         )?),
-        Architecture::Mlp(_) => {
+        Architecture::Mlp(_) | Architecture::Bert(_) => {
             return Err(crate::Error::model(
                 g.path(),
-                "its architecture is an image classifier, not a decoder",
+                format!(
+                    "its architecture is an {}, not a decoder",
+                    architecture.family().name()
+                ),
             ))
         }
     })

@@ -1,7 +1,9 @@
-//! The memory skill's encoder: `convert-bert` turns all-MiniLM-L6-v2 (`models/minilm/fetch.sh`,
-//! which `ci/setup.sh` runs) into a GGUF base, and agiNet's BERT encoder on it reproduces the
-//! sentence embeddings sentence-transformers computes (`tests/data/minilm_embeddings.json`, made
-//! by `models/minilm/reference_embeddings.py` with transformers in f32).
+//! The memory skill: `convert-bert` turns all-MiniLM-L6-v2 (`models/minilm/fetch.sh`, which
+//! `ci/setup.sh` runs) into a GGUF base, as the skill's manifest pins it; agiNet's BERT encoder
+//! on it reproduces the sentence embeddings sentence-transformers computes
+//! (`tests/data/minilm_embeddings.json`, made by `models/minilm/reference_embeddings.py` with
+//! transformers in f32); and a work unit's fine-tune raises the held-out recall, which the
+//! validator recomputes (refusing a forged claim).
 
 mod common;
 
@@ -13,6 +15,7 @@ use aginet::tensors::NamedTensors;
 use candle_core::{Device, Tensor};
 use common::{models, server};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The encoder converted into `dir` with its matrices as `quant`.
 fn converted(dir: &Path, quant: &str) -> PathBuf {
@@ -137,4 +140,105 @@ fn the_exact_encoder_reproduces_sentence_transformers() {
 fn the_q8_0_base_stays_close_to_sentence_transformers() {
     let quantized = WeightMode::Quantized(aginet::frozen::BackwardMode::Dequantize);
     check("q8_0", quantized, 0.9997, 6e-3);
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A models folder holding the memory skill, its base made as the manifest's recipe says.
+fn memory_models(dir: &Path) -> PathBuf {
+    let skill = dir.join("models/memory");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::copy(
+        models().join("memory/manifest.toml"),
+        skill.join("manifest.toml"),
+    )
+    .unwrap();
+    let base = converted(dir, "q8_0");
+    std::fs::rename(base, skill.join("minilm-l6-q8_0.gguf")).unwrap();
+    dir.join("models")
+}
+
+#[test]
+fn a_work_unit_raises_held_out_recall_and_the_validator_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = memory_models(dir.path());
+    let project = dir.path().join("project");
+    let p = project.to_str().unwrap();
+    ok(&server(&[
+        "init",
+        "--project",
+        p,
+        "--models",
+        models.to_str().unwrap(),
+        "--skill",
+        "memory",
+    ]));
+    let out = dir.path().join("wu");
+    let made = ok(&server(&[
+        "make-work",
+        "--project",
+        p,
+        "--count",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let wu = Path::new(made.trim());
+    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
+    ok(&Command::new(&app)
+        .args(["run", "--threads", "2", "--dir"])
+        .arg(wu)
+        .output()
+        .unwrap());
+    let report = aginet::report::Report::read(&wu.join("report")).unwrap();
+    assert_eq!(report.reward_kind, "recall_at_5");
+    eprintln!(
+        "work unit: recall@5 {} -> {} in {} steps, {:.1} s",
+        report.reward_before, report.reward_after, report.steps, report.wall_time_s
+    );
+    assert!(
+        report.reward_after > report.reward_before + 0.1,
+        "recall@5 on the work unit's eval split: {} -> {}",
+        report.reward_before,
+        report.reward_after
+    );
+
+    let validate = |report: &Path| {
+        server(&[
+            "validate",
+            "--project",
+            p,
+            wu.join("delta").to_str().unwrap(),
+            report.to_str().unwrap(),
+        ])
+    };
+    let mut forged = report.clone();
+    forged.reward_after = (report.reward_after + 0.25).min(1.0) - 0.125;
+    let forged_path = dir.path().join("forged-report");
+    forged.write(&forged_path).unwrap();
+    let refused = String::from_utf8_lossy(&validate(&forged_path).stdout).into_owned();
+    assert!(refused.contains("disagrees with the"), "{refused}");
+    let verdict = ok(&validate(&wu.join("report")));
+    let numbers: Vec<f64> = verdict
+        .trim()
+        .strip_prefix("valid: held-out reward ")
+        .unwrap_or_else(|| panic!("not accepted: {verdict}"))
+        .split(" -> ")
+        .map(|x| x.parse().unwrap())
+        .collect();
+    eprintln!("held-out recall@5 {} -> {}", numbers[0], numbers[1]);
+    assert!(
+        numbers[1] > numbers[0] + 0.1,
+        "held-out recall@5 {} -> {}",
+        numbers[0],
+        numbers[1]
+    );
 }

@@ -18,15 +18,13 @@ mod metrics;
 mod page;
 mod peft;
 mod plots;
+mod reference;
 
 use crate::project::Project;
 use aginet::files::write_atomic;
 use anyhow::{Context, Result};
 use ed25519_dalek::Signer;
 use std::path::{Path, PathBuf};
-
-/// Most logits a reference keeps: every position for a small vocabulary, the last few otherwise.
-const REFERENCE_VALUES: usize = 1 << 20;
 
 /// Writes the snapshot of `project` to `out`; returns the page's path.
 pub fn snapshot(project: &Project, out: &Path) -> Result<PathBuf> {
@@ -90,8 +88,8 @@ pub fn snapshot(project: &Project, out: &Path) -> Result<PathBuf> {
     Ok(out.join("index.html"))
 }
 
-/// The PEFT export of `skill`'s global `version`, with agiNet's logits on the first held-out
-/// example as its reference.
+/// The PEFT export of `skill`'s global `version`, with what agiNet computes on the first
+/// held-out example as its reference.
 fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     let manifest = project.manifest(skill)?;
@@ -107,55 +105,7 @@ fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Res
         dir,
     )?;
 
-    let base = project.base(skill);
-    let held_out = project.held_out(skill);
-    let text =
-        std::fs::read_to_string(&held_out).with_context(|| format!("{}", held_out.display()))?;
-    let first: aginet::data::Example = serde_json::from_str(text.lines().next().unwrap_or("{}"))
-        .with_context(|| format!("{}: line 1", held_out.display()))?;
-    let max = manifest.defaults.hyper.max_seq_len;
-    let skill_view = aginet::score::Skill {
-        architecture: &manifest.architecture,
-        lora: &manifest.lora,
-        max_seq_len: max,
-        batch_size: 1,
-    };
-    if !manifest.architecture.is_decoder() {
-        let digit = aginet::task::digits::from_pair(&first.prompt, &first.completion)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("{}: line 1", held_out.display()))?;
-        let input = aginet::task::digits::example(&digit).input;
-        let logits = aginet::score::class_logits(&base, &skill_view, &adapter.tensors, &input)?;
-        let reference = serde_json::json!({
-            "skill": skill,
-            "adapter_version": version,
-            "base_sha256": manifest.base.sha256,
-            "input": input,
-            "label": digit.label,
-            "logits": logits,
-        });
-        write_atomic(
-            &dir.join("reference.json"),
-            serde_json::to_string(&reference)?.as_bytes(),
-        )?;
-        return Ok(());
-    }
-    let tokenizer = aginet::tokenizer::from_gguf(&aginet::gguf::Gguf::open(&base)?)?;
-    let mut tokens = vec![tokenizer.bos()];
-    tokens.extend(tokenizer.encode(&format!("{}{}", first.prompt, first.completion)));
-    tokens.truncate(max);
-    let logits = aginet::score::logits(&base, &skill_view, &adapter.tensors, &tokens)?;
-    let vocab = logits.first().map_or(1, Vec::len).max(1);
-    let keep = (REFERENCE_VALUES / vocab).clamp(1, logits.len().max(1));
-    let start = logits.len().saturating_sub(keep);
-    let reference = serde_json::json!({
-        "skill": skill,
-        "adapter_version": version,
-        "base_sha256": manifest.base.sha256,
-        "tokens": tokens,
-        "positions": (start..logits.len()).collect::<Vec<_>>(),
-        "logits": &logits[start..],
-    });
+    let reference = reference::of(project, &manifest, version, &adapter.tensors)?;
     write_atomic(
         &dir.join("reference.json"),
         serde_json::to_string(&reference)?.as_bytes(),

@@ -19,7 +19,7 @@
 //! whoever loads the export can check they compute what agiNet computes.
 
 use aginet::adapter::{a_name, b_name, Adapter, LoraSpec, Site};
-use aginet::config::Architecture;
+use aginet::config::{Architecture, Family};
 use aginet::model::mlp;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
@@ -27,9 +27,15 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// PEFT's module path and short name for a GGUF site of a decoder
-/// (`blk.3.attn_q` → `model.layers.3.self_attn.q_proj`) or of the classifier (`blk.3.ffn` as it is).
-fn module(site: &str, architecture: &Architecture) -> Result<(String, &'static str)> {
+/// PEFT's module path and target name for a GGUF site of a decoder
+/// (`blk.3.attn_q` → `model.layers.3.self_attn.q_proj`, target `q_proj`), of the encoder
+/// (`blk.3.ffn_down` → `encoder.layer.3.output.dense`, the whole path as its target, since BERT
+/// has several modules named `dense`) or of the classifier (`blk.3.ffn` as it is, target `ffn`).
+fn module(site: &str, architecture: &Architecture) -> Result<(String, String)> {
+    if let Architecture::Bert(_) = architecture {
+        let path = bert_module(site)?;
+        return Ok((path.clone(), path));
+    }
     if let Architecture::Mlp(_) = architecture {
         let name = if site == mlp::HEAD_TARGET {
             mlp::HEAD_TARGET
@@ -38,10 +44,10 @@ fn module(site: &str, architecture: &Architecture) -> Result<(String, &'static s
         } else {
             bail!("site {site:?} has no PEFT name");
         };
-        return Ok((site.to_string(), name));
+        return Ok((site.to_string(), name.to_string()));
     }
     if site == "output" {
-        return Ok(("lm_head".into(), "lm_head"));
+        return Ok(("lm_head".into(), "lm_head".into()));
     }
     let Some((layer, target)) = site
         .strip_prefix("blk.")
@@ -59,7 +65,30 @@ fn module(site: &str, architecture: &Architecture) -> Result<(String, &'static s
         "ffn_down" => ("mlp", "down_proj"),
         _ => bail!("site {site:?} has no PEFT name"),
     };
-    Ok((format!("model.layers.{layer}.{group}.{name}"), name))
+    Ok((
+        format!("model.layers.{layer}.{group}.{name}"),
+        name.to_string(),
+    ))
+}
+
+/// Hugging Face's BertModel path of an encoder site (`blk.0.attn_q` → `encoder.layer.0.attention.self.query`).
+fn bert_module(site: &str) -> Result<String> {
+    let Some((layer, target)) = site
+        .strip_prefix("blk.")
+        .and_then(|rest| rest.split_once('.'))
+    else {
+        bail!("site {site:?} has no PEFT name");
+    };
+    let module = match target {
+        "attn_q" => "attention.self.query",
+        "attn_k" => "attention.self.key",
+        "attn_v" => "attention.self.value",
+        "attn_output" => "attention.output.dense",
+        "ffn_up" => "intermediate.dense",
+        "ffn_down" => "output.dense",
+        _ => bail!("site {site:?} has no PEFT name"),
+    };
+    Ok(format!("encoder.layer.{layer}.{module}"))
 }
 
 /// Rows of a rotary projection in Hugging Face's order: within each head of `head_dim` rows,
@@ -80,7 +109,7 @@ fn unpermute_rows(values: &[f32], rows: usize, cols: usize, head_dim: usize) -> 
 fn interleaved_head_dim(architecture: &Architecture) -> Option<usize> {
     match architecture {
         Architecture::Llama(dims) => Some(dims.head_dim()),
-        Architecture::Gemma3(_) | Architecture::Mlp(_) => None,
+        Architecture::Gemma3(_) | Architecture::Mlp(_) | Architecture::Bert(_) => None,
     }
 }
 
@@ -99,7 +128,7 @@ pub fn export(
     for site in sites {
         let (path, name) = module(&site.name, architecture)?;
         if !modules.contains(&name) {
-            modules.push(name);
+            modules.push(name.clone());
         }
         for (factor, ours) in [
             ("lora_A", a_name(&site.name)),
@@ -138,7 +167,11 @@ pub fn export(
     aginet::files::write_atomic(&dir.join("adapter_model.safetensors"), &weights)?;
     let config = json!({
         "peft_type": "LORA",
-        "task_type": if architecture.is_decoder() { json!("CAUSAL_LM") } else { json!(null) },
+        "task_type": match architecture.family() {
+            Family::Decoder => json!("CAUSAL_LM"),
+            Family::Encoder => json!("FEATURE_EXTRACTION"),
+            Family::Classifier => json!(null),
+        },
         "base_model_name_or_path": base_name,
         "r": lora.rank,
         "lora_alpha": lora.alpha,
@@ -173,7 +206,7 @@ mod tests {
         let llama = &manifest.architecture;
         assert_eq!(
             module("blk.3.attn_q", llama).unwrap(),
-            ("model.layers.3.self_attn.q_proj".into(), "q_proj")
+            ("model.layers.3.self_attn.q_proj".into(), "q_proj".into())
         );
         assert_eq!(
             module("blk.0.ffn_down", llama).unwrap().0,
@@ -190,13 +223,34 @@ mod tests {
         });
         assert_eq!(
             module("blk.1.ffn", &classifier).unwrap(),
-            ("blk.1.ffn".into(), "ffn")
+            ("blk.1.ffn".into(), "ffn".into())
         );
         assert_eq!(
             module("output", &classifier).unwrap(),
-            ("output".into(), "output")
+            ("output".into(), "output".into())
         );
         assert!(module("blk.1.attn_q", &classifier).is_err());
+
+        let encoder = Architecture::Bert(aginet::model::bert::BertDims {
+            n_layer: 6,
+            n_embd: 384,
+            n_head: 12,
+            n_ff: 1536,
+            n_vocab: 30522,
+            n_ctx: 512,
+        });
+        for (site, path) in [
+            ("blk.0.attn_q", "encoder.layer.0.attention.self.query"),
+            (
+                "blk.2.attn_output",
+                "encoder.layer.2.attention.output.dense",
+            ),
+            ("blk.5.ffn_up", "encoder.layer.5.intermediate.dense"),
+            ("blk.5.ffn_down", "encoder.layer.5.output.dense"),
+        ] {
+            assert_eq!(module(site, &encoder).unwrap(), (path.into(), path.into()));
+        }
+        assert!(module("output", &encoder).is_err());
     }
 
     #[test]
