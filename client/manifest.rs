@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn every_shipped_manifest_reads() {
-        for skill in ["tiny", "language", "vision"] {
+        for skill in ["tiny", "language", "vision", "memory"] {
             let m = Manifest::load(&models(), skill).unwrap();
             assert_eq!(m.name, skill);
         }

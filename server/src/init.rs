@@ -1,12 +1,16 @@
 //! `init --project DIR`: a new project folder with its keys, its skills (manifest, base, data
-//! pools) and an empty scoreboard.
+//! pools) and an empty scoreboard. A base missing from the models folder is made when the
+//! project's own tools can make it from what is there: the tiny model from its seed, the memory
+//! skill's encoder from `models/minilm/model` (`models/minilm/fetch.sh`).
 
 use crate::project::Project;
 use crate::scoreboard;
+use aginet::config::Architecture;
 use aginet::files::{sha256_file, sha256_hex, write_atomic};
 use aginet::manifest::Manifest;
 use aginet::task::Split;
 use anyhow::{bail, Context, Result};
+use candle_core::quantized::GgmlDType;
 use std::path::Path;
 
 /// Creates the project at `root` for `skills` (every skill under `models` when empty), drawing
@@ -75,6 +79,9 @@ fn write_secret(path: &Path) -> Result<[u8; 32]> {
     Ok(secret)
 }
 
+/// Where `models/minilm/fetch.sh` puts the memory skill's encoder, under the models folder.
+const MINILM_SOURCE: &str = "minilm/model";
+
 /// Copies the manifest, installs the base (checking its sha256) and the data pools of `skill`.
 fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
     let manifest_path = Manifest::path(models, skill);
@@ -93,6 +100,14 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
         std::fs::copy(&shipped, &base).with_context(|| format!("copying {}", shipped.display()))?;
     } else if manifest.task.kind == "reverse" {
         aginet::model::tiny::write_tiny_model(&base, 0, aginet::model::tiny::TinyQuant::Q8_0)?;
+    } else if matches!(manifest.architecture, Architecture::Bert(_))
+        && models
+            .join(MINILM_SOURCE)
+            .join("model.safetensors")
+            .exists()
+    {
+        // The recipe's conversion, from the files models/minilm/fetch.sh took from PyPI.
+        crate::convert_bert::convert(&models.join(MINILM_SOURCE), &base, GgmlDType::Q8_0)?;
     } else {
         bail!(
             "{}: missing; make it with: {}",

@@ -131,9 +131,15 @@ fn init(dir: &Path, skill: &str) -> PathBuf {
 /// Round 2 of `skill` starts from version 1: its work unit carries the signed adapter, which
 /// the app under the client verifies with the project key and trains from; the result is
 /// accepted, and the scoreboard then holds `valid` results in all.
-fn next_round_runs_under_the_client(dir: &Path, project: &Path, skill: &str, valid: usize) {
+fn next_round_runs_under_the_client(
+    dir: &Path,
+    project: &Path,
+    skill: &str,
+    steps: Option<u32>,
+    valid: usize,
+) {
     let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
-    let next = make_work(project, &dir.join("round2"), 1, None);
+    let next = make_work(project, &dir.join("round2"), 1, steps);
     let next_name = name(&next[0]);
     assert!(
         next_name.starts_with(&format!("{skill}_v1_")),
@@ -200,18 +206,17 @@ fn a_round_under_the_real_client_feeds_the_next_one() {
         "{aggregated}"
     );
 
-    next_round_runs_under_the_client(dir.path(), &project, "tiny", 3);
+    next_round_runs_under_the_client(dir.path(), &project, "tiny", Some(STEPS), 3);
 }
 
-/// The vision skill's round under the client: two work units at once (a few tenths of a
-/// second each, too short to interrupt), accepted, aggregated, and the next round's work unit
-/// run from the new version.
-#[test]
-fn a_vision_round_under_the_real_client_feeds_the_next_one() {
+/// A round of `skill` under the client: two work units at once (cut to `steps` when given),
+/// accepted with the skill's own reward kind, aggregated, and the next round's work unit run
+/// from the new version.
+fn a_round_of(skill: &str, steps: Option<u32>, reward_kind: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let project = init(dir.path(), "vision");
+    let project = init(dir.path(), skill);
     let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
-    let wus = make_work(&project, &dir.path().join("round1"), 2, None);
+    let wus = make_work(&project, &dir.path().join("round1"), 2, steps);
     let names: Vec<String> = wus.iter().map(|w| name(w)).collect();
     let client = Client::start(app, &tasks(&wus), &prefs());
     client.wait_for("both tasks to succeed", LONG, |ts| {
@@ -219,14 +224,27 @@ fn a_vision_round_under_the_real_client_feeds_the_next_one() {
     });
     for n in &names {
         let report = aginet::report::Report::read(&client.output(n, "report")).unwrap();
-        assert_eq!(report.reward_kind, "accuracy");
+        assert_eq!(report.reward_kind, reward_kind);
         validate_and_assimilate(&project, &client, n);
     }
     drop(client);
     let aggregated = server(&["aggregate", "--project", project.to_str().unwrap()]);
     assert!(
-        aggregated.contains("vision: version 1 from 2 deltas"),
+        aggregated.contains(&format!("{skill}: version 1 from 2 deltas")),
         "{aggregated}"
     );
-    next_round_runs_under_the_client(dir.path(), &project, "vision", 3);
+    next_round_runs_under_the_client(dir.path(), &project, skill, steps, 3);
+}
+
+/// The vision skill's work units take a few tenths of a second: too short to interrupt.
+#[test]
+fn a_vision_round_under_the_real_client_feeds_the_next_one() {
+    a_round_of("vision", None, "accuracy");
+}
+
+/// The memory skill's encoder, made by `init` from `models/minilm/model` (`ci/setup.sh` runs
+/// `models/minilm/fetch.sh`); 10 steps a work unit.
+#[test]
+fn a_memory_round_under_the_real_client_feeds_the_next_one() {
+    a_round_of("memory", Some(10), "recall_at_5");
 }
