@@ -74,6 +74,10 @@ pub struct WorkConfig {
     pub backward: BackwardMode,
     /// Worker threads; `null` lets the host decide (BOINC's `ncpus`, or all cores).
     pub threads: Option<usize>,
+    /// The reward the run reports when it is not the architecture's first kind (a decoder's
+    /// `plan_success`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<String>,
 }
 
 /// The base architecture a skill trains.
@@ -111,12 +115,13 @@ impl Family {
         }
     }
 
-    /// The reward kind this family reports and the validator recomputes.
-    pub fn reward_kind(self) -> &'static str {
+    /// The reward kinds this family can report and the validator recompute, its default
+    /// first.
+    pub fn reward_kinds(self) -> &'static [&'static str] {
         match self {
-            Self::Decoder => crate::eval::REWARD_KIND,
-            Self::Classifier => crate::classify::REWARD_KIND,
-            Self::Encoder => crate::retrieve::REWARD_KIND,
+            Self::Decoder => &[crate::eval::REWARD_KIND, crate::plan::REWARD_KIND],
+            Self::Classifier => &[crate::classify::REWARD_KIND],
+            Self::Encoder => &[crate::retrieve::REWARD_KIND],
         }
     }
 

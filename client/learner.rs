@@ -1,21 +1,23 @@
 //! What differs between the kinds of network a work unit trains: how its data is read, what a
 //! step minimises, and how the reward is measured. Decoders (the language skills) learn
-//! completions and report `token_likelihood`; classifiers (vision) learn labels and report
+//! completions and report `token_likelihood` (or, for the planner, `plan_success`: plans
+//! generated and simulated); classifiers (vision) learn labels and report
 //! `accuracy`; encoders (memory) learn to retrieve a query's passage and report `recall_at_5`.
 //! The config's architecture picks one.
 
 use crate::classify::{self, ClassifierObjective};
 use crate::config::Architecture;
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval;
 use crate::gguf::Gguf;
 use crate::image_data::ImageDataset;
 use crate::model::bert::{BertDims, BertEncoder, BertOptions};
 use crate::model::mlp::{MlpClassifier, MlpOptions};
 use crate::model::{self, Decoder, ModelOptions};
+use crate::plan;
 use crate::retrieve::{self, EncoderObjective, PairDataset};
-use crate::tokenizer;
+use crate::tokenizer::{self, Tokenizer};
 use crate::train::{DecoderObjective, Objective};
 use candle_core::Device;
 use std::path::Path;
@@ -30,6 +32,8 @@ pub enum Learner {
         data: Dataset,
         /// The tokenizer's padding id.
         pad: u32,
+        /// The tokenizer when the reward is `plan_success` (plans are generated and read back).
+        plans: Option<Box<dyn Tokenizer>>,
     },
     /// A classifier and its images.
     Classifier {
@@ -51,13 +55,27 @@ pub enum Learner {
 
 impl Learner {
     /// Reads `data` as the architecture's kind of examples (a decoder's through the base's own
-    /// tokenizer), then builds the network from base `g` with `opts`.
+    /// tokenizer), then builds the network from base `g` with `opts`, to report `reward` (the
+    /// architecture's first kind when `None`; an unknown one is a config error naming `config`).
     pub fn load(
         architecture: &Architecture,
+        reward: Option<&str>,
         g: &mut Gguf,
         data: &Path,
         opts: &ModelOptions<'_>,
+        config: &Path,
     ) -> Result<Self> {
+        let family = architecture.family();
+        let reward = reward.unwrap_or(family.reward_kinds()[0]);
+        if !family.reward_kinds().contains(&reward) {
+            return Err(Error::config(
+                config,
+                format!(
+                    "field reward: a {} does not compute {reward:?}",
+                    family.name()
+                ),
+            ));
+        }
         Ok(match architecture {
             Architecture::Mlp(expected) => {
                 let data = ImageDataset::read(data)?;
@@ -78,10 +96,12 @@ impl Learner {
                 let tok = tokenizer::from_gguf(g)?;
                 let data = Dataset::read(data, tok.as_ref(), opts.max_seq_len)?;
                 let model = model::load(architecture, g, opts)?;
+                let pad = tok.pad();
                 Self::Decoder {
                     model,
                     data,
-                    pad: tok.pad(),
+                    pad,
+                    plans: (reward == plan::REWARD_KIND).then_some(tok),
                 }
             }
         })
@@ -99,7 +119,9 @@ impl Learner {
     /// What a training step minimises.
     pub fn objective<'a>(&'a self, device: &'a Device) -> Box<dyn Objective + 'a> {
         match self {
-            Self::Decoder { model, data, pad } => Box::new(DecoderObjective {
+            Self::Decoder {
+                model, data, pad, ..
+            } => Box::new(DecoderObjective {
                 model: model.as_ref(),
                 data,
                 pad: *pad,
@@ -119,10 +141,27 @@ impl Learner {
         }
     }
 
-    /// The reward on the work unit's own eval split, evaluated `batch_size` at a time.
-    pub fn eval_reward(&self, batch_size: usize, device: &Device) -> Result<f64> {
+    /// The reward on the work unit's own eval split, evaluated `batch_size` at a time (a
+    /// generated plan stops at `max_len` tokens in all).
+    pub fn eval_reward(&self, batch_size: usize, max_len: usize, device: &Device) -> Result<f64> {
         match self {
-            Self::Decoder { model, data, pad } => Ok(eval::reward_from_nll(eval::mean_nll(
+            Self::Decoder {
+                model,
+                data,
+                plans: Some(tok),
+                ..
+            } => Ok(plan::score(
+                model.as_ref(),
+                tok.as_ref(),
+                &data.eval,
+                batch_size,
+                max_len,
+                device,
+            )?
+            .accepted),
+            Self::Decoder {
+                model, data, pad, ..
+            } => Ok(eval::reward_from_nll(eval::mean_nll(
                 model.as_ref(),
                 &data.eval,
                 batch_size,
@@ -139,6 +178,7 @@ impl Learner {
     /// The kind of reward [`Learner::eval_reward`] measures.
     pub fn reward_kind(&self) -> &'static str {
         match self {
+            Self::Decoder { plans: Some(_), .. } => plan::REWARD_KIND,
             Self::Decoder { .. } => eval::REWARD_KIND,
             Self::Classifier { .. } => classify::REWARD_KIND,
             Self::Encoder { .. } => retrieve::REWARD_KIND,

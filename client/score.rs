@@ -12,6 +12,7 @@ use crate::gguf::Gguf;
 use crate::image_data::ImageDataset;
 use crate::model::WeightMode;
 use crate::model::{self, ModelOptions};
+use crate::plan;
 use crate::retrieve::{self, PairDataset};
 use crate::tensors::NamedTensors;
 use crate::tokenizer;
@@ -28,6 +29,8 @@ pub struct Skill<'a> {
     pub max_seq_len: usize,
     /// Evaluation batch size.
     pub batch_size: usize,
+    /// The reward kind (the manifest's `reward.kind`).
+    pub reward: &'a str,
 }
 
 /// `adapter + delta` (factor by factor; factors the delta lacks stay as they are).
@@ -46,7 +49,8 @@ pub fn apply_delta(adapter: &Adapter, delta: &NamedTensors) -> Result<NamedTenso
 }
 
 /// The reward of the base with `factors` on every example of `data`: `token_likelihood` for a
-/// decoder, `accuracy` for a classifier, `recall_at_5` for an encoder.
+/// decoder (or `plan_success` when `skill.reward` says so), `accuracy` for a classifier,
+/// `recall_at_5` for an encoder.
 pub fn reward(base: &Path, skill: &Skill<'_>, factors: &NamedTensors, data: &Path) -> Result<f64> {
     Ok(rewards(base, skill, factors, &[data])?[0])
 }
@@ -90,6 +94,13 @@ pub fn rewards(
         .iter()
         .map(|data| {
             let examples = data::read_all(data, tok.as_ref(), skill.max_seq_len)?;
+            if skill.reward == plan::REWARD_KIND {
+                let device = &device;
+                let (batch, max) = (skill.batch_size, skill.max_seq_len);
+                let score =
+                    plan::score(model.as_ref(), tok.as_ref(), &examples, batch, max, device)?;
+                return Ok(score.accepted);
+            }
             let nll = eval::mean_nll(
                 model.as_ref(),
                 &examples,

@@ -35,6 +35,8 @@ pub struct SentencePiece {
     specials: HashMap<char, Vec<(String, u32)>>,
     /// The id of each byte's `<0xNN>` token.
     bytes: Vec<u32>,
+    /// What each id writes when decoded.
+    texts: Vec<Decoded>,
     add_space_prefix: bool,
     bos: u32,
     eos: u32,
@@ -61,8 +63,14 @@ impl SentencePiece {
         let mut pieces = HashMap::with_capacity(tokens.len());
         let mut specials: HashMap<char, Vec<(String, u32)>> = HashMap::new();
         let mut bytes = vec![u32::MAX; 256];
+        let mut texts = Vec::with_capacity(tokens.len());
         for (id, ((token, score), kind)) in tokens.into_iter().zip(scores).zip(types).enumerate() {
             let id = id as u32;
+            texts.push(match kind {
+                NORMAL | USER_DEFINED => Decoded::Text(token.replace(SPACE, " ")),
+                BYTE => Decoded::Byte(0),
+                _ => Decoded::Nothing,
+            });
             match kind {
                 NORMAL => {
                     pieces.insert(token, (id, score));
@@ -79,6 +87,7 @@ impl SentencePiece {
                         .and_then(|h| u8::from_str_radix(h, 16).ok())
                         .ok_or_else(|| g.error(format!("byte token {id} is {token:?}")))?;
                     bytes[byte as usize] = id;
+                    texts[id as usize] = Decoded::Byte(byte);
                 }
                 _ => {}
             }
@@ -96,6 +105,7 @@ impl SentencePiece {
             pieces,
             specials,
             bytes,
+            texts,
             add_space_prefix: g.get_bool_or("tokenizer.ggml.add_space_prefix", true)?,
             bos: id("tokenizer.ggml.bos_token_id")?,
             eos: id("tokenizer.ggml.eos_token_id")?,
@@ -151,6 +161,17 @@ impl Tokenizer for SentencePiece {
         self.encode_piece(&text[plain_start..], &mut out);
         out
     }
+    fn decode(&self, ids: &[u32]) -> String {
+        let mut out = Vec::new();
+        for id in ids {
+            match self.texts.get(*id as usize) {
+                Some(Decoded::Text(t)) => out.extend_from_slice(t.as_bytes()),
+                Some(Decoded::Byte(b)) => out.push(*b),
+                _ => {}
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
     fn bos(&self) -> u32 {
         self.bos
     }
@@ -160,6 +181,17 @@ impl Tokenizer for SentencePiece {
     fn pad(&self) -> u32 {
         self.pad
     }
+}
+
+/// What a token writes when decoded.
+#[derive(Clone, Debug)]
+enum Decoded {
+    /// Its text, with `▁` as a space.
+    Text(String),
+    /// One byte of UTF-8 (a byte-fallback token).
+    Byte(u8),
+    /// Nothing (control tokens).
+    Nothing,
 }
 
 /// A candidate merge of two adjacent symbols, ordered by score, then leftmost first.

@@ -10,6 +10,9 @@ use crate::gguf::Gguf;
 pub trait Tokenizer: Send + Sync {
     /// Token ids of `text`, without BOS or EOS.
     fn encode(&self, text: &str) -> Vec<u32>;
+    /// The text of token ids (what a model generated); control tokens write nothing, ids
+    /// outside the vocabulary are skipped, and bytes that are not UTF-8 become U+FFFD.
+    fn decode(&self, ids: &[u32]) -> String;
     /// Beginning-of-sequence id.
     fn bos(&self) -> u32;
     /// End-of-sequence id.
@@ -51,6 +54,10 @@ impl ByteTokenizer {
 impl Tokenizer for ByteTokenizer {
     fn encode(&self, text: &str) -> Vec<u32> {
         text.bytes().map(u32::from).collect()
+    }
+    fn decode(&self, ids: &[u32]) -> String {
+        let bytes: Vec<u8> = ids.iter().filter_map(|&id| u8::try_from(id).ok()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
     fn bos(&self) -> u32 {
         Self::BOS

@@ -37,6 +37,8 @@ const CONTINUATION: &str = "##";
 pub struct WordPiece {
     /// Every token and its id (the first id, if a token is listed twice).
     vocab: HashMap<String, u32>,
+    /// Every token, by id.
+    tokens: Vec<String>,
     /// The special tokens cut out of the text before normalisation, with their ids.
     specials: Vec<(String, u32)>,
     unk: u32,
@@ -53,9 +55,9 @@ impl WordPiece {
     /// fails when `[CLS]`, `[SEP]`, `[PAD]` or `[UNK]` is missing.
     pub fn new(tokens: Vec<String>) -> std::result::Result<Self, String> {
         let mut vocab = HashMap::with_capacity(tokens.len());
-        for (id, token) in tokens.into_iter().enumerate() {
+        for (id, token) in tokens.iter().enumerate() {
             let id = u32::try_from(id).map_err(|_| "the vocabulary has over 2^32 tokens")?;
-            vocab.entry(token).or_insert(id);
+            vocab.entry(token.clone()).or_insert(id);
         }
         let id = |token: &str| {
             vocab
@@ -70,6 +72,7 @@ impl WordPiece {
             .collect();
         Ok(Self {
             vocab,
+            tokens,
             specials,
             unk,
             cls,
@@ -174,6 +177,29 @@ impl Tokenizer for WordPiece {
             }
         }
         self.encode_plain(&text[plain_start..], &mut out);
+        out
+    }
+    /// The pieces joined, words by a space and `##` pieces onto the word before; special
+    /// tokens write nothing. (Lowercasing and stripped accents are not undone.)
+    fn decode(&self, ids: &[u32]) -> String {
+        let mut out = String::new();
+        for id in ids {
+            let Some(token) = self.tokens.get(*id as usize) else {
+                continue;
+            };
+            if self.specials.iter().any(|(_, s)| s == id) {
+                continue;
+            }
+            match token.strip_prefix(CONTINUATION) {
+                Some(rest) => out.push_str(rest),
+                None => {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(token);
+                }
+            }
+        }
         out
     }
     fn bos(&self) -> u32 {

@@ -206,6 +206,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
     let vars = crate::tensors::make_trainable(&mut factors, &trained)?;
     let learner = Learner::load(
         &config.architecture,
+        config.reward.as_deref(),
         &mut loaded.gguf,
         &files.data,
         &ModelOptions {
@@ -215,9 +216,13 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
             max_seq_len: config.hyper.max_seq_len,
             device: &device,
         },
+        &files.config,
     )?;
     let mut opt = AdamW::new(vars, config.hyper.clone())?;
-    let eval_reward = || learner.eval_reward(config.hyper.batch_size, &device);
+    let eval_reward = || {
+        let max_len = config.hyper.max_seq_len;
+        learner.eval_reward(config.hyper.batch_size, max_len, &device)
+    };
 
     let mut state = match resume {
         Some(c) => {
@@ -259,15 +264,33 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
     }
 
     let delta = delta_of(&config, &loaded.adapter, &opt)?;
-    // The claim is the reward of exactly what the server will evaluate: the adapter plus the
-    // delta as written, not the trained values themselves, which differ from that sum in the
-    // last bit; the base's quantized kernels round activations to 8 bits, so such a bit can
-    // move a real model's reward by more than the validator's tolerance.
-    for (name, var) in opt.params() {
-        let applied = (&loaded.adapter.tensors[name] + &delta.tensors[name])?;
-        var.set(&applied.to_device(&device)?)?;
+    // The claim is the reward of exactly what the server will evaluate, computed as it does: a
+    // model built afresh on the adapter plus the delta as written, with no trainable variables.
+    // The trained values differ from that sum in the last bit, and the base's quantized kernels
+    // round activations to 8 bits, so such a bit can move a real model's reward by more than the
+    // validator's tolerance; a generated plan can change with it.
+    drop(objective);
+    drop(learner);
+    let mut applied = NamedTensors::new();
+    for (name, t) in crate::score::apply_delta(&loaded.adapter, &delta.tensors)? {
+        applied.insert(name, t.to_device(&device)?);
     }
-    let reward_after = eval_reward()?;
+    let scorer = Learner::load(
+        &config.architecture,
+        config.reward.as_deref(),
+        &mut Gguf::open(&files.model)?,
+        &files.data,
+        &ModelOptions {
+            weights: WeightMode::Quantized(config.backward),
+            lora: &config.lora,
+            factors: &applied,
+            max_seq_len: config.hyper.max_seq_len,
+            device: &device,
+        },
+        &files.config,
+    )?;
+    let reward_after =
+        scorer.eval_reward(config.hyper.batch_size, config.hyper.max_seq_len, &device)?;
     let delta_bytes = delta.to_bytes()?;
     files::write_atomic(&files.delta, &delta_bytes)?;
     let report = Report {
@@ -278,7 +301,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         base_sha256: config.base_sha256.clone(),
         adapter_version: config.adapter_version,
         seed: config.seed,
-        reward_kind: learner.reward_kind().into(),
+        reward_kind: scorer.reward_kind().into(),
         reward_before: state.reward_before,
         reward_after,
         loss_curve: state.losses,

@@ -5,6 +5,7 @@
 
 pub mod codenames;
 pub mod digits;
+pub mod grid;
 pub mod reverse;
 pub mod spell;
 
@@ -70,6 +71,7 @@ pub fn examples(
         "reverse" => reverse::pairs(seed, n, exclude),
         "spell_digits" => spell::pairs(seed, n, exclude),
         "codenames" => codenames::pairs(seed, n, exclude),
+        "grid_plans" => grid::pairs(seed, n, exclude),
         "digits_shifted" => {
             let images = digits::read_csv(&models.join(DIGITS_CSV))?;
             let held_out = split == Split::HeldOut;

@@ -368,6 +368,7 @@ impl Project {
             lora: &manifest.lora,
             max_seq_len: manifest.defaults.hyper.max_seq_len,
             batch_size: manifest.defaults.hyper.batch_size,
+            reward: &manifest.reward.kind,
         };
         Ok(score::rewards(
             &self.base(&manifest.name),

@@ -26,3 +26,27 @@ fn gemma_tokenizer_matches_the_reference_vectors() {
         assert_eq!(tok.encode(text), want, "{text:?}");
     }
 }
+
+#[test]
+fn gemma_tokenizer_decodes_what_it_encodes() {
+    let path = gemma_base();
+    let tok = aginet::tokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
+    for text in [
+        "Grid 5x5. Start 1,2. Goal 4,5. Walls 2,2 3,4.\nPlan:",
+        " R D D D R R",
+        "naïve café, Ångström: 東京 🚀 \u{1F9EA}!",
+        "  two  spaces\tand a tab",
+    ] {
+        let ids = tok.encode(text);
+        let back = tok.decode(&ids);
+        assert!(
+            back == text || back.strip_prefix(' ') == Some(text),
+            "{text:?} -> {ids:?} -> {back:?}"
+        );
+    }
+    assert_eq!(
+        tok.decode(&[tok.bos(), tok.eos()]),
+        "",
+        "control tokens write nothing"
+    );
+}

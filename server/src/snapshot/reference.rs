@@ -36,6 +36,7 @@ pub fn of(
         lora: &manifest.lora,
         max_seq_len: max,
         batch_size: 1,
+        reward: &manifest.reward.kind,
     };
     let tokenizer = || -> Result<Box<dyn Tokenizer>> {
         Ok(aginet::tokenizer::from_gguf(&aginet::gguf::Gguf::open(

@@ -1,0 +1,122 @@
+//! Greedy generation with a decoder: the continuation of prompts, one token at a time, each
+//! the highest logit after the sequence so far. Deterministic for a given model and thread
+//! count, so the app and the validator generate the same text.
+//!
+//! There is no key/value cache: each step runs the whole sequence again. Prompts are batched,
+//! right-padded; a causal decoder's position never sees the padding after it, so each row reads
+//! the hidden state of its own last token.
+
+use crate::error::Result;
+use crate::model::Decoder;
+use candle_core::{Device, Tensor, D};
+
+/// The greedy continuations of `prompts` (token ids, BOS included): at most `max_new` tokens
+/// each, and never past `max_len` tokens in all; a continuation ends before `eos`, which it
+/// does not include.
+pub fn greedy(
+    model: &dyn Decoder,
+    prompts: &[Vec<u32>],
+    eos: u32,
+    pad: u32,
+    max_new: usize,
+    max_len: usize,
+    device: &Device,
+) -> Result<Vec<Vec<u32>>> {
+    let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
+    let mut done: Vec<bool> = seqs.iter().map(|s| s.len() >= max_len).collect();
+    for _ in 0..max_new {
+        let live: Vec<usize> = (0..seqs.len()).filter(|i| !done[*i]).collect();
+        if live.is_empty() {
+            break;
+        }
+        let width = live
+            .iter()
+            .map(|&i| seqs[i].len())
+            .max()
+            .expect("non-empty");
+        let mut ids = Vec::with_capacity(live.len() * width);
+        let mut last = Vec::with_capacity(live.len());
+        for (row, &i) in live.iter().enumerate() {
+            ids.extend(seqs[i].iter().copied());
+            ids.extend(std::iter::repeat_n(pad, width - seqs[i].len()));
+            last.push((row * width + seqs[i].len() - 1) as u32);
+        }
+        let tokens = Tensor::from_vec(ids, (live.len(), width), device)?;
+        let hidden = model.hidden(&tokens)?.detach();
+        let rows = hidden
+            .reshape(((), hidden.dim(D::Minus1)?))?
+            .index_select(&Tensor::new(last, device)?, 0)?;
+        let next = model.head(&rows)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        for (&i, token) in live.iter().zip(next) {
+            if token == eos {
+                done[i] = true;
+            } else {
+                seqs[i].push(token);
+                done[i] = seqs[i].len() >= max_len;
+            }
+        }
+    }
+    Ok(seqs
+        .into_iter()
+        .zip(prompts)
+        .map(|(s, p)| s[p.len()..].to_vec())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::LoraSpec;
+    use crate::gguf::Gguf;
+    use crate::model::tiny::{tiny_config, write_tiny_model, TinyQuant};
+    use crate::model::{self, ModelOptions, WeightMode};
+    use crate::tensors::NamedTensors;
+
+    #[test]
+    fn batched_greedy_equals_the_argmax_of_each_prompt_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        write_tiny_model(&path, 0, TinyQuant::Q8_0).unwrap();
+        let mut g = Gguf::open(&path).unwrap();
+        let none = LoraSpec::none();
+        let factors = NamedTensors::new();
+        let device = Device::Cpu;
+        let decoder = model::load(
+            &crate::config::Architecture::Llama(tiny_config()),
+            &mut g,
+            &ModelOptions {
+                weights: WeightMode::DenseF32,
+                lora: &none,
+                factors: &factors,
+                max_seq_len: 32,
+                device: &device,
+            },
+        )
+        .unwrap();
+        let prompts: Vec<Vec<u32>> =
+            vec![vec![256, 104, 105], vec![256, 97], vec![256, 1, 2, 3, 4]];
+        let batched = greedy(decoder.as_ref(), &prompts, 257, 258, 6, 32, &device).unwrap();
+        for (prompt, got) in prompts.iter().zip(&batched) {
+            // One prompt alone, each token the argmax of the full logits at the last position.
+            let mut seq = prompt.clone();
+            for _ in 0..6 {
+                let ids = Tensor::new(seq.as_slice(), &device)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
+                let logits = decoder.forward(&ids).unwrap().squeeze(0).unwrap();
+                let last = logits.get(seq.len() - 1).unwrap();
+                let next = last.argmax(D::Minus1).unwrap().to_scalar::<u32>().unwrap();
+                if next == 257 {
+                    break;
+                }
+                seq.push(next);
+            }
+            assert_eq!(got, &seq[prompt.len()..].to_vec(), "prompt {prompt:?}");
+        }
+        let capped = greedy(decoder.as_ref(), &prompts, 257, 258, 6, 5, &device).unwrap();
+        for (prompt, got) in prompts.iter().zip(&capped) {
+            assert!(prompt.len() + got.len() <= 5.max(prompt.len()), "{got:?}");
+        }
+    }
+}
