@@ -68,23 +68,30 @@ impl Dataset {
         tok: &dyn Tokenizer,
         max_seq_len: usize,
     ) -> std::result::Result<Self, String> {
-        let mut train = Vec::new();
-        let mut eval = Vec::new();
-        for (seq, split) in parse_lines(bytes, tok, max_seq_len)? {
-            match split {
-                Some(Split::Eval) => eval.push(seq),
-                _ => train.push(seq),
-            }
-        }
-        if eval.is_empty() {
-            let held = (train.len() / 10).max(1);
-            eval = train.split_off(train.len() - held);
-        }
-        if train.is_empty() {
-            return Err("the data set has no training examples".into());
-        }
+        let (train, eval) = split(parse_lines(bytes, tok, max_seq_len)?)?;
         Ok(Self { train, eval })
     }
+}
+
+/// Examples with their split markers as (train, eval): lines marked `eval` are the work unit's
+/// own check; when none is, the last tenth (at least one) is. Every skill's data splits so.
+pub fn split<T>(lines: Vec<(T, Option<Split>)>) -> std::result::Result<(Vec<T>, Vec<T>), String> {
+    let mut train = Vec::new();
+    let mut eval = Vec::new();
+    for (example, split) in lines {
+        match split {
+            Some(Split::Eval) => eval.push(example),
+            _ => train.push(example),
+        }
+    }
+    if eval.is_empty() {
+        let held = (train.len() / 10).max(1);
+        eval = train.split_off(train.len().saturating_sub(held));
+    }
+    if train.is_empty() {
+        return Err("the data set has no training examples".into());
+    }
+    Ok((train, eval))
 }
 
 /// Every example of a data file, whatever its split (the validator's held-out set).

@@ -4,7 +4,7 @@
 //! Lines marked `eval` are the work unit's own before/after check; when none is, the last tenth
 //! (at least one) is, as for the decoders' data.
 
-use crate::data::{parse_examples, read_maybe_compressed, Split};
+use crate::data::{parse_examples, read_maybe_compressed, split, Split};
 use crate::error::{Error, Result};
 use crate::model::mlp_base::Example;
 use crate::task::digits;
@@ -35,21 +35,7 @@ impl ImageDataset {
 
     /// Parses JSONL bytes; the error is a message for the caller to attach a path to.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let mut train = Vec::new();
-        let mut eval = Vec::new();
-        for (example, split) in parse_lines(bytes)? {
-            match split {
-                Some(Split::Eval) => eval.push(example),
-                _ => train.push(example),
-            }
-        }
-        if eval.is_empty() {
-            let held = (train.len() / 10).max(1);
-            eval = train.split_off(train.len().saturating_sub(held));
-        }
-        if train.is_empty() {
-            return Err("the data set has no training examples".into());
-        }
+        let (train, eval) = split(parse_lines(bytes)?)?;
         Ok(Self { train, eval })
     }
 }

@@ -6,7 +6,7 @@
 //! A pair is a data line's prompt (the query) and completion (the passage), each tokenized as
 //! `[CLS] text [SEP]`.
 
-use crate::data::{parse_examples, read_maybe_compressed, Split};
+use crate::data::{parse_examples, read_maybe_compressed, split, Split};
 use crate::error::{Error, Result};
 use crate::model::bert::BertEncoder;
 use crate::tokenizer::Tokenizer;
@@ -64,21 +64,7 @@ impl PairDataset {
         tok: &dyn Tokenizer,
         max_seq_len: usize,
     ) -> std::result::Result<Self, String> {
-        let mut train = Vec::new();
-        let mut eval = Vec::new();
-        for (pair, split) in parse_lines(bytes, tok, max_seq_len)? {
-            match split {
-                Some(Split::Eval) => eval.push(pair),
-                _ => train.push(pair),
-            }
-        }
-        if eval.is_empty() {
-            let held = (train.len() / 10).max(1);
-            eval = train.split_off(train.len().saturating_sub(held));
-        }
-        if train.is_empty() {
-            return Err("the data set has no training pairs".into());
-        }
+        let (train, eval) = split(parse_lines(bytes, tok, max_seq_len)?)?;
         Ok(Self { train, eval })
     }
 }

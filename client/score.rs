@@ -148,17 +148,8 @@ pub fn class_logits(
         return Err(Error::model(base, "not an image classifier"));
     };
     let device = Device::Cpu;
-    let mut gguf = Gguf::open(base)?;
-    // Dequantized weights, exact f32 products: a single row would otherwise go through the
-    // quantized kernel, which rounds the activations to 8 bits, and no other framework does.
-    let opts = ModelOptions {
-        weights: WeightMode::DenseF32,
-        lora: skill.lora,
-        factors,
-        max_seq_len: skill.max_seq_len,
-        device: &device,
-    };
-    let model = crate::learner::classifier(&mut gguf, expected, &opts)?;
+    let model =
+        crate::learner::classifier(&mut Gguf::open(base)?, expected, &exact(skill, factors))?;
     let x = candle_core::Tensor::new(input, &device)?.unsqueeze(0)?;
     Ok(model.forward(&x)?.squeeze(0)?.to_vec1::<f32>()?)
 }
@@ -175,16 +166,20 @@ pub fn embedding(
         return Err(Error::model(base, "not a sentence encoder"));
     };
     let device = Device::Cpu;
-    let mut gguf = Gguf::open(base)?;
-    // Dequantized weights, exact f32 products, as in [`class_logits`].
-    let opts = ModelOptions {
+    let model = crate::learner::encoder(&mut Gguf::open(base)?, expected, &exact(skill, factors))?;
+    let (ids, mask) = retrieve::batch(&[tokens], 0, &device)?;
+    Ok(model.embed(&ids, &mask)?.squeeze(0)?.to_vec1::<f32>()?)
+}
+
+/// Options for a reference computation on the CPU: dequantized weights and exact f32 products
+/// (a single row would otherwise go through the quantized kernel, which rounds the activations
+/// to 8 bits, and no other framework does).
+fn exact<'a>(skill: &Skill<'a>, factors: &'a NamedTensors) -> ModelOptions<'a> {
+    ModelOptions {
         weights: WeightMode::DenseF32,
         lora: skill.lora,
         factors,
         max_seq_len: skill.max_seq_len,
-        device: &device,
-    };
-    let model = crate::learner::encoder(&mut gguf, expected, &opts)?;
-    let (ids, mask) = retrieve::batch(&[tokens], 0, &device)?;
-    Ok(model.embed(&ids, &mask)?.squeeze(0)?.to_vec1::<f32>()?)
+        device: &Device::Cpu,
+    }
 }

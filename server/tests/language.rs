@@ -6,22 +6,11 @@
 
 mod common;
 
-use common::{models, server};
+use common::{init_project, models, ok, one_work_unit, run_app, server, valid_rewards, validate};
 use std::path::Path;
-use std::process::Command;
 
 /// Optimizer steps: enough to learn the task's format, few enough for CI's two cores.
 const STEPS: u32 = 6;
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A models folder holding the language skill, its base made by `convert-base`.
 fn language_models(dir: &Path) -> std::path::PathBuf {
@@ -52,28 +41,8 @@ fn language_models(dir: &Path) -> std::path::PathBuf {
 fn gemma_learns_the_language_task_and_the_validator_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let models = language_models(dir.path());
-    let project = dir.path().join("project");
-    let p = project.to_str().unwrap();
-    ok(&server(&[
-        "init",
-        "--project",
-        p,
-        "--models",
-        models.to_str().unwrap(),
-        "--skill",
-        "language",
-    ]));
-    let out = dir.path().join("wu");
-    let made = ok(&server(&[
-        "make-work",
-        "--project",
-        p,
-        "--count",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    let wu = Path::new(made.trim());
+    let project = init_project(dir.path(), &models, "language");
+    let wu = one_work_unit(&project, dir.path());
     let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert!(matches!(
         config.architecture,
@@ -82,12 +51,7 @@ fn gemma_learns_the_language_task_and_the_validator_agrees() {
     config.steps = STEPS;
     std::fs::write(wu.join("config"), config.to_json()).unwrap();
 
-    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
-    ok(&Command::new(&app)
-        .args(["run", "--threads", "2", "--dir"])
-        .arg(wu)
-        .output()
-        .unwrap());
+    run_app(&wu, 2);
     let report = aginet::report::Report::read(&wu.join("report")).unwrap();
     assert!(
         report.reward_after > 10.0 * report.reward_before && report.reward_after > 0.1,
@@ -96,24 +60,11 @@ fn gemma_learns_the_language_task_and_the_validator_agrees() {
         report.reward_after
     );
 
-    let verdict = ok(&server(&[
-        "validate",
-        "--project",
-        p,
-        wu.join("delta").to_str().unwrap(),
-        wu.join("report").to_str().unwrap(),
-    ]));
-    let numbers: Vec<f64> = verdict
-        .trim()
-        .strip_prefix("valid: held-out reward ")
-        .unwrap_or_else(|| panic!("not accepted: {verdict}"))
-        .split(" -> ")
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let numbers = valid_rewards(&ok(&validate(&project, &wu, &wu.join("report"))));
     assert!(
-        numbers[1] > 10.0 * numbers[0] && numbers[1] > 0.1,
+        numbers.1 > 10.0 * numbers.0 && numbers.1 > 0.1,
         "held-out reward {} -> {}",
-        numbers[0],
-        numbers[1]
+        numbers.0,
+        numbers.1
     );
 }

@@ -13,9 +13,11 @@ use aginet::model::bert::{BertDims, BertEncoder, BertOptions};
 use aginet::model::WeightMode;
 use aginet::tensors::NamedTensors;
 use candle_core::{Device, Tensor};
-use common::{models, server};
+use common::{
+    forged_claim_is_refused, init_project, models, ok, one_work_unit, run_app, server,
+    valid_rewards, validate,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// The encoder converted into `dir` with its matrices as `quant`.
 fn converted(dir: &Path, quant: &str) -> PathBuf {
@@ -142,16 +144,6 @@ fn the_q8_0_base_stays_close_to_sentence_transformers() {
     check("q8_0", quantized, 0.9997, 6e-3);
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A models folder holding the memory skill, its base made as the manifest's recipe says.
 fn memory_models(dir: &Path) -> PathBuf {
     let skill = dir.join("models/memory");
@@ -170,34 +162,9 @@ fn memory_models(dir: &Path) -> PathBuf {
 fn a_work_unit_raises_held_out_recall_and_the_validator_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let models = memory_models(dir.path());
-    let project = dir.path().join("project");
-    let p = project.to_str().unwrap();
-    ok(&server(&[
-        "init",
-        "--project",
-        p,
-        "--models",
-        models.to_str().unwrap(),
-        "--skill",
-        "memory",
-    ]));
-    let out = dir.path().join("wu");
-    let made = ok(&server(&[
-        "make-work",
-        "--project",
-        p,
-        "--count",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    let wu = Path::new(made.trim());
-    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
-    ok(&Command::new(&app)
-        .args(["run", "--threads", "2", "--dir"])
-        .arg(wu)
-        .output()
-        .unwrap());
+    let project = init_project(dir.path(), &models, "memory");
+    let wu = one_work_unit(&project, dir.path());
+    run_app(&wu, 2);
     let report = aginet::report::Report::read(&wu.join("report")).unwrap();
     assert_eq!(report.reward_kind, "recall_at_5");
     eprintln!(
@@ -211,34 +178,13 @@ fn a_work_unit_raises_held_out_recall_and_the_validator_agrees() {
         report.reward_after
     );
 
-    let validate = |report: &Path| {
-        server(&[
-            "validate",
-            "--project",
-            p,
-            wu.join("delta").to_str().unwrap(),
-            report.to_str().unwrap(),
-        ])
-    };
-    let mut forged = report.clone();
-    forged.reward_after = (report.reward_after + 0.25).min(1.0) - 0.125;
-    let forged_path = dir.path().join("forged-report");
-    forged.write(&forged_path).unwrap();
-    let refused = String::from_utf8_lossy(&validate(&forged_path).stdout).into_owned();
-    assert!(refused.contains("disagrees with the"), "{refused}");
-    let verdict = ok(&validate(&wu.join("report")));
-    let numbers: Vec<f64> = verdict
-        .trim()
-        .strip_prefix("valid: held-out reward ")
-        .unwrap_or_else(|| panic!("not accepted: {verdict}"))
-        .split(" -> ")
-        .map(|x| x.parse().unwrap())
-        .collect();
-    eprintln!("held-out recall@5 {} -> {}", numbers[0], numbers[1]);
+    forged_claim_is_refused(&project, &wu, &report);
+    let numbers = valid_rewards(&ok(&validate(&project, &wu, &wu.join("report"))));
+    eprintln!("held-out recall@5 {} -> {}", numbers.0, numbers.1);
     assert!(
-        numbers[1] > numbers[0] + 0.1,
+        numbers.1 > numbers.0 + 0.1,
         "held-out recall@5 {} -> {}",
-        numbers[0],
-        numbers[1]
+        numbers.0,
+        numbers.1
     );
 }

@@ -6,24 +6,13 @@
 
 mod common;
 
-use common::{models, server};
+use common::{init_project, models, ok, one_work_unit, run_app, server, valid_rewards, validate};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// Optimizer steps of the work unit: the plan format is learned within 20; walks only start to
 /// succeed after about 50 (2 of 16 eval problems at 60 in a release build), so the assertions
 /// below are the loss, the claim the validator recomputes, and a reward that does not fall.
 const STEPS: u32 = 40;
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A models folder holding the planner skill and, as its manifest expects, the language
 /// skill's base made by `convert-base`.
@@ -64,39 +53,14 @@ fn planner_models(dir: &Path) -> PathBuf {
 fn gemma_learns_to_plan_and_the_validator_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let models = planner_models(dir.path());
-    let project = dir.path().join("project");
-    let p = project.to_str().unwrap();
-    ok(&server(&[
-        "init",
-        "--project",
-        p,
-        "--models",
-        models.to_str().unwrap(),
-        "--skill",
-        "planner",
-    ]));
-    let out = dir.path().join("wu");
-    let made = ok(&server(&[
-        "make-work",
-        "--project",
-        p,
-        "--count",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    let wu = Path::new(made.trim());
+    let project = init_project(dir.path(), &models, "planner");
+    let wu = one_work_unit(&project, dir.path());
     let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert_eq!(config.reward.as_deref(), Some("plan_success"));
     config.steps = STEPS;
     std::fs::write(wu.join("config"), config.to_json()).unwrap();
 
-    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
-    ok(&Command::new(&app)
-        .args(["run", "--threads", "2", "--dir"])
-        .arg(wu)
-        .output()
-        .unwrap());
+    run_app(&wu, 2);
     let report = aginet::report::Report::read(&wu.join("report")).unwrap();
     assert_eq!(report.reward_kind, "plan_success");
     eprintln!(
@@ -117,25 +81,12 @@ fn gemma_learns_to_plan_and_the_validator_agrees() {
         report.reward_after
     );
 
-    let verdict = ok(&server(&[
-        "validate",
-        "--project",
-        p,
-        wu.join("delta").to_str().unwrap(),
-        wu.join("report").to_str().unwrap(),
-    ]));
-    let numbers: Vec<f64> = verdict
-        .trim()
-        .strip_prefix("valid: held-out reward ")
-        .unwrap_or_else(|| panic!("not accepted: {verdict}"))
-        .split(" -> ")
-        .map(|x| x.parse().unwrap())
-        .collect();
-    eprintln!("held-out plans accepted {} -> {}", numbers[0], numbers[1]);
+    let numbers = valid_rewards(&ok(&validate(&project, &wu, &wu.join("report"))));
+    eprintln!("held-out plans accepted {} -> {}", numbers.0, numbers.1);
     assert!(
-        numbers[1] >= numbers[0],
+        numbers.1 >= numbers.0,
         "held-out plans accepted {} -> {}",
-        numbers[0],
-        numbers[1]
+        numbers.0,
+        numbers.1
     );
 }

@@ -6,19 +6,11 @@
 
 mod common;
 
-use common::{models, server};
+use common::{
+    forged_claim_is_refused, init_project, models, ok, one_work_unit, run_app, server,
+    valid_rewards, validate,
+};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn digits_fetched() {
     let csv = models().join(aginet::task::DIGITS_CSV);
@@ -29,57 +21,19 @@ fn digits_fetched() {
     );
 }
 
-/// The two rewards of the validator's `valid: held-out reward A -> B`.
-fn valid_rewards(verdict: &str) -> (f64, f64) {
-    let numbers: Vec<f64> = verdict
-        .trim()
-        .strip_prefix("valid: held-out reward ")
-        .unwrap_or_else(|| panic!("not accepted: {verdict}"))
-        .split(" -> ")
-        .map(|x| x.parse().unwrap())
-        .collect();
-    (numbers[0], numbers[1])
-}
-
 #[test]
 fn a_work_unit_raises_accuracy_on_shifted_digits_and_the_validator_agrees() {
     digits_fetched();
     let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("project");
-    let p = project.to_str().unwrap();
-    let m = models();
-    ok(&server(&[
-        "init",
-        "--project",
-        p,
-        "--models",
-        m.to_str().unwrap(),
-        "--skill",
-        "vision",
-    ]));
-    let out = dir.path().join("wu");
-    let made = ok(&server(&[
-        "make-work",
-        "--project",
-        p,
-        "--count",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    let wu = Path::new(made.trim());
+    let project = init_project(dir.path(), &models(), "vision");
+    let wu = one_work_unit(&project, dir.path());
     let config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert!(matches!(
         config.architecture,
         aginet::config::Architecture::Mlp(_)
     ));
 
-    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
-    ok(&Command::new(&app)
-        .args(["run", "--threads", "1", "--dir"])
-        .arg(wu)
-        .output()
-        .unwrap());
+    run_app(&wu, 1);
     let report = aginet::report::Report::read(&wu.join("report")).unwrap();
     assert_eq!(report.reward_kind, "accuracy");
     assert_eq!(report.steps, config.steps);
@@ -106,27 +60,8 @@ fn a_work_unit_raises_accuracy_on_shifted_digits_and_the_validator_agrees() {
     );
 
     // A forged claim is refused by the recomputation; the true one is accepted.
-    let validate = |report: &Path| {
-        server(&[
-            "validate",
-            "--project",
-            p,
-            wu.join("delta").to_str().unwrap(),
-            report.to_str().unwrap(),
-        ])
-    };
-    let mut forged = report.clone();
-    forged.reward_after = (report.reward_after + 0.25).min(1.0) - 0.125;
-    let forged_path = dir.path().join("forged-report");
-    forged.write(&forged_path).unwrap();
-    let refused = validate(&forged_path);
-    let text = String::from_utf8_lossy(&refused.stdout).into_owned();
-    assert!(
-        text.contains("disagrees with the") && text.contains("recomputed"),
-        "{text}{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    let (before, after) = valid_rewards(&ok(&validate(&wu.join("report"))));
+    forged_claim_is_refused(&project, &wu, &report);
+    let (before, after) = valid_rewards(&ok(&validate(&project, &wu, &wu.join("report"))));
     assert!(
         after > before + 0.03,
         "held-out accuracy on shifted digits: {before} -> {after}"

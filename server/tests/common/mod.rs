@@ -49,3 +49,92 @@ pub fn demo(project: &Path, args: &[&str]) -> String {
     );
     text
 }
+
+/// The output's stdout, failing the test with stdout and stderr when the command failed.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A new project of `skill` in `dir/project` from the manifests under `models`.
+pub fn init_project(dir: &Path, models: &Path, skill: &str) -> PathBuf {
+    let project = dir.join("project");
+    ok(&server(&[
+        "init",
+        "--project",
+        project.to_str().unwrap(),
+        "--models",
+        models.to_str().unwrap(),
+        "--skill",
+        skill,
+    ]));
+    project
+}
+
+/// One work unit of `project` made in `dir/wu`; its folder.
+pub fn one_work_unit(project: &Path, dir: &Path) -> PathBuf {
+    let made = ok(&server(&[
+        "make-work",
+        "--project",
+        project.to_str().unwrap(),
+        "--count",
+        "1",
+        "--out",
+        dir.join("wu").to_str().unwrap(),
+    ]));
+    PathBuf::from(made.trim())
+}
+
+/// Runs the volunteer app (built beside `aginet-server`) on work unit `wu` with `threads`
+/// threads, as a volunteer would.
+pub fn run_app(wu: &Path, threads: usize) {
+    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
+    ok(&Command::new(&app)
+        .args(["run", "--threads", &threads.to_string(), "--dir"])
+        .arg(wu)
+        .output()
+        .unwrap());
+}
+
+/// `validate` of work unit `wu`'s delta with the report at `report`.
+pub fn validate(project: &Path, wu: &Path, report: &Path) -> Output {
+    server(&[
+        "validate",
+        "--project",
+        project.to_str().unwrap(),
+        wu.join("delta").to_str().unwrap(),
+        report.to_str().unwrap(),
+    ])
+}
+
+/// The held-out rewards before and after of an accepted result's verdict
+/// (`valid: held-out reward A -> B`), failing the test on any other verdict.
+pub fn valid_rewards(verdict: &str) -> (f64, f64) {
+    let numbers: Vec<f64> = verdict
+        .trim()
+        .strip_prefix("valid: held-out reward ")
+        .unwrap_or_else(|| panic!("not accepted: {verdict}"))
+        .split(" -> ")
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// Checks that the validator refuses `wu`'s delta with a copy of `report` whose claimed reward
+/// is off by 0.125: the recomputation catches the forgery.
+pub fn forged_claim_is_refused(project: &Path, wu: &Path, report: &aginet::report::Report) {
+    let mut forged = report.clone();
+    forged.reward_after = (report.reward_after + 0.25).min(1.0) - 0.125;
+    let path = wu.with_extension("forged-report");
+    forged.write(&path).unwrap();
+    let refused = String::from_utf8_lossy(&validate(project, wu, &path).stdout).into_owned();
+    assert!(
+        refused.contains("disagrees with the") && refused.contains("recomputed"),
+        "{refused}"
+    );
+}
