@@ -274,3 +274,17 @@ fn a_valid_adapter_file_is_used() {
     let out = wd.run_app(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_reward_the_architecture_does_not_compute() {
+    let wd = WorkDir::tiny(2);
+    let mut c = wd.config();
+    c.reward = Some("accuracy".into());
+    wd.write_config(&c);
+    expect_failure(
+        &wd,
+        exit::CONFIG,
+        "config",
+        "field reward: a decoder does not compute \"accuracy\"",
+    );
+}
