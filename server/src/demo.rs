@@ -209,10 +209,13 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         );
     }
     let (first, last) = (rewards[0], *rewards.last().expect("rewards"));
-    println!(
-        "global held-out reward: {first:.6} -> {last:.6} ({:+.1}%)",
-        (last / first - 1.0) * 100.0
-    );
+    // A reward that starts at 0 (no plan accepted yet) has no relative change: say by how much.
+    let change = if first > 0.0 {
+        format!("{:+.1}%", (last / first - 1.0) * 100.0)
+    } else {
+        format!("{:+.6}", last - first)
+    };
+    println!("global held-out reward: {first:.6} -> {last:.6} ({change})");
     println!(
         "project folder: {} (scoreboard.csv, skills/{}/adapters/)",
         opts.project.display(),
