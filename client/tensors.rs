@@ -57,22 +57,23 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(String, NamedTensors), Strin
         .ok_or_else(|| format!("metadata entry {HEADER_KEY:?} is missing"))?;
     let mut tensors = NamedTensors::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(format!(
-                "tensor {name} has dtype {:?}, expected F32",
-                view.dtype()
-            ));
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let t = Tensor::from_vec(values, view.shape(), &Device::Cpu)
-            .map_err(|e| format!("tensor {name}: {e}"))?;
+        let t = f32_tensor(&view).map_err(|m| format!("tensor {name}: {m}"))?;
         tensors.insert(name, t);
     }
     Ok((header, tensors))
+}
+
+/// A safetensors F32 tensor as a CPU tensor; any other dtype is an error message.
+pub fn f32_tensor(view: &TensorView<'_>) -> std::result::Result<Tensor, String> {
+    if view.dtype() != Dtype::F32 {
+        return Err(format!("dtype {:?}, expected F32", view.dtype()));
+    }
+    let values: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Tensor::from_vec(values, view.shape(), &Device::Cpu).map_err(|e| e.to_string())
 }
 
 /// Parses a JSON header after checking its `format` and `version` fields.

@@ -10,8 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::SafeTensors;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -104,20 +103,9 @@ pub fn convert(input: &Path, output: &Path, quant: GgmlDType) -> Result<usize> {
         let Some((name, quantized)) = gguf_name(hf) else {
             continue;
         };
-        let view = st.tensor(hf)?;
-        if view.dtype() != Dtype::F32 {
-            bail!(
-                "{}: tensor {hf} is {:?}, expected F32",
-                weights_path.display(),
-                view.dtype()
-            );
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let t = Tensor::from_vec(values, view.shape(), &Device::Cpu)?;
+        let t = aginet::tensors::f32_tensor(&st.tensor(hf)?)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{}: tensor {hf}", weights_path.display()))?;
         let dtype = if quantized { quant } else { GgmlDType::F32 };
         tensors.push((name, QTensor::quantize(&t, dtype)?));
     }

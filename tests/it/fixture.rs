@@ -123,3 +123,24 @@ impl Drop for WorkDir {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Asserts that `tok` encodes every `{"text", "ids"}` of the reference `vectors` (made by an
+/// independent tokenizer) to exactly those ids; there must be at least `min` of them.
+pub fn assert_encodes_like(
+    tok: &dyn aginet::tokenizer::Tokenizer,
+    vectors: &serde_json::Value,
+    min: usize,
+) {
+    let vectors = vectors.as_array().expect("an array of vectors");
+    assert!(vectors.len() >= min, "{} vectors", vectors.len());
+    for v in vectors {
+        let text = v["text"].as_str().unwrap();
+        let want: Vec<u32> = v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tok.encode(text), want, "{text:?}");
+    }
+}

@@ -13,18 +13,7 @@ fn gemma_tokenizer_matches_the_reference_vectors() {
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("../data/gemma3_tokenizer.json")).unwrap();
     assert_eq!(reference["bos"], tok.bos());
-    let vectors = reference["vectors"].as_array().unwrap();
-    assert!(vectors.len() >= 10);
-    for v in vectors {
-        let text = v["text"].as_str().unwrap();
-        let want: Vec<u32> = v["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i.as_u64().unwrap() as u32)
-            .collect();
-        assert_eq!(tok.encode(text), want, "{text:?}");
-    }
+    super::fixture::assert_encodes_like(tok.as_ref(), &reference["vectors"], 10);
 }
 
 #[test]
