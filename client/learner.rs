@@ -7,7 +7,7 @@
 
 use crate::classify::{self, ClassifierObjective};
 use crate::config::Architecture;
-use crate::data::Dataset;
+use crate::data::{Dataset, Sequence};
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::gguf::Gguf;
@@ -30,10 +30,11 @@ pub enum Learner {
         model: Box<dyn Decoder>,
         /// The examples.
         data: Dataset,
-        /// The tokenizer's padding id.
-        pad: u32,
-        /// The tokenizer when the reward is `plan_success` (plans are generated and read back).
-        plans: Option<Box<dyn Tokenizer>>,
+        /// The base's tokenizer.
+        tok: Box<dyn Tokenizer>,
+        /// Whether the reward is `plan_success` (plans generated and simulated), not
+        /// `token_likelihood`.
+        plans: bool,
     },
     /// A classifier and its images.
     Classifier {
@@ -48,20 +49,21 @@ pub enum Learner {
         model: BertEncoder,
         /// The pairs.
         data: PairDataset,
-        /// The tokenizer's padding id.
-        pad: u32,
+        /// The base's tokenizer.
+        tok: Box<dyn Tokenizer>,
     },
 }
 
 impl Learner {
     /// Reads `data` as the architecture's kind of examples (a decoder's through the base's own
-    /// tokenizer), then builds the network from base `g` with `opts`, to report `reward` (the
+    /// tokenizer; `None`: no examples of its own, to score files with [`Learner::reward_of`]),
+    /// then builds the network from base `g` with `opts`, to report `reward` (the
     /// architecture's first kind when `None`; an unknown one is a config error naming `config`).
     pub fn load(
         architecture: &Architecture,
         reward: Option<&str>,
         g: &mut Gguf,
-        data: &Path,
+        data: Option<&Path>,
         opts: &ModelOptions<'_>,
         config: &Path,
     ) -> Result<Self> {
@@ -78,30 +80,43 @@ impl Learner {
         }
         Ok(match architecture {
             Architecture::Mlp(expected) => {
-                let data = ImageDataset::read(data)?;
+                let data = match data {
+                    Some(path) => ImageDataset::read(path)?,
+                    None => ImageDataset {
+                        train: Vec::new(),
+                        eval: Vec::new(),
+                    },
+                };
                 let model = classifier(g, expected, opts)?;
                 Self::Classifier { model, data }
             }
             Architecture::Bert(expected) => {
                 let tok = tokenizer::from_gguf(g)?;
-                let data = PairDataset::read(data, tok.as_ref(), opts.max_seq_len)?;
+                let data = match data {
+                    Some(path) => PairDataset::read(path, tok.as_ref(), opts.max_seq_len)?,
+                    None => PairDataset {
+                        train: Vec::new(),
+                        eval: Vec::new(),
+                    },
+                };
                 let model = encoder(g, expected, opts)?;
-                Self::Encoder {
-                    model,
-                    data,
-                    pad: tok.pad(),
-                }
+                Self::Encoder { model, data, tok }
             }
             _ => {
                 let tok = tokenizer::from_gguf(g)?;
-                let data = Dataset::read(data, tok.as_ref(), opts.max_seq_len)?;
+                let data = match data {
+                    Some(path) => Dataset::read(path, tok.as_ref(), opts.max_seq_len)?,
+                    None => Dataset {
+                        train: Vec::new(),
+                        eval: Vec::new(),
+                    },
+                };
                 let model = model::load(architecture, g, opts)?;
-                let pad = tok.pad();
                 Self::Decoder {
                     model,
                     data,
-                    pad,
-                    plans: (reward == plan::REWARD_KIND).then_some(tok),
+                    tok,
+                    plans: reward == plan::REWARD_KIND,
                 }
             }
         })
@@ -120,11 +135,11 @@ impl Learner {
     pub fn objective<'a>(&'a self, device: &'a Device) -> Box<dyn Objective + 'a> {
         match self {
             Self::Decoder {
-                model, data, pad, ..
+                model, data, tok, ..
             } => Box::new(DecoderObjective {
                 model: model.as_ref(),
                 data,
-                pad: *pad,
+                pad: tok.pad(),
                 device,
             }),
             Self::Classifier { model, data } => Box::new(ClassifierObjective {
@@ -132,10 +147,10 @@ impl Learner {
                 data,
                 device,
             }),
-            Self::Encoder { model, data, pad } => Box::new(EncoderObjective {
+            Self::Encoder { model, data, tok } => Box::new(EncoderObjective {
                 model,
                 data,
-                pad: *pad,
+                pad: tok.pad(),
                 device,
             }),
         }
@@ -148,29 +163,55 @@ impl Learner {
             Self::Decoder {
                 model,
                 data,
-                plans: Some(tok),
-                ..
-            } => Ok(plan::score(
+                tok,
+                plans,
+            } => decoder_reward(
                 model.as_ref(),
                 tok.as_ref(),
+                *plans,
                 &data.eval,
                 batch_size,
                 max_len,
                 device,
-            )?
-            .accepted),
-            Self::Decoder {
-                model, data, pad, ..
-            } => Ok(eval::reward_from_nll(eval::mean_nll(
-                model.as_ref(),
-                &data.eval,
-                batch_size,
-                *pad,
-                device,
-            )?)),
+            ),
             Self::Classifier { model, data } => classify::reward(model, &data.eval, device),
-            Self::Encoder { model, data, pad } => {
-                retrieve::reward(model, &data.eval, batch_size, *pad, device)
+            Self::Encoder { model, data, tok } => {
+                retrieve::reward(model, &data.eval, batch_size, tok.pad(), device)
+            }
+        }
+    }
+
+    /// The reward on every example of the data file `path` whatever its split (the server's
+    /// held-out sets), read as [`Learner::load`] reads its own, no example longer than
+    /// `max_len` tokens.
+    pub fn reward_of(
+        &self,
+        path: &Path,
+        batch_size: usize,
+        max_len: usize,
+        device: &Device,
+    ) -> Result<f64> {
+        match self {
+            Self::Decoder {
+                model, tok, plans, ..
+            } => {
+                let examples = crate::data::read_all(path, tok.as_ref(), max_len)?;
+                decoder_reward(
+                    model.as_ref(),
+                    tok.as_ref(),
+                    *plans,
+                    &examples,
+                    batch_size,
+                    max_len,
+                    device,
+                )
+            }
+            Self::Classifier { model, .. } => {
+                classify::reward(model, &ImageDataset::read_all(path)?, device)
+            }
+            Self::Encoder { model, tok, .. } => {
+                let pairs = PairDataset::read_all(path, tok.as_ref(), max_len)?;
+                retrieve::reward(model, &pairs, batch_size, tok.pad(), device)
             }
         }
     }
@@ -178,12 +219,30 @@ impl Learner {
     /// The kind of reward [`Learner::eval_reward`] measures.
     pub fn reward_kind(&self) -> &'static str {
         match self {
-            Self::Decoder { plans: Some(_), .. } => plan::REWARD_KIND,
+            Self::Decoder { plans: true, .. } => plan::REWARD_KIND,
             Self::Decoder { .. } => eval::REWARD_KIND,
             Self::Classifier { .. } => classify::REWARD_KIND,
             Self::Encoder { .. } => retrieve::REWARD_KIND,
         }
     }
+}
+
+/// A decoder's reward on `seqs`: the fraction of generated plans the simulator accepts when
+/// `plans`, else the `token_likelihood` of the reference completions.
+fn decoder_reward(
+    model: &dyn Decoder,
+    tok: &dyn Tokenizer,
+    plans: bool,
+    seqs: &[Sequence],
+    batch_size: usize,
+    max_len: usize,
+    device: &Device,
+) -> Result<f64> {
+    if plans {
+        return Ok(plan::score(model, tok, seqs, batch_size, max_len, device)?.accepted);
+    }
+    let nll = eval::mean_nll(model, seqs, batch_size, tok.pad(), device)?;
+    Ok(eval::reward_from_nll(nll))
 }
 
 /// The classifier of base `g`, which must have the `expected` dimensions, with the adapter

@@ -3,19 +3,14 @@
 //! report the new global adapter's reward.
 
 use crate::adapter::{Adapter, LoraSpec};
-use crate::classify;
 use crate::config::Architecture;
-use crate::data;
 use crate::error::{Error, Result};
-use crate::eval;
 use crate::gguf::Gguf;
-use crate::image_data::ImageDataset;
+use crate::learner::Learner;
 use crate::model::WeightMode;
 use crate::model::{self, ModelOptions};
-use crate::plan;
-use crate::retrieve::{self, PairDataset};
+use crate::retrieve;
 use crate::tensors::NamedTensors;
-use crate::tokenizer;
 use candle_core::Device;
 use std::path::Path;
 
@@ -71,45 +66,17 @@ pub fn rewards(
         max_seq_len: skill.max_seq_len,
         device: &device,
     };
-    if let Architecture::Mlp(expected) = skill.architecture {
-        let model = crate::learner::classifier(&mut gguf, expected, &opts)?;
-        return datasets
-            .iter()
-            .map(|data| classify::reward(&model, &ImageDataset::read_all(data)?, &device))
-            .collect();
-    }
-    let tok = tokenizer::from_gguf(&gguf)?;
-    if let Architecture::Bert(expected) = skill.architecture {
-        let model = crate::learner::encoder(&mut gguf, expected, &opts)?;
-        return datasets
-            .iter()
-            .map(|data| {
-                let pairs = PairDataset::read_all(data, tok.as_ref(), skill.max_seq_len)?;
-                retrieve::reward(&model, &pairs, skill.batch_size, tok.pad(), &device)
-            })
-            .collect();
-    }
-    let model = model::load(skill.architecture, &mut gguf, &opts)?;
+    let learner = Learner::load(
+        skill.architecture,
+        Some(skill.reward),
+        &mut gguf,
+        None,
+        &opts,
+        base,
+    )?;
     datasets
         .iter()
-        .map(|data| {
-            let examples = data::read_all(data, tok.as_ref(), skill.max_seq_len)?;
-            if skill.reward == plan::REWARD_KIND {
-                let device = &device;
-                let (batch, max) = (skill.batch_size, skill.max_seq_len);
-                let score =
-                    plan::score(model.as_ref(), tok.as_ref(), &examples, batch, max, device)?;
-                return Ok(score.accepted);
-            }
-            let nll = eval::mean_nll(
-                model.as_ref(),
-                &examples,
-                skill.batch_size,
-                tok.pad(),
-                &device,
-            )?;
-            Ok(eval::reward_from_nll(nll))
-        })
+        .map(|data| learner.reward_of(data, skill.batch_size, skill.max_seq_len, &device))
         .collect()
 }
 

@@ -208,7 +208,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         &config.architecture,
         config.reward.as_deref(),
         &mut loaded.gguf,
-        &files.data,
+        Some(&files.data),
         &ModelOptions {
             weights: WeightMode::Quantized(config.backward),
             lora: &config.lora,
@@ -279,7 +279,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         &config.architecture,
         config.reward.as_deref(),
         &mut Gguf::open(&files.model)?,
-        &files.data,
+        Some(&files.data),
         &ModelOptions {
             weights: WeightMode::Quantized(config.backward),
             lora: &config.lora,
