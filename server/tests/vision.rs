@@ -61,6 +61,18 @@ fn a_work_unit_raises_accuracy_on_shifted_digits_and_the_validator_agrees() {
 
     // A forged claim is refused by the recomputation; the true one is accepted.
     forged_claim_is_refused(&project, &wu, &report);
+    // A report of another skill's kind of reward is refused too.
+    let mut other_kind = report.clone();
+    other_kind.reward_kind = "token_likelihood".into();
+    let path = dir.path().join("other-kind-report");
+    other_kind.write(&path).unwrap();
+    let refused = String::from_utf8_lossy(&validate(&project, &wu, &path).stdout).into_owned();
+    assert!(
+        refused.contains(
+            "the report's reward kind \"token_likelihood\" is not the skill's \"accuracy\""
+        ),
+        "{refused}"
+    );
     let (before, after) = valid_rewards(&ok(&validate(&project, &wu, &wu.join("report"))));
     assert!(
         after > before + 0.03,
