@@ -7,7 +7,7 @@ sentence-transformers does).
 agiNet's base is the Q8_0 conversion, this one the f32 original, so they agree to the
 quantization's error, not to rounding: the tolerance is a cosine and a largest difference per
 coordinate (the base alone, without an adapter, is within cosine 0.99985 and 4.1e-3; see
-server/tests/memory.rs). Exit status 0 when the adapted embedding matches, 1 otherwise.
+server/tests/rounds/memory.rs). Exit status 0 when the adapted embedding matches, 1 otherwise.
 """
 
 import argparse

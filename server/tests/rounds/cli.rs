@@ -1,9 +1,7 @@
 //! The operator's commands end to end on the tiny skill: init, route, make-work, and the app
 //! running a work unit that make-work made.
 
-mod common;
-
-use common::{models, server, train};
+use crate::common::{models, server, train};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -4,9 +4,9 @@
 //! simulator judge them; the validator generates and simulates again on the work unit's eval
 //! split (agreeing with the claim) and on the held-out problems.
 
-mod common;
-
-use common::{init_project, models, ok, one_work_unit, run_app, server, valid_rewards, validate};
+use crate::common::{
+    init_project, models, ok, one_work_unit, run_app, server, valid_rewards, validate,
+};
 use std::path::{Path, PathBuf};
 
 /// Optimizer steps of the work unit, a third of the skill's 120 for CI: the plan format is

@@ -4,9 +4,9 @@
 //! on the work unit's eval split rises, and the validator recomputes the claim and finds the
 //! server's held-out reward risen too.
 
-mod common;
-
-use common::{init_project, models, ok, one_work_unit, run_app, server, valid_rewards, validate};
+use crate::common::{
+    init_project, models, ok, one_work_unit, run_app, server, valid_rewards, validate,
+};
 use std::path::Path;
 
 /// Optimizer steps: enough to learn the task's format, few enough for CI's two cores.

@@ -2,13 +2,11 @@
 //! poisoned volunteers are rejected (their work units reissued to honest ones) and the
 //! interrupted one is accepted.
 
-mod common;
-
 #[test]
 fn the_demo_learns_and_rejects_the_bad_volunteers() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("demo");
-    let text = common::demo(
+    let text = crate::common::demo(
         &project,
         &["--rounds", "3", "--volunteers", "4", "--steps", "30"],
     );

@@ -2,8 +2,6 @@
 //! signature, its metrics, the PEFT export, the SVG plots, and the page as headless Chromium
 //! renders it (Debian's `chromium`, installed by `ci/setup.sh`).
 
-mod common;
-
 use ed25519_dalek::Verifier;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +9,7 @@ use std::process::Command;
 /// A demo project of two rounds and its snapshot folder.
 fn demo_snapshot(dir: &Path) -> (PathBuf, PathBuf) {
     let project = dir.join("demo");
-    let text = common::demo(
+    let text = crate::common::demo(
         &project,
         &["--rounds", "2", "--volunteers", "4", "--steps", "20"],
     );

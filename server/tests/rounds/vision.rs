@@ -4,9 +4,7 @@
 //! held-out accuracy round by round, and the snapshot's export computes the logits its
 //! reference records when read by a forward pass written here from the format's description.
 
-mod common;
-
-use common::{
+use crate::common::{
     forged_claim_is_refused, init_project, models, ok, one_work_unit, run_app, server,
     valid_rewards, validate,
 };
@@ -85,7 +83,7 @@ fn the_federation_raises_held_out_accuracy_every_round() {
     digits_fetched();
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("demo");
-    let text = common::demo(
+    let text = crate::common::demo(
         &project,
         &["--skill", "vision", "--rounds", "3", "--volunteers", "4"],
     );

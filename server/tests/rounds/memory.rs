@@ -5,18 +5,16 @@
 //! transformers in f32); and a work unit's fine-tune raises the held-out recall, which the
 //! validator recomputes (refusing a forged claim).
 
-mod common;
-
+use crate::common::{
+    forged_claim_is_refused, init_project, models, ok, one_work_unit, run_app, server,
+    valid_rewards, validate,
+};
 use aginet::adapter::LoraSpec;
 use aginet::gguf::Gguf;
 use aginet::model::bert::{BertDims, BertEncoder, BertOptions};
 use aginet::model::WeightMode;
 use aginet::tensors::NamedTensors;
 use candle_core::{Device, Tensor};
-use common::{
-    forged_claim_is_refused, init_project, models, ok, one_work_unit, run_app, server,
-    valid_rewards, validate,
-};
 use std::path::{Path, PathBuf};
 
 /// The encoder converted into `dir` with its matrices as `quant`.
@@ -43,7 +41,7 @@ fn converted(dir: &Path, quant: &str) -> PathBuf {
 /// The reference texts' token ids and embeddings.
 fn reference() -> Vec<(Vec<u32>, Vec<f32>)> {
     let json: serde_json::Value =
-        serde_json::from_str(include_str!("../../tests/data/minilm_embeddings.json")).unwrap();
+        serde_json::from_str(include_str!("../../../tests/data/minilm_embeddings.json")).unwrap();
     json["vectors"]
         .as_array()
         .unwrap()

@@ -1,8 +1,5 @@
 //! Helpers shared by the server's integration tests.
 
-// Each test binary compiles this module and uses a subset of it.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

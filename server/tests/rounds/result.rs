@@ -4,9 +4,8 @@
 
 use aginet::delta::Delta;
 use aginet::report::Report;
-mod common;
 
-use common::{models, server, train};
+use crate::common::{models, server, train};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -2,9 +2,7 @@
 //! `bin/create_work`, checked against stand-ins that record their command lines (BOINC's server
 //! is not packaged for Debian 12), and the templates it installs.
 
-mod common;
-
-use common::{models, server};
+use crate::common::{models, server};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

@@ -1,0 +1,17 @@
+//! The server's integration tests, one module per part of the round, linked into one test
+//! binary: each binary carries the whole of candle and the app, so one instead of eleven keeps
+//! the build's disk and link time small.
+
+mod common;
+
+mod boinc_work;
+mod cli;
+mod convert;
+mod demo;
+mod language;
+mod memory;
+mod planner;
+mod result;
+mod round;
+mod snapshot;
+mod vision;
