@@ -112,10 +112,14 @@ fn validate_and_assimilate(project: &Path, client: &Client, name: &str) {
     assert!(outcome.starts_with("accepted"), "{name}: {outcome}");
 }
 
-/// A project of `skill` in `dir`.
-fn init(dir: &Path, skill: &str) -> PathBuf {
+/// The repository's `models/` folder.
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// A project of `skill` in `dir`, from the manifests under `models`.
+fn init(dir: &Path, models: &Path, skill: &str) -> PathBuf {
     let project = dir.join("project");
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     server(&[
         "init",
         "--project",
@@ -164,7 +168,7 @@ fn next_round_runs_under_the_client(
 #[test]
 fn a_round_under_the_real_client_feeds_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
-    let project = init(dir.path(), "tiny");
+    let project = init(dir.path(), &models(), "tiny");
     let p = project.to_str().unwrap();
     let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
 
@@ -214,9 +218,14 @@ fn a_round_under_the_real_client_feeds_the_next_one() {
 /// from the new version.
 fn a_round_of(skill: &str, steps: Option<u32>, reward_kind: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let project = init(dir.path(), skill);
+    let project = init(dir.path(), &models(), skill);
+    round_of(dir.path(), &project, skill, steps, reward_kind);
+}
+
+/// [`a_round_of`] in `dir` for the project made there.
+fn round_of(dir: &Path, project: &Path, skill: &str, steps: Option<u32>, reward_kind: &str) {
     let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
-    let wus = make_work(&project, &dir.path().join("round1"), 2, steps);
+    let wus = make_work(project, &dir.join("round1"), 2, steps);
     let names: Vec<String> = wus.iter().map(|w| name(w)).collect();
     let client = Client::start(app, &tasks(&wus), &prefs());
     client.wait_for("both tasks to succeed", LONG, |ts| {
@@ -225,7 +234,7 @@ fn a_round_of(skill: &str, steps: Option<u32>, reward_kind: &str) {
     for n in &names {
         let report = aginet::report::Report::read(&client.output(n, "report")).unwrap();
         assert_eq!(report.reward_kind, reward_kind);
-        validate_and_assimilate(&project, &client, n);
+        validate_and_assimilate(project, &client, n);
     }
     drop(client);
     let aggregated = server(&["aggregate", "--project", project.to_str().unwrap()]);
@@ -233,7 +242,7 @@ fn a_round_of(skill: &str, steps: Option<u32>, reward_kind: &str) {
         aggregated.contains(&format!("{skill}: version 1 from 2 deltas")),
         "{aggregated}"
     );
-    next_round_runs_under_the_client(dir.path(), &project, skill, steps, 3);
+    next_round_runs_under_the_client(dir, project, skill, steps, 3);
 }
 
 /// The vision skill's work units take a few tenths of a second: too short to interrupt.
@@ -247,4 +256,41 @@ fn a_vision_round_under_the_real_client_feeds_the_next_one() {
 #[test]
 fn a_memory_round_under_the_real_client_feeds_the_next_one() {
     a_round_of("memory", Some(10), "recall_at_5");
+}
+
+/// The planner on Gemma 3 270M: the language skill's base made by `convert-base` from the
+/// fetched Q4_K_M file (`ci/setup.sh` fetches it) into a models folder whose planner manifest
+/// asks for 4 eval and 4 held-out problems, since generating plans is the slow part; 4 steps a
+/// work unit. The app generates plans under the client, and the validator generates them again.
+#[test]
+fn a_planner_round_under_the_real_client_feeds_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    for skill in ["language", "planner"] {
+        let manifest =
+            std::fs::read_to_string(self::models().join(skill).join("manifest.toml")).unwrap();
+        let small = manifest
+            .replace("held_out = 16\n", "held_out = 4\n")
+            .replace("eval_size = 16\n", "eval_size = 4\n");
+        assert!(
+            skill != "planner"
+                || small.contains("held_out = 4\n") && small.contains("eval_size = 4\n"),
+            "the planner manifest's sizes moved"
+        );
+        std::fs::create_dir_all(models.join(skill)).unwrap();
+        std::fs::write(models.join(skill).join("manifest.toml"), small).unwrap();
+    }
+    let fetched = super::fixture::gemma_base();
+    server(&[
+        "convert-base",
+        "--in",
+        fetched.to_str().unwrap(),
+        "--out",
+        models
+            .join("language/gemma3-270m-q8.gguf")
+            .to_str()
+            .unwrap(),
+    ]);
+    let project = init(dir.path(), &models, "planner");
+    round_of(dir.path(), &project, "planner", Some(4), "plan_success");
 }

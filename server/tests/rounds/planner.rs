@@ -10,9 +10,8 @@ use crate::common::{
 use std::path::{Path, PathBuf};
 
 /// Optimizer steps of the work unit, a third of the skill's 120 for CI: the plan format is
-/// learned within 20, but walks only start to succeed after about 50 (at 120, 13 of 16 eval
-/// problems and 10 of 16 held-out ones), so the assertions below are the loss, the claim the
-/// validator recomputes, and a reward that does not fall.
+/// learned within 20 steps, and at 40 a few walks succeed (6 of 16 eval problems and 5 of 16
+/// held-out ones when measured; at 120, 14 and 13).
 const STEPS: u32 = 40;
 
 /// A models folder holding the planner skill and, as its manifest expects, the language
@@ -76,7 +75,7 @@ fn gemma_learns_to_plan_and_the_validator_agrees() {
         "the training loss falls: {first} -> {last}"
     );
     assert!(
-        report.reward_after >= report.reward_before,
+        report.reward_after > report.reward_before,
         "plans accepted on the work unit's eval split: {} -> {}",
         report.reward_before,
         report.reward_after
@@ -85,7 +84,7 @@ fn gemma_learns_to_plan_and_the_validator_agrees() {
     let numbers = valid_rewards(&ok(&validate(&project, &wu, &wu.join("report"))));
     eprintln!("held-out plans accepted {} -> {}", numbers.0, numbers.1);
     assert!(
-        numbers.1 >= numbers.0,
+        numbers.1 > numbers.0,
         "held-out plans accepted {} -> {}",
         numbers.0,
         numbers.1
