@@ -2,12 +2,13 @@
 //! the highest logit after the sequence so far. Deterministic for a given model and thread
 //! count, so the app and the validator generate the same text.
 //!
-//! There is no key/value cache: each step runs the whole sequence again. Prompts are batched,
-//! right-padded; a causal decoder's position never sees the padding after it, so each row reads
-//! the hidden state of its own last token.
+//! Prompts are batched, right-padded; a causal decoder's position never sees the padding after
+//! it, so each row reads the hidden state of its own last token. A decoder that keeps a
+//! key/value cache ([`Decoder::incremental`]) then computes one token per row and step; any
+//! other runs the whole sequence again at each step.
 
 use crate::error::Result;
-use crate::model::Decoder;
+use crate::model::{Decoder, Incremental};
 use candle_core::{Device, Tensor, D};
 
 /// The greedy continuations of `prompts` (token ids, BOS included): at most `max_new` tokens
@@ -22,6 +23,18 @@ pub fn greedy(
     max_len: usize,
     device: &Device,
 ) -> Result<Vec<Vec<u32>>> {
+    if let Some(incremental) = model.incremental() {
+        return greedy_cached(
+            model,
+            incremental,
+            prompts,
+            eos,
+            pad,
+            max_new,
+            max_len,
+            device,
+        );
+    }
     let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
     let mut done: Vec<bool> = seqs.iter().map(|s| s.len() >= max_len).collect();
     for _ in 0..max_new {
@@ -55,6 +68,79 @@ pub fn greedy(
                 done[i] = seqs[i].len() >= max_len;
             }
         }
+    }
+    Ok(seqs
+        .into_iter()
+        .zip(prompts)
+        .map(|(s, p)| s[p.len()..].to_vec())
+        .collect())
+}
+
+/// [`greedy`] with a key/value cache: one pass over the padded prompts, then one token per
+/// unfinished row and step; finished rows leave the batch.
+#[allow(clippy::too_many_arguments)]
+fn greedy_cached(
+    model: &dyn Decoder,
+    incremental: &dyn Incremental,
+    prompts: &[Vec<u32>],
+    eos: u32,
+    pad: u32,
+    max_new: usize,
+    max_len: usize,
+    device: &Device,
+) -> Result<Vec<Vec<u32>>> {
+    let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
+    // The rows still generating, as indices into `seqs`, in the cache's row order.
+    let mut live: Vec<usize> = (0..seqs.len())
+        .filter(|&i| seqs[i].len() < max_len)
+        .collect();
+    if live.is_empty() || max_new == 0 {
+        return Ok(vec![Vec::new(); prompts.len()]);
+    }
+    let width = live
+        .iter()
+        .map(|&i| seqs[i].len())
+        .max()
+        .expect("non-empty");
+    let mut ids = Vec::with_capacity(live.len() * width);
+    let mut last = Vec::with_capacity(live.len());
+    for (row, &i) in live.iter().enumerate() {
+        ids.extend(seqs[i].iter().copied());
+        ids.extend(std::iter::repeat_n(pad, width - seqs[i].len()));
+        last.push((row * width + seqs[i].len() - 1) as u32);
+    }
+    let lens: Vec<usize> = live.iter().map(|&i| seqs[i].len()).collect();
+    let tokens = Tensor::from_vec(ids, (live.len(), width), device)?;
+    let (hidden, mut cache) = incremental.prefill(&tokens, &lens)?;
+    let mut rows = hidden
+        .detach()
+        .reshape(((), hidden.dim(D::Minus1)?))?
+        .index_select(&Tensor::new(last, device)?, 0)?;
+    for step in 0..max_new {
+        let next = model.head(&rows)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let mut kept = Vec::with_capacity(live.len());
+        for (row, (&i, token)) in live.iter().zip(next).enumerate() {
+            if token != eos {
+                seqs[i].push(token);
+                if seqs[i].len() < max_len {
+                    kept.push(row);
+                }
+            }
+        }
+        if kept.is_empty() || step + 1 == max_new {
+            break;
+        }
+        if kept.len() < live.len() {
+            cache.keep(&kept)?;
+            live = kept.iter().map(|&r| live[r]).collect();
+        }
+        let newest: Vec<u32> = live
+            .iter()
+            .map(|&i| *seqs[i].last().expect("grown"))
+            .collect();
+        let tokens = Tensor::from_vec(newest, (live.len(), 1), device)?;
+        let hidden = incremental.extend(&tokens, &mut cache)?.detach();
+        rows = hidden.reshape(((), hidden.dim(D::Minus1)?))?;
     }
     Ok(seqs
         .into_iter()

@@ -14,10 +14,11 @@ use crate::error::Result;
 use crate::gguf::Gguf;
 use crate::lora::LoraLinear;
 use crate::model::gated_gelu::gated_gelu;
+use crate::model::kv_cache::KvCache;
 use crate::model::llama::{BLOCK_TARGETS, HEAD_TARGET};
 use crate::model::rope::Rope;
 use crate::model::shared;
-use crate::model::{Decoder, WeightMode};
+use crate::model::{Decoder, Incremental, WeightMode};
 use crate::tensors::NamedTensors;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -264,20 +265,7 @@ impl Gemma3 {
 
 impl Decoder for Gemma3 {
     fn hidden(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, t) = tokens.dims2()?;
-        let device = tokens.device();
-        let mut x = (self.embedding.embedding(tokens)? * (self.cfg.dims.n_embd as f64).sqrt())?;
-        let global_mask = shared::mask(t, t, device)?;
-        let local_mask = shared::mask(t, self.cfg.sliding_window, device)?;
-        for blk in &self.blocks {
-            let (mask, rope) = if blk.global {
-                (&global_mask, &self.rope_global)
-            } else {
-                (&local_mask, &self.rope_local)
-            };
-            x = self.block_forward(blk, &x, mask, rope)?;
-        }
-        self.norm(&x, &self.output_norm)
+        self.run(tokens, None)
     }
 
     fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
@@ -287,6 +275,40 @@ impl Decoder for Gemma3 {
     fn nll_rows(&self, hidden: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
         super::head_nll_rows(&self.head, hidden, targets)
     }
+
+    fn incremental(&self) -> Option<&dyn Incremental> {
+        Some(self)
+    }
+}
+
+impl Incremental for Gemma3 {
+    fn prefill(&self, tokens: &Tensor, lens: &[usize]) -> candle_core::Result<(Tensor, KvCache)> {
+        let mut layers = Vec::with_capacity(self.blocks.len());
+        let hidden = self.run(tokens, Some(&mut layers))?;
+        Ok((hidden, KvCache::new(layers, lens.to_vec(), tokens.dim(1)?)))
+    }
+
+    fn extend(&self, tokens: &Tensor, cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let device = tokens.device();
+        let positions = cache.next_positions();
+        let global_mask = cache.next_mask(usize::MAX, device)?;
+        let local_mask = cache.next_mask(self.cfg.sliding_window, device)?;
+        let mut x = self.embed(tokens)?;
+        for (layer, blk) in self.blocks.iter().enumerate() {
+            let (mask, rope) = if blk.global {
+                (&global_mask, &self.rope_global)
+            } else {
+                (&local_mask, &self.rope_local)
+            };
+            x = self.block_forward(blk, &x, |h| {
+                let (q, k, v) = self.qkv(blk, h, |y| rope.apply_halves_at(y, &positions))?;
+                let (k, v) = cache.extend(layer, &k, &v)?;
+                blk.o.forward(&shared::attend_additive(&q, &k, &v, mask)?)
+            })?;
+        }
+        cache.advance();
+        self.norm(&x, &self.output_norm)
+    }
 }
 
 impl Gemma3 {
@@ -294,15 +316,50 @@ impl Gemma3 {
         super::rms_norm::rms_norm(x, weight, self.cfg.rms_eps)
     }
 
+    /// The scaled token embeddings of `tokens`.
+    fn embed(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        self.embedding.embedding(tokens)? * (self.cfg.dims.n_embd as f64).sqrt()
+    }
+
+    /// Final-normed hidden states of `tokens`; every layer's keys and values go to `cache`
+    /// when given.
+    fn run(
+        &self,
+        tokens: &Tensor,
+        mut cache: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> candle_core::Result<Tensor> {
+        let (_, t) = tokens.dims2()?;
+        let device = tokens.device();
+        let mut x = self.embed(tokens)?;
+        let global_mask = shared::mask(t, t, device)?;
+        let local_mask = shared::mask(t, self.cfg.sliding_window, device)?;
+        for blk in &self.blocks {
+            let (mask, rope) = if blk.global {
+                (&global_mask, &self.rope_global)
+            } else {
+                (&local_mask, &self.rope_local)
+            };
+            x = self.block_forward(blk, &x, |h| {
+                let (q, k, v) = self.qkv(blk, h, |y| rope.apply_halves(y))?;
+                let out = blk.o.forward(&shared::attend(&q, &k, &v, mask)?)?;
+                if let Some(layers) = cache.as_deref_mut() {
+                    layers.push((k, v));
+                }
+                Ok(out)
+            })?;
+        }
+        self.norm(&x, &self.output_norm)
+    }
+
+    /// A block on `x` whose attention, given the normed input, is `attention`.
     fn block_forward(
         &self,
         blk: &Block,
         x: &Tensor,
-        mask: &shared::Mask,
-        rope: &Rope,
+        attention: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
     ) -> candle_core::Result<Tensor> {
         let h = self.norm(x, &blk.attn_norm)?;
-        let attn = self.norm(&self.attention(blk, &h, mask, rope)?, &blk.post_attn_norm)?;
+        let attn = self.norm(&attention(&h)?, &blk.post_attn_norm)?;
         let x = (x + attn)?;
         let h = self.norm(&x, &blk.ffn_norm)?;
         let mlp = blk
@@ -311,13 +368,14 @@ impl Gemma3 {
         x + self.norm(&mlp, &blk.post_ffn_norm)?
     }
 
-    fn attention(
+    /// Queries, keys and values (batch, heads, seq, head_dim) of the normed input `x`, the
+    /// queries and keys normed and rotated by `rotate`.
+    fn qkv(
         &self,
         blk: &Block,
         x: &Tensor,
-        mask: &shared::Mask,
-        rope: &Rope,
-    ) -> candle_core::Result<Tensor> {
+        rotate: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (
             self.cfg.dims.n_head,
@@ -325,9 +383,9 @@ impl Gemma3 {
             self.cfg.dims.head_dim,
         );
         let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
-        let q = rope.apply_halves(&self.norm(&heads(blk.q.forward(x)?, nh)?, &blk.q_norm)?)?;
-        let k = rope.apply_halves(&self.norm(&heads(blk.k.forward(x)?, nkv)?, &blk.k_norm)?)?;
+        let q = rotate(&self.norm(&heads(blk.q.forward(x)?, nh)?, &blk.q_norm)?)?;
+        let k = rotate(&self.norm(&heads(blk.k.forward(x)?, nkv)?, &blk.k_norm)?)?;
         let v = heads(blk.v.forward(x)?, nkv)?;
-        blk.o.forward(&shared::attend(&q, &k, &v, mask)?)
+        Ok((q, k, v))
     }
 }

@@ -5,6 +5,7 @@
 pub mod bert;
 pub mod gated_gelu;
 pub mod gemma3;
+pub mod kv_cache;
 pub mod llama;
 mod masked_softmax;
 pub mod mlp;
@@ -40,6 +41,29 @@ pub trait Decoder {
     fn forward(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         self.head(&self.hidden(tokens)?)
     }
+
+    /// The same decoder continuing sequences from cached keys and values, if it can.
+    fn incremental(&self) -> Option<&dyn Incremental> {
+        None
+    }
+}
+
+/// A decoder that extends sequences one token at a time from a [`kv_cache::KvCache`]: what
+/// makes greedy generation cost one token's computation per step instead of the whole
+/// sequence's.
+pub trait Incremental {
+    /// Final-normed hidden states (batch, seq, width) of right-padded prompts (batch, seq)
+    /// whose rows hold `lens` real tokens, and the cache of their keys and values.
+    fn prefill(
+        &self,
+        tokens: &Tensor,
+        lens: &[usize],
+    ) -> candle_core::Result<(Tensor, kv_cache::KvCache)>;
+
+    /// Final-normed hidden states (batch, 1, width) of one new token per row (batch, 1), each
+    /// following its row in `cache`, which gains them.
+    fn extend(&self, tokens: &Tensor, cache: &mut kv_cache::KvCache)
+        -> candle_core::Result<Tensor>;
 }
 
 /// [`Decoder::nll_rows`] for a model whose head is `head`: on the CPU with a frozen head, the

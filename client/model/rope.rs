@@ -77,6 +77,31 @@ impl Rope {
         let r1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
         Tensor::cat(&[r0, r1], D::Minus1)
     }
+
+    /// [`Rope::apply_halves`] for one new position per sequence: `x` is (batch, heads, 1,
+    /// head_dim) and row `r` of the batch sits at `positions[r]`, as when rows of different
+    /// lengths each gain a token.
+    pub fn apply_halves_at(&self, x: &Tensor, positions: &[u32]) -> candle_core::Result<Tensor> {
+        let (b, _, t, d) = x.dims4()?;
+        let max_len = self.cos.dim(0)?;
+        if t != 1 || positions.len() != b {
+            candle_core::bail!(
+                "rotary: {b} rows of {t} positions, {} positions given",
+                positions.len()
+            );
+        }
+        if let Some(p) = positions.iter().find(|&&p| p as usize >= max_len) {
+            candle_core::bail!("rotary: position {p}, tables for {max_len}");
+        }
+        let at = Tensor::new(positions, x.device())?;
+        let cos = self.cos.index_select(&at, 0)?.reshape((b, 1, 1, d / 2))?;
+        let sin = self.sin.index_select(&at, 0)?.reshape((b, 1, 1, d / 2))?;
+        let x0 = x.narrow(D::Minus1, 0, d / 2)?;
+        let x1 = x.narrow(D::Minus1, d / 2, d / 2)?;
+        let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+        let r1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
+        Tensor::cat(&[r0, r1], D::Minus1)
+    }
 }
 
 /// [`Rope::apply_halves`] on the CPU as one op: a rotation per pair `(x[i], x[i + half])` by
@@ -172,5 +197,27 @@ mod tests {
             gb.get(x.as_tensor()).unwrap(),
         );
         assert!(diff < 1e-5);
+    }
+
+    /// Rotating one position per row equals rotating whole sequences and reading each row's
+    /// position out of them.
+    #[test]
+    fn one_position_per_row_matches_the_whole_sequence() {
+        let dev = Device::Cpu;
+        let rope = Rope::new(16, 12, 10_000.0, &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, 2, 12, 16), &dev).unwrap();
+        let whole = rope.apply_halves(&x).unwrap();
+        let positions = [0u32, 5, 11];
+        let picked = |t: &Tensor| {
+            let rows: Vec<Tensor> = positions
+                .iter()
+                .enumerate()
+                .map(|(r, &p)| t.get(r).unwrap().narrow(1, p as usize, 1).unwrap())
+                .collect();
+            Tensor::stack(&rows, 0).unwrap()
+        };
+        let ours = rope.apply_halves_at(&picked(&x), &positions).unwrap();
+        assert!(max_abs_diff(&ours, &picked(&whole)) < 1e-6);
+        assert!(rope.apply_halves_at(&picked(&x), &[0, 5, 12]).is_err());
     }
 }

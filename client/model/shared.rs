@@ -128,6 +128,22 @@ pub(crate) fn attend(
     probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))
 }
 
+/// [`attend`] under an additive mask (batch, 1, queries, keys) of 0 and −∞ that may differ
+/// per row, as a batch of sequences of different lengths needs when each gains a token.
+pub(crate) fn attend_additive(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    additive: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let (b, nh, t, hd) = q.dims4()?;
+    let nkv = k.dim(1)?;
+    let (k, v) = (repeat_kv(k, nh / nkv)?, repeat_kv(v, nh / nkv)?);
+    let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+    let probs = candle_nn::ops::softmax(&scores.broadcast_add(additive)?, D::Minus1)?;
+    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))
+}
+
 /// Repeats each key/value head `n` times so grouped heads line up with the query heads.
 fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
     if n == 1 {

@@ -9,6 +9,7 @@ mod fixture;
 mod formats;
 mod gemma_base;
 mod gemma_forward;
+mod gemma_generate;
 mod gemma_gradcheck;
 mod gemma_tokenizer;
 mod grad_compare;
