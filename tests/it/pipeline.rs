@@ -2,7 +2,8 @@
 //! makes two work units, Debian's `boinc` runs them at once (one suspended and resumed, the
 //! client quit and restarted mid-run), `validate`, `assimilate` and `aggregate` take their
 //! outputs, and a work unit of the next round, carrying the new signed adapter version, runs
-//! under the client again and is accepted.
+//! under the client again and is accepted. The vision, memory and planner skills each run such
+//! a round too, after which the router reads their results and `snapshot` exports them.
 
 use super::boinc_harness::{boinc_api_libs, Client, Prefs, TaskSpec, TaskStatus};
 use std::path::{Path, PathBuf};
@@ -243,6 +244,32 @@ fn round_of(dir: &Path, project: &Path, skill: &str, steps: Option<u32>, reward_
         "{aggregated}"
     );
     next_round_runs_under_the_client(dir, project, skill, steps, 3);
+    routed_and_published(dir, project, skill);
+}
+
+/// The router reads the skill's three accepted results, and `snapshot` exports version 1 in
+/// PEFT's format with what agiNet computes with it as the reference.
+fn routed_and_published(dir: &Path, project: &Path, skill: &str) {
+    let p = project.to_str().unwrap();
+    let routed = server(&["route", "--project", p]);
+    assert!(
+        routed.starts_with(&format!("{skill}\t")) && routed.contains("over 3 valid results"),
+        "{routed}"
+    );
+    let public = dir.join("public");
+    server(&[
+        "snapshot",
+        "--project",
+        p,
+        "--out",
+        public.to_str().unwrap(),
+    ]);
+    let export = public.join("adapters").join(skill).join("v1");
+    assert!(export.join("adapter_model.safetensors").exists());
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(export.join("reference.json")).unwrap()).unwrap();
+    assert_eq!(reference["skill"], skill);
+    assert_eq!(reference["adapter_version"], 1);
 }
 
 /// The vision skill's work units take a few tenths of a second: too short to interrupt.
