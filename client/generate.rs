@@ -42,23 +42,11 @@ pub fn greedy(
         if live.is_empty() {
             break;
         }
-        let width = live
-            .iter()
-            .map(|&i| seqs[i].len())
-            .max()
-            .expect("non-empty");
-        let mut ids = Vec::with_capacity(live.len() * width);
-        let mut last = Vec::with_capacity(live.len());
-        for (row, &i) in live.iter().enumerate() {
-            ids.extend(seqs[i].iter().copied());
-            ids.extend(std::iter::repeat_n(pad, width - seqs[i].len()));
-            last.push((row * width + seqs[i].len() - 1) as u32);
-        }
-        let tokens = Tensor::from_vec(ids, (live.len(), width), device)?;
+        let (tokens, last) = right_padded(&seqs, &live, pad, device)?;
         let hidden = model.hidden(&tokens)?.detach();
         let rows = hidden
             .reshape(((), hidden.dim(D::Minus1)?))?
-            .index_select(&Tensor::new(last, device)?, 0)?;
+            .index_select(&last, 0)?;
         let next = model.head(&rows)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
         for (&i, token) in live.iter().zip(next) {
             if token == eos {
@@ -97,25 +85,13 @@ fn greedy_cached(
     if live.is_empty() || max_new == 0 {
         return Ok(vec![Vec::new(); prompts.len()]);
     }
-    let width = live
-        .iter()
-        .map(|&i| seqs[i].len())
-        .max()
-        .expect("non-empty");
-    let mut ids = Vec::with_capacity(live.len() * width);
-    let mut last = Vec::with_capacity(live.len());
-    for (row, &i) in live.iter().enumerate() {
-        ids.extend(seqs[i].iter().copied());
-        ids.extend(std::iter::repeat_n(pad, width - seqs[i].len()));
-        last.push((row * width + seqs[i].len() - 1) as u32);
-    }
+    let (tokens, last) = right_padded(&seqs, &live, pad, device)?;
     let lens: Vec<usize> = live.iter().map(|&i| seqs[i].len()).collect();
-    let tokens = Tensor::from_vec(ids, (live.len(), width), device)?;
     let (hidden, mut cache) = incremental.prefill(&tokens, &lens)?;
     let mut rows = hidden
         .detach()
         .reshape(((), hidden.dim(D::Minus1)?))?
-        .index_select(&Tensor::new(last, device)?, 0)?;
+        .index_select(&last, 0)?;
     for step in 0..max_new {
         let next = model.head(&rows)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let mut kept = Vec::with_capacity(live.len());
@@ -147,6 +123,32 @@ fn greedy_cached(
         .zip(prompts)
         .map(|(s, p)| s[p.len()..].to_vec())
         .collect())
+}
+
+/// The sequences `rows` of `seqs` (at least one) right-padded with `pad` into a (rows, width)
+/// batch, and the flat index of each row's last real token in it.
+fn right_padded(
+    seqs: &[Vec<u32>],
+    rows: &[usize],
+    pad: u32,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let width = rows
+        .iter()
+        .map(|&i| seqs[i].len())
+        .max()
+        .expect("non-empty");
+    let mut ids = Vec::with_capacity(rows.len() * width);
+    let mut last = Vec::with_capacity(rows.len());
+    for (row, &i) in rows.iter().enumerate() {
+        ids.extend(seqs[i].iter().copied());
+        ids.extend(std::iter::repeat_n(pad, width - seqs[i].len()));
+        last.push((row * width + seqs[i].len() - 1) as u32);
+    }
+    Ok((
+        Tensor::from_vec(ids, (rows.len(), width), device)?,
+        Tensor::new(last, device)?,
+    ))
 }
 
 #[cfg(test)]

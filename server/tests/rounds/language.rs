@@ -5,42 +5,16 @@
 //! server's held-out reward risen too.
 
 use crate::common::{
-    init_project, models, ok, one_work_unit, run_app, server, valid_rewards, validate,
+    gemma_models, init_project, ok, one_work_unit, run_app, valid_rewards, validate,
 };
-use std::path::Path;
 
 /// Optimizer steps: enough to learn the task's format, few enough for CI's two cores.
 const STEPS: u32 = 6;
 
-/// A models folder holding the language skill, its base made by `convert-base`.
-fn language_models(dir: &Path) -> std::path::PathBuf {
-    let fetched = models().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
-    assert!(
-        fetched.exists(),
-        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
-        fetched.display()
-    );
-    let skill = dir.join("models/language");
-    std::fs::create_dir_all(&skill).unwrap();
-    std::fs::copy(
-        models().join("language/manifest.toml"),
-        skill.join("manifest.toml"),
-    )
-    .unwrap();
-    ok(&server(&[
-        "convert-base",
-        "--in",
-        fetched.to_str().unwrap(),
-        "--out",
-        skill.join("gemma3-270m-q8.gguf").to_str().unwrap(),
-    ]));
-    dir.join("models")
-}
-
 #[test]
 fn gemma_learns_the_language_task_and_the_validator_agrees() {
     let dir = tempfile::tempdir().unwrap();
-    let models = language_models(dir.path());
+    let models = gemma_models(dir.path(), &["language"]);
     let project = init_project(dir.path(), &models, "language");
     let wu = one_work_unit(&project, dir.path());
     let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();

@@ -5,49 +5,18 @@
 //! split (agreeing with the claim) and on the held-out problems.
 
 use crate::common::{
-    init_project, models, ok, one_work_unit, run_app, server, valid_rewards, validate,
+    gemma_models, init_project, ok, one_work_unit, run_app, valid_rewards, validate,
 };
-use std::path::{Path, PathBuf};
 
 /// Optimizer steps of the work unit, a third of the skill's 120 for CI: the plan format is
 /// learned within 20 steps, and at 40 a few walks succeed (6 of 16 eval problems and 5 of 16
 /// held-out ones when measured; at 120, 14 and 13).
 const STEPS: u32 = 40;
 
-/// A models folder holding the planner skill and, as its manifest expects, the language
-/// skill's base made by `convert-base`.
-fn planner_models(dir: &Path) -> PathBuf {
-    let fetched = models().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
-    assert!(
-        fetched.exists(),
-        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
-        fetched.display()
-    );
-    for skill in ["language", "planner"] {
-        let d = dir.join("models").join(skill);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::copy(
-            models().join(skill).join("manifest.toml"),
-            d.join("manifest.toml"),
-        )
-        .unwrap();
-    }
-    ok(&server(&[
-        "convert-base",
-        "--in",
-        fetched.to_str().unwrap(),
-        "--out",
-        dir.join("models/language/gemma3-270m-q8.gguf")
-            .to_str()
-            .unwrap(),
-    ]));
-    dir.join("models")
-}
-
 #[test]
 fn gemma_learns_to_plan_and_the_validator_agrees() {
     let dir = tempfile::tempdir().unwrap();
-    let models = planner_models(dir.path());
+    let models = gemma_models(dir.path(), &["planner"]);
     let project = init_project(dir.path(), &models, "planner");
     let wu = one_work_unit(&project, dir.path());
     let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();

@@ -135,3 +135,34 @@ pub fn forged_claim_is_refused(project: &Path, wu: &Path, report: &aginet::repor
         "{refused}"
     );
 }
+
+/// A models folder in `dir` holding the manifests of `skills` and, as the language and planner
+/// manifests expect, the language skill's base made by `convert-base` from the fetched Gemma 3
+/// 270M (`models/gemma3-270m/fetch.sh`, which `ci/setup.sh` runs).
+pub fn gemma_models(dir: &Path, skills: &[&str]) -> PathBuf {
+    let fetched = models().join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        fetched.exists(),
+        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
+        fetched.display()
+    );
+    let out = dir.join("models");
+    let mut all = skills.to_vec();
+    if !all.contains(&"language") {
+        all.push("language");
+    }
+    for skill in all {
+        std::fs::create_dir_all(out.join(skill)).unwrap();
+        let manifest = models().join(skill).join("manifest.toml");
+        std::fs::copy(manifest, out.join(skill).join("manifest.toml")).unwrap();
+    }
+    let base = out.join("language/gemma3-270m-q8.gguf");
+    ok(&server(&[
+        "convert-base",
+        "--in",
+        fetched.to_str().unwrap(),
+        "--out",
+        base.to_str().unwrap(),
+    ]));
+    out
+}
