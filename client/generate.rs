@@ -8,12 +8,13 @@
 //! other runs the whole sequence again at each step.
 
 use crate::error::Result;
-use crate::model::{Decoder, Incremental};
+use crate::model::kv_cache::KvCache;
+use crate::model::Decoder;
 use candle_core::{Device, Tensor, D};
 
 /// The greedy continuations of `prompts` (token ids, BOS included): at most `max_new` tokens
 /// each, and never past `max_len` tokens in all; a continuation ends before `eos`, which it
-/// does not include.
+/// does not include. Finished rows leave the batch.
 pub fn greedy(
     model: &dyn Decoder,
     prompts: &[Vec<u32>],
@@ -23,76 +24,40 @@ pub fn greedy(
     max_len: usize,
     device: &Device,
 ) -> Result<Vec<Vec<u32>>> {
-    if let Some(incremental) = model.incremental() {
-        return greedy_cached(
-            model,
-            incremental,
-            prompts,
-            eos,
-            pad,
-            max_new,
-            max_len,
-            device,
-        );
-    }
     let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
-    let mut done: Vec<bool> = seqs.iter().map(|s| s.len() >= max_len).collect();
-    for _ in 0..max_new {
-        let live: Vec<usize> = (0..seqs.len()).filter(|i| !done[*i]).collect();
-        if live.is_empty() {
-            break;
-        }
-        let (tokens, last) = right_padded(&seqs, &live, pad, device)?;
-        let hidden = model.hidden(&tokens)?.detach();
-        let rows = hidden
-            .reshape(((), hidden.dim(D::Minus1)?))?
-            .index_select(&last, 0)?;
-        let next = model.head(&rows)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        for (&i, token) in live.iter().zip(next) {
-            if token == eos {
-                done[i] = true;
-            } else {
-                seqs[i].push(token);
-                done[i] = seqs[i].len() >= max_len;
-            }
-        }
-    }
-    Ok(seqs
-        .into_iter()
-        .zip(prompts)
-        .map(|(s, p)| s[p.len()..].to_vec())
-        .collect())
-}
-
-/// [`greedy`] with a key/value cache: one pass over the padded prompts, then one token per
-/// unfinished row and step; finished rows leave the batch.
-#[allow(clippy::too_many_arguments)]
-fn greedy_cached(
-    model: &dyn Decoder,
-    incremental: &dyn Incremental,
-    prompts: &[Vec<u32>],
-    eos: u32,
-    pad: u32,
-    max_new: usize,
-    max_len: usize,
-    device: &Device,
-) -> Result<Vec<Vec<u32>>> {
-    let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
-    // The rows still generating, as indices into `seqs`, in the cache's row order.
+    // The rows still generating, as indices into `seqs`, in the batch's (and cache's) order.
     let mut live: Vec<usize> = (0..seqs.len())
         .filter(|&i| seqs[i].len() < max_len)
         .collect();
-    if live.is_empty() || max_new == 0 {
-        return Ok(vec![Vec::new(); prompts.len()]);
-    }
-    let (tokens, last) = right_padded(&seqs, &live, pad, device)?;
-    let lens: Vec<usize> = live.iter().map(|&i| seqs[i].len()).collect();
-    let (hidden, mut cache) = incremental.prefill(&tokens, &lens)?;
-    let mut rows = hidden
-        .detach()
-        .reshape(((), hidden.dim(D::Minus1)?))?
-        .index_select(&last, 0)?;
-    for step in 0..max_new {
+    let mut cache: Option<KvCache> = None;
+    for _ in 0..max_new {
+        if live.is_empty() {
+            break;
+        }
+        let rows = match (cache.as_mut(), model.incremental()) {
+            (Some(cache), Some(incremental)) => {
+                let newest = live.iter().map(|&i| *seqs[i].last().expect("grown"));
+                let tokens = Tensor::from_iter(newest, device)?.unsqueeze(1)?;
+                let hidden = incremental.extend(&tokens, cache)?.detach();
+                hidden.reshape(((), hidden.dim(D::Minus1)?))?
+            }
+            (_, incremental) => {
+                let (tokens, last) = right_padded(&seqs, &live, pad, device)?;
+                let hidden = match incremental {
+                    Some(incremental) => {
+                        let lens: Vec<usize> = live.iter().map(|&i| seqs[i].len()).collect();
+                        let (hidden, prefilled) = incremental.prefill(&tokens, &lens)?;
+                        cache = Some(prefilled);
+                        hidden
+                    }
+                    None => model.hidden(&tokens)?,
+                }
+                .detach();
+                hidden
+                    .reshape(((), hidden.dim(D::Minus1)?))?
+                    .index_select(&last, 0)?
+            }
+        };
         let next = model.head(&rows)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let mut kept = Vec::with_capacity(live.len());
         for (row, (&i, token)) in live.iter().zip(next).enumerate() {
@@ -103,20 +68,12 @@ fn greedy_cached(
                 }
             }
         }
-        if kept.is_empty() || step + 1 == max_new {
-            break;
-        }
         if kept.len() < live.len() {
-            cache.keep(&kept)?;
+            if let Some(cache) = cache.as_mut() {
+                cache.keep(&kept)?;
+            }
             live = kept.iter().map(|&r| live[r]).collect();
         }
-        let newest: Vec<u32> = live
-            .iter()
-            .map(|&i| *seqs[i].last().expect("grown"))
-            .collect();
-        let tokens = Tensor::from_vec(newest, (live.len(), 1), device)?;
-        let hidden = incremental.extend(&tokens, &mut cache)?.detach();
-        rows = hidden.reshape(((), hidden.dim(D::Minus1)?))?;
     }
     Ok(seqs
         .into_iter()

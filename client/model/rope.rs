@@ -69,13 +69,7 @@ impl Rope {
                 half: d / 2,
             });
         }
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
-        let x0 = x.narrow(D::Minus1, 0, d / 2)?;
-        let x1 = x.narrow(D::Minus1, d / 2, d / 2)?;
-        let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
-        let r1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
-        Tensor::cat(&[r0, r1], D::Minus1)
+        rotate_halves(x, &self.cos.narrow(0, 0, t)?, &self.sin.narrow(0, 0, t)?)
     }
 
     /// [`Rope::apply_halves`] for one new position per sequence: `x` is (batch, heads, 1,
@@ -96,12 +90,19 @@ impl Rope {
         let at = Tensor::new(positions, x.device())?;
         let cos = self.cos.index_select(&at, 0)?.reshape((b, 1, 1, d / 2))?;
         let sin = self.sin.index_select(&at, 0)?.reshape((b, 1, 1, d / 2))?;
-        let x0 = x.narrow(D::Minus1, 0, d / 2)?;
-        let x1 = x.narrow(D::Minus1, d / 2, d / 2)?;
-        let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
-        let r1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
-        Tensor::cat(&[r0, r1], D::Minus1)
+        rotate_halves(x, &cos, &sin)
     }
+}
+
+/// The rotation of [`Rope::apply_halves`] composed of tensor ops: `(x[i], x[i + half])` by
+/// angles whose cosines and sines `cos`, `sin` broadcast against either half of `x`.
+fn rotate_halves(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let x0 = x.narrow(D::Minus1, 0, half)?;
+    let x1 = x.narrow(D::Minus1, half, half)?;
+    let r0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
+    let r1 = (x1.broadcast_mul(cos)? + x0.broadcast_mul(sin)?)?;
+    Tensor::cat(&[r0, r1], D::Minus1)
 }
 
 /// [`Rope::apply_halves`] on the CPU as one op: a rotation per pair `(x[i], x[i + half])` by

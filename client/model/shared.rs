@@ -115,33 +115,47 @@ pub(crate) fn attend(
     v: &Tensor,
     mask: &Mask,
 ) -> candle_core::Result<Tensor> {
-    let (b, nh, t, hd) = q.dims4()?;
-    let nkv = k.dim(1)?;
-    let (k, v) = (repeat_kv(k, nh / nkv)?, repeat_kv(v, nh / nkv)?);
-    let scale = 1.0 / (hd as f64).sqrt();
-    let scores = q.matmul(&k.t()?)?;
-    let probs = if scores.device().is_cpu() {
-        super::masked_softmax::masked_softmax(&scores, scale, mask.window)?
-    } else {
-        candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(&mask.additive)?, D::Minus1)?
-    };
-    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))
+    attend_with(q, k, v, |scores, scale| {
+        if scores.device().is_cpu() {
+            super::masked_softmax::masked_softmax(&scores, scale, mask.window)
+        } else {
+            additive_softmax(scores, scale, &mask.additive)
+        }
+    })
 }
 
-/// [`attend`] under an additive mask (batch, 1, queries, keys) of 0 and −∞ that may differ
-/// per row, as a batch of sequences of different lengths needs when each gains a token.
+/// [`attend`] under an additive mask of 0 and −∞ that broadcasts against the scores (batch,
+/// heads, queries, keys) and may differ per row, as a batch of sequences of different lengths
+/// needs when each gains a token.
 pub(crate) fn attend_additive(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     additive: &Tensor,
 ) -> candle_core::Result<Tensor> {
+    attend_with(q, k, v, |scores, scale| {
+        additive_softmax(scores, scale, additive)
+    })
+}
+
+/// The attention arithmetic around `softmax`, which turns the raw scores and the scale
+/// 1/√head_dim into the masked probabilities.
+fn attend_with(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    softmax: impl FnOnce(Tensor, f64) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Tensor> {
     let (b, nh, t, hd) = q.dims4()?;
     let nkv = k.dim(1)?;
     let (k, v) = (repeat_kv(k, nh / nkv)?, repeat_kv(v, nh / nkv)?);
-    let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-    let probs = candle_nn::ops::softmax(&scores.broadcast_add(additive)?, D::Minus1)?;
+    let probs = softmax(q.matmul(&k.t()?)?, 1.0 / (hd as f64).sqrt())?;
     probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))
+}
+
+/// The softmax over keys of `scores · scale + additive`.
+fn additive_softmax(scores: Tensor, scale: f64, additive: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(additive)?, D::Minus1)
 }
 
 /// Repeats each key/value head `n` times so grouped heads line up with the query heads.
