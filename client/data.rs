@@ -38,7 +38,7 @@ pub enum Split {
 }
 
 /// A work unit's examples, tokenized.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Dataset {
     /// Training sequences.
     pub train: Vec<Sequence>,

@@ -11,7 +11,7 @@ use crate::task::digits;
 use std::path::Path;
 
 /// A work unit's images, split.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct ImageDataset {
     /// Training examples.
     pub train: Vec<Example>,

@@ -80,37 +80,28 @@ impl Learner {
         }
         Ok(match architecture {
             Architecture::Mlp(expected) => {
-                let data = match data {
-                    Some(path) => ImageDataset::read(path)?,
-                    None => ImageDataset {
-                        train: Vec::new(),
-                        eval: Vec::new(),
-                    },
-                };
+                let data = data
+                    .map(ImageDataset::read)
+                    .transpose()?
+                    .unwrap_or_default();
                 let model = classifier(g, expected, opts)?;
                 Self::Classifier { model, data }
             }
             Architecture::Bert(expected) => {
                 let tok = tokenizer::from_gguf(g)?;
-                let data = match data {
-                    Some(path) => PairDataset::read(path, tok.as_ref(), opts.max_seq_len)?,
-                    None => PairDataset {
-                        train: Vec::new(),
-                        eval: Vec::new(),
-                    },
-                };
+                let data = data
+                    .map(|path| PairDataset::read(path, tok.as_ref(), opts.max_seq_len))
+                    .transpose()?
+                    .unwrap_or_default();
                 let model = encoder(g, expected, opts)?;
                 Self::Encoder { model, data, tok }
             }
             _ => {
                 let tok = tokenizer::from_gguf(g)?;
-                let data = match data {
-                    Some(path) => Dataset::read(path, tok.as_ref(), opts.max_seq_len)?,
-                    None => Dataset {
-                        train: Vec::new(),
-                        eval: Vec::new(),
-                    },
-                };
+                let data = data
+                    .map(|path| Dataset::read(path, tok.as_ref(), opts.max_seq_len))
+                    .transpose()?
+                    .unwrap_or_default();
                 let model = model::load(architecture, g, opts)?;
                 Self::Decoder {
                     model,

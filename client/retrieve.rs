@@ -31,7 +31,7 @@ pub struct QueryPassage {
 }
 
 /// A work unit's pairs, split.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct PairDataset {
     /// Training pairs.
     pub train: Vec<QueryPassage>,
