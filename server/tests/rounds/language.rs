@@ -5,7 +5,7 @@
 //! server's held-out reward risen too.
 
 use crate::common::{
-    gemma_models, init_project, ok, one_work_unit, run_app, valid_rewards, validate,
+    gemma_models, init_project, ok, one_work_unit, run_app, set_steps, valid_rewards, validate,
 };
 
 /// Optimizer steps: enough to learn the task's format, few enough for CI's two cores.
@@ -17,13 +17,11 @@ fn gemma_learns_the_language_task_and_the_validator_agrees() {
     let models = gemma_models(dir.path(), &["language"]);
     let project = init_project(dir.path(), &models, "language");
     let wu = one_work_unit(&project, dir.path());
-    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    let config = set_steps(&wu, STEPS);
     assert!(matches!(
         config.architecture,
         aginet::config::Architecture::Gemma3(_)
     ));
-    config.steps = STEPS;
-    std::fs::write(wu.join("config"), config.to_json()).unwrap();
 
     run_app(&wu, 2);
     let report = aginet::report::Report::read(&wu.join("report")).unwrap();

@@ -5,7 +5,7 @@
 //! split (agreeing with the claim) and on the held-out problems.
 
 use crate::common::{
-    gemma_models, init_project, ok, one_work_unit, run_app, valid_rewards, validate,
+    gemma_models, init_project, ok, one_work_unit, run_app, set_steps, valid_rewards, validate,
 };
 
 /// Optimizer steps of the work unit, a third of the skill's 120 for CI: the plan format is
@@ -19,10 +19,8 @@ fn gemma_learns_to_plan_and_the_validator_agrees() {
     let models = gemma_models(dir.path(), &["planner"]);
     let project = init_project(dir.path(), &models, "planner");
     let wu = one_work_unit(&project, dir.path());
-    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    let config = set_steps(&wu, STEPS);
     assert_eq!(config.reward.as_deref(), Some("plan_success"));
-    config.steps = STEPS;
-    std::fs::write(wu.join("config"), config.to_json()).unwrap();
 
     run_app(&wu, 2);
     let report = aginet::report::Report::read(&wu.join("report")).unwrap();

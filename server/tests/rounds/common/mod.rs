@@ -16,11 +16,17 @@ pub fn models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
-/// Runs the work unit in `wu` in-process with `steps` steps, as a volunteer's app would.
-pub fn train(wu: &Path, steps: u32) {
+/// Cuts the work unit in `wu` to `steps` optimizer steps; its config as now written.
+pub fn set_steps(wu: &Path, steps: u32) -> aginet::config::WorkConfig {
     let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
     config.steps = steps;
     std::fs::write(wu.join("config"), config.to_json()).unwrap();
+    config
+}
+
+/// Runs the work unit in `wu` in-process with `steps` steps, as a volunteer's app would.
+pub fn train(wu: &Path, steps: u32) {
+    set_steps(wu, steps);
     let files = aginet::workunit::WorkFiles::in_dir(wu);
     aginet::workunit::run(&files, 1, &mut aginet::train::Unattended)
         .expect("the app runs the work unit");
