@@ -6,19 +6,45 @@
 //! poisons every result: scaled, sign-flipped or with a forged hash, round by round; as under
 //! BOINC, its rejected work units are issued again to the honest volunteers).
 //!
-//! `cargo build --release --workspace && cargo bench -p aginet-server --bench learning`
-//! (the federation runs the release `aginet` app beside `aginet-server`).
+//! `cargo build --release --workspace && cargo bench -p aginet-server --bench learning
+//! [-- --rounds R --steps S --volunteers V --strategies fedavg,fedadam --seeds 0,1,2 --orders 5]`
+//! (the federation runs the release `aginet` app beside `aginet-server`; the defaults are the
+//! short budget, 5 × 8 × 15, every strategy, three draws, five orders).
 
+use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-const VOLUNTEERS: usize = 5;
-const ROUNDS: usize = 8;
-const STEPS: u32 = 15;
-const STRATEGIES: [&str; 4] = ["fedavg", "fedavgm", "fedadam", "fedyogi"];
-/// Draws of the work units' shards (`demo --shard-seed`) every figure is averaged over.
-const SHARD_SEEDS: [u64; 3] = [0, 1, 2];
+/// The budget and what is compared.
+#[derive(Parser, Debug)]
+struct Options {
+    /// Volunteers per round.
+    #[arg(long, default_value_t = 5)]
+    volunteers: usize,
+    /// Rounds of the federation.
+    #[arg(long, default_value_t = 8)]
+    rounds: usize,
+    /// Optimizer steps per work unit.
+    #[arg(long, default_value_t = 15)]
+    steps: u32,
+    /// Server strategies to run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fedavg,fedavgm,fedadam,fedyogi"
+    )]
+    strategies: Vec<String>,
+    /// Draws of the work units' shards (`demo --shard-seed`) every figure is averaged over.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    seeds: Vec<u64>,
+    /// Orders of the union each draw's centralized run is repeated with.
+    #[arg(long, default_value_t = 5)]
+    orders: u64,
+    /// Ignored: cargo passes it to every bench target.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
 
 fn server() -> Command {
     Command::new(env!("CARGO_BIN_EXE_aginet-server"))
@@ -59,8 +85,9 @@ fn before_after(text: &str, prefix: &str) -> (f64, f64) {
     (numbers.next().unwrap(), numbers.next().unwrap())
 }
 
-/// A federation of `ROUNDS` rounds: the held-out reward at version 0 and at the end.
+/// A federation of `o.rounds` rounds: the held-out reward at version 0 and at the end.
 fn federate(
+    o: &Options,
     project: &Path,
     models: &Path,
     strategy: &str,
@@ -68,13 +95,9 @@ fn federate(
     shard_seed: u64,
 ) -> (f64, f64) {
     let out = run(server()
-        .args(["demo", "--volunteers", &VOLUNTEERS.to_string()])
-        .args([
-            "--rounds",
-            &ROUNDS.to_string(),
-            "--steps",
-            &STEPS.to_string(),
-        ])
+        .args(["demo", "--volunteers", &o.volunteers.to_string()])
+        .args(["--rounds", &o.rounds.to_string()])
+        .args(["--steps", &o.steps.to_string()])
         .args(["--strategy", strategy, "--hostile", &hostile.to_string()])
         .args(["--shard-seed", &shard_seed.to_string()])
         .arg("--project")
@@ -110,15 +133,20 @@ fn shard_lines(work: &Path, split: &str) -> Vec<String> {
     lines
 }
 
-/// Orders of the union the centralized run is repeated with: one run's final reward depends on
-/// the order of its training lines alone by a factor of two (0.19 to 0.41 seen), so the
-/// federation is compared with the mean.
-const CENTRAL_ORDERS: u64 = 5;
-
 /// One run of the app on the union of the federation's training shards (in the order given by
-/// `order`: 0 as the shards list them, else a seeded shuffle), for all its steps: the held-out
-/// reward before and after, as the validator computes it.
-fn centralized(root: &Path, models: &Path, union: &[String], order: u64, tag: &str) -> (f64, f64) {
+/// `order`: 0 as the shards list them, else a seeded shuffle; one run's final reward depends on
+/// the order of its training lines alone by a factor of two, 0.19 to 0.41 seen, so the
+/// federation is compared with the mean over several orders), for `steps` steps: the held-out
+/// reward before and after, as the validator computes it. The validator's bound on a delta's
+/// norm is lifted: one run's delta holds all the federation's rounds.
+fn centralized(
+    root: &Path,
+    models: &Path,
+    union: &[String],
+    steps: u32,
+    order: u64,
+    tag: &str,
+) -> (f64, f64) {
     let mut union = union.to_vec();
     if order > 0 {
         use rand::seq::SliceRandom;
@@ -144,8 +172,12 @@ fn centralized(root: &Path, models: &Path, union: &[String], order: u64, tag: &s
         .join("\n");
     std::fs::write(wu.join("data"), format!("{data}\n")).unwrap();
     let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
-    config.steps = STEPS * (VOLUNTEERS * ROUNDS) as u32;
+    config.steps = steps;
     std::fs::write(wu.join("config"), config.to_json()).unwrap();
+    let settings = project.join("project.toml");
+    let mut toml: toml::Table = std::fs::read_to_string(&settings).unwrap().parse().unwrap();
+    toml["validate"]["max_delta_norm"] = toml::Value::Float(f64::MAX);
+    std::fs::write(&settings, toml.to_string()).unwrap();
     run(Command::new(app())
         .args(["run", "--threads", "2", "--dir"])
         .arg(&wu));
@@ -161,20 +193,21 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 fn main() {
+    let o = Options::parse();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
     // rewards[strategy][hostile] over the shard seeds; centrals over seeds × orders.
-    let mut rewards = vec![[Vec::new(), Vec::new()]; STRATEGIES.len()];
+    let mut rewards = vec![[Vec::new(), Vec::new()]; o.strategies.len()];
     let mut centrals = Vec::new();
     let mut start = 0.0;
-    let steps = STEPS as usize * VOLUNTEERS * ROUNDS;
-    for seed in SHARD_SEEDS {
-        for (s, strategy) in STRATEGIES.iter().enumerate() {
+    let steps = o.steps * (o.volunteers * o.rounds) as u32;
+    for &seed in &o.seeds {
+        for (s, strategy) in o.strategies.iter().enumerate() {
             for hostile in [0, 1] {
                 let started = Instant::now();
                 let project = root.join(format!("{strategy}-{hostile}-seed{seed}"));
-                let (_, reward) = federate(&project, &models, strategy, hostile, seed);
+                let (_, reward) = federate(&o, &project, &models, strategy, hostile, seed);
                 eprintln!(
                     "shard seed {seed}, {strategy}, {hostile} hostile: {reward:.6} in {:.0?}",
                     started.elapsed()
@@ -182,12 +215,13 @@ fn main() {
                 rewards[s][hostile].push(reward);
             }
         }
-        let work = root.join(format!("fedavg-0-seed{seed}")).join("work");
+        let first = &o.strategies[0];
+        let work = root.join(format!("{first}-0-seed{seed}")).join("work");
         let union = shard_lines(&work, "train");
-        for order in 0..CENTRAL_ORDERS {
+        for order in 0..o.orders {
             let started = Instant::now();
             let tag = format!("seed{seed}");
-            let (before, central) = centralized(root, &models, &union, order, &tag);
+            let (before, central) = centralized(root, &models, &union, steps, order, &tag);
             eprintln!(
                 "shard seed {seed}, centralized, order {order}: {} examples, {steps} steps: \
                  {central:.6} in {:.0?}",
@@ -205,18 +239,22 @@ fn main() {
             (l.min(c), h.max(c))
         });
     println!(
-        "\n{VOLUNTEERS} volunteers × {ROUNDS} rounds × {STEPS} steps, {} draws of the shards; \
-         held-out reward at version 0 {start:.6}; centralized ({steps} steps on the union of the \
-         {} shards, {CENTRAL_ORDERS} orders of it per draw) mean {central:.6}, from {low:.6} to \
-         {high:.6}\n",
-        SHARD_SEEDS.len(),
-        VOLUNTEERS * ROUNDS
+        "\n{} volunteers × {} rounds × {} steps, {} draws of the shards; held-out reward at \
+         version 0 {start:.6}; centralized ({steps} steps on the union of the {} shards, {} \
+         orders of it per draw) mean {central:.6}, from {low:.6} to {high:.6}\n",
+        o.volunteers,
+        o.rounds,
+        o.steps,
+        o.seeds.len(),
+        o.volunteers * o.rounds,
+        o.orders
     );
     println!(
-        "| strategy | clean (mean; per draw) | % of the centralized mean | 20% hostile (mean) | cost of the hostile |"
+        "| strategy | clean (mean; per draw) | % of the centralized mean | 1 of {} hostile (mean) | cost of the hostile |",
+        o.volunteers
     );
     println!("|---|---|---|---|---|");
-    for (strategy, [clean, hostile]) in STRATEGIES.iter().zip(rewards) {
+    for (strategy, [clean, hostile]) in o.strategies.iter().zip(rewards) {
         let per_draw: Vec<String> = clean.iter().map(|r| format!("{r:.4}")).collect();
         let (c, h) = (mean(&clean), mean(&hostile));
         println!(

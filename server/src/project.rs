@@ -74,10 +74,32 @@ pub struct ValidateSettings {
     pub max_staleness: u64,
     /// Largest L2 norm of a whole delta.
     pub max_delta_norm: f64,
-    /// Largest relative fall of the held-out reward a delta may cause. An honest delta of a
-    /// few steps on one small shard can lower the held-out reward on its own by a third (the
-    /// mean of a cohort's deltas does not), so the bound stops gross damage, not noise.
-    pub max_reward_drop: f64,
+    /// The step along a delta at which the validator judges it: the held-out reward of the
+    /// starting adapter plus `probe_scale` times the delta, about the weight one result carries
+    /// among a cohort's. Whole, an honest delta of a few steps on one small shard can lower the
+    /// held-out reward on its own by half late in training (the noise of fitting its shard is
+    /// second order in the step and cancels in the cohort's mean); a short step along it raises
+    /// the reward, and one along a reversed or sabotaged delta lowers it.
+    #[serde(default = "default_probe_scale")]
+    pub probe_scale: f64,
+    /// Largest relative fall of the held-out reward at the probe step (a reward that counts
+    /// examples may also fall by one example's worth).
+    #[serde(default = "default_max_probe_drop")]
+    pub max_probe_drop: f64,
+    /// Replaced by `probe_scale` and `max_probe_drop` (it bounded the fall of the held-out
+    /// reward with the whole delta applied); read so that older projects open, and ignored.
+    #[serde(default, skip_serializing)]
+    pub max_reward_drop: Option<f64>,
+}
+
+/// The default [`ValidateSettings::probe_scale`]: as one result among five.
+fn default_probe_scale() -> f64 {
+    0.2
+}
+
+/// The default [`ValidateSettings::max_probe_drop`].
+fn default_max_probe_drop() -> f64 {
+    0.05
 }
 
 /// `project.toml`.
@@ -126,6 +148,28 @@ impl Project {
                 settings.version
             );
         }
+        let v = &settings.validate;
+        if !(v.probe_scale > 0.0 && v.probe_scale <= 1.0) {
+            bail!(
+                "{}: [validate] probe_scale {} is not in (0, 1]",
+                path.display(),
+                v.probe_scale
+            );
+        }
+        if !(0.0..=1.0).contains(&v.max_probe_drop) {
+            bail!(
+                "{}: [validate] max_probe_drop {} is not in [0, 1]",
+                path.display(),
+                v.max_probe_drop
+            );
+        }
+        if v.max_reward_drop.is_some() {
+            tracing::warn!(
+                "{}: [validate] max_reward_drop is no longer used (probe_scale and \
+                 max_probe_drop replace it); ignored",
+                path.display()
+            );
+        }
         Ok(Self {
             root: root.to_path_buf(),
             settings,
@@ -152,7 +196,9 @@ impl Project {
             validate: ValidateSettings {
                 max_staleness: 3,
                 max_delta_norm: 100.0,
-                max_reward_drop: 0.5,
+                probe_scale: default_probe_scale(),
+                max_probe_drop: default_max_probe_drop(),
+                max_reward_drop: None,
             },
         }
     }

@@ -7,9 +7,11 @@
 //! the version is at most `max_staleness` behind; tensor names and shapes are the skill's; every
 //! value is finite; the delta's L2 norm is within `max_delta_norm`; it is not a replay of an
 //! accepted delta; then the server applies it to the global adapter it started from and
-//! recomputes the reward on held-out data, which must reach the skill's threshold and may fall
-//! below the starting adapter's by at most `max_reward_drop` (relative): a delta that makes the
-//! model worse is rejected, while the noise of an honest small step is not. Last, the reward
+//! recomputes the reward on held-out data, which must reach the skill's threshold; and at a
+//! short step along the delta (`probe_scale` times it, about one result's weight in a cohort)
+//! the held-out reward may fall below the starting adapter's by at most `max_probe_drop`
+//! (relative): a reversed or sabotaged delta is rejected, while an honest one, which fits its
+//! small shard and can look worse applied whole, is not. Last, the reward
 //! the report claims on its work unit's eval split is recomputed on the server's copy of that
 //! split and must agree within `CLAIM_TOLERANCE`: a forged report is rejected.
 
@@ -192,11 +194,28 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
             manifest.reward.threshold
         );
     }
-    let floor = reward_before * (1.0 - project.settings.validate.max_reward_drop);
-    if reward_after < floor {
+    let counts_examples = manifest.reward.kind != aginet::eval::REWARD_KIND;
+    let bounds = &project.settings.validate;
+    let mut probe = delta.tensors.clone();
+    for t in probe.values_mut() {
+        *t = (&*t * bounds.probe_scale)?;
+    }
+    let with_probe = match score::apply_delta(&adapter, &probe) {
+        Ok(f) => f,
+        Err(e) => reject!("{e}"),
+    };
+    let reward_probe = project.reward_on(&manifest, &with_probe, &datasets[0])?;
+    let mut floor = reward_before * (1.0 - bounds.max_probe_drop);
+    if counts_examples {
+        floor -= 1.0 / count_lines(&datasets[0])?.max(1) as f64 + 1e-12;
+    }
+    if reward_probe < floor {
         reject!(
-            "held-out reward falls from {reward_before:.6} to {reward_after:.6} (more than {} relative)",
-            project.settings.validate.max_reward_drop
+            "held-out reward falls from {reward_before:.6} to {reward_probe:.6} a step of {} \
+             along the delta (more than {} relative): it points away from what the held-out \
+             data rewards",
+            bounds.probe_scale,
+            bounds.max_probe_drop
         );
     }
     let Some(&recomputed) = rewards.get(1) else {
@@ -207,7 +226,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     };
     let claimed = report.reward_after;
     let mut allowed = CLAIM_TOLERANCE * recomputed.abs().max(claimed.abs());
-    if manifest.reward.kind != aginet::eval::REWARD_KIND {
+    if counts_examples {
         // A fraction of examples: a near tie decided otherwise by another CPU's rounding moves
         // it by a whole example, so one example's worth is allowed.
         allowed = allowed.max(1.0 / count_lines(&datasets[1])?.max(1) as f64 + 1e-12);
