@@ -211,8 +211,8 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     }
     if reward_probe < floor {
         reject!(
-            "held-out reward falls from {reward_before:.6} to {reward_probe:.6} a step of {} \
-             along the delta (more than {} relative): it points away from what the held-out \
+            "held-out reward falls from {reward_before:.6} to {reward_probe:.6} at a step of \
+             {} along the delta (more than {} relative): it points away from what the held-out \
              data rewards",
             bounds.probe_scale,
             bounds.max_probe_drop
