@@ -130,6 +130,14 @@ pub fn make_trainable(
         .collect()
 }
 
+/// Every tensor of `tensors` times `factor`.
+pub fn scaled(tensors: &NamedTensors, factor: f64) -> candle_core::Result<NamedTensors> {
+    tensors
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), (t * factor)?)))
+        .collect()
+}
+
 /// Tensor `name` of `tensors`, which must have shape `dims`; the message names what is wrong.
 pub fn shaped(
     tensors: &NamedTensors,

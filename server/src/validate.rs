@@ -196,10 +196,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     }
     let counts_examples = manifest.reward.kind != aginet::eval::REWARD_KIND;
     let bounds = &project.settings.validate;
-    let mut probe = delta.tensors.clone();
-    for t in probe.values_mut() {
-        *t = (&*t * bounds.probe_scale)?;
-    }
+    let probe = aginet::tensors::scaled(&delta.tensors, bounds.probe_scale)?;
     let with_probe = match score::apply_delta(&adapter, &probe) {
         Ok(f) => f,
         Err(e) => reject!("{e}"),

@@ -252,38 +252,41 @@ fn a_sign_flipped_delta_of_honest_size_is_rejected_by_a_step_along_it() {
     f.expect_invalid("a step of 0.2 along the delta");
 }
 
-/// Replaces `[validate]`'s line starting with `key` in the project's settings (or adds it).
-fn set_validate(f: &Fixture, key: &str, line: &str) {
+/// Sets `[validate] key = value` in the project's settings.
+fn set_validate(f: &Fixture, key: &str, value: f64) {
     let path = f.project.join("project.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter(|l| !l.starts_with(key))
-        .map(String::from)
-        .collect();
-    let at = lines.iter().position(|l| l == "[validate]").unwrap() + 1;
-    lines.insert(at, line.to_string());
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let mut settings: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let validate = settings["validate"].as_table_mut().unwrap();
+    validate.insert(key.to_string(), toml::Value::Float(value));
+    std::fs::write(&path, settings.to_string()).unwrap();
 }
 
 #[test]
 fn an_older_projects_whole_delta_bound_is_ignored_with_a_warning() {
     let f = fixture();
-    set_validate(&f, "max_reward_drop", "max_reward_drop = 0.0");
+    set_validate(&f, "max_reward_drop", 0.0);
     let (code, text) = f.validate();
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("max_reward_drop is no longer used"), "{text}");
 }
 
 #[test]
-fn a_probe_scale_out_of_range_is_refused_naming_the_file() {
+fn probe_settings_out_of_range_are_refused_naming_the_file() {
     let f = fixture();
-    set_validate(&f, "probe_scale", "probe_scale = 0.0");
+    // The project's own file is wrong: BOINC retries later (exit 3), the result is not lost.
+    set_validate(&f, "probe_scale", 0.0);
     let (code, text) = f.validate();
-    // The project's own file is wrong: BOINC retries later, the result is not lost.
     assert_eq!(code, Some(3), "{text}");
     assert!(
         text.contains("project.toml: [validate] probe_scale 0 is not in (0, 1]"),
+        "{text}"
+    );
+    set_validate(&f, "probe_scale", 0.2);
+    set_validate(&f, "max_probe_drop", 1.5);
+    let (code, text) = f.validate();
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("project.toml: [validate] max_probe_drop 1.5 is not in [0, 1]"),
         "{text}"
     );
 }
