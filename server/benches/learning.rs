@@ -7,7 +7,8 @@
 //! BOINC, its rejected work units are issued again to the honest volunteers).
 //!
 //! `cargo build --release --workspace && cargo bench -p aginet-server --bench learning
-//! [-- --rounds R --steps S --volunteers V --strategies fedavg,fedadam --seeds 0,1,2 --orders 5]`
+//! [-- --rounds R --steps S --volunteers V --strategies fedavg,fedadam --seeds 0,1,2 --orders 5
+//! --clean-only --models DIR]`
 //! (the federation runs the release `aginet` app beside `aginet-server`; the defaults are the
 //! short budget, 5 × 8 × 15, every strategy, three draws, five orders).
 
@@ -41,6 +42,13 @@ struct Options {
     /// Orders of the union each draw's centralized run is repeated with.
     #[arg(long, default_value_t = 5)]
     orders: u64,
+    /// Folder holding the skill manifests (default: the repository's `models`); a copy with
+    /// other `[defaults.hyper]` compares other client settings.
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Skip the runs with a hostile volunteer (long budgets: they double the time).
+    #[arg(long)]
+    clean_only: bool,
     /// Ignored: cargo passes it to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
@@ -196,7 +204,8 @@ fn main() {
     let o = Options::parse();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let models = (o.models.clone())
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
     // rewards[strategy][hostile] over the shard seeds; centrals over seeds × orders.
     let mut rewards = vec![[Vec::new(), Vec::new()]; o.strategies.len()];
     let mut centrals = Vec::new();
@@ -204,7 +213,7 @@ fn main() {
     let steps = o.steps * (o.volunteers * o.rounds) as u32;
     for &seed in &o.seeds {
         for (s, strategy) in o.strategies.iter().enumerate() {
-            for hostile in [0, 1] {
+            for hostile in [0, 1].into_iter().take(if o.clean_only { 1 } else { 2 }) {
                 let started = Instant::now();
                 let project = root.join(format!("{strategy}-{hostile}-seed{seed}"));
                 let (_, reward) = federate(&o, &project, &models, strategy, hostile, seed);
@@ -256,12 +265,18 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (strategy, [clean, hostile]) in o.strategies.iter().zip(rewards) {
         let per_draw: Vec<String> = clean.iter().map(|r| format!("{r:.4}")).collect();
-        let (c, h) = (mean(&clean), mean(&hostile));
+        let c = mean(&clean);
+        let (h, cost) = match hostile.is_empty() {
+            true => ("not run".to_string(), "not run".to_string()),
+            false => {
+                let h = mean(&hostile);
+                (format!("{h:.6}"), format!("{:+.1}%", 100.0 * (c - h) / c))
+            }
+        };
         println!(
-            "| {strategy} | {c:.6} ({}) | {:.1}% | {h:.6} | {:+.1}% |",
+            "| {strategy} | {c:.6} ({}) | {:.1}% | {h} | {cost} |",
             per_draw.join(", "),
             100.0 * c / central,
-            100.0 * (c - h) / c
         );
     }
 }
