@@ -213,7 +213,8 @@ fn main() {
     let steps = o.steps * (o.volunteers * o.rounds) as u32;
     for &seed in &o.seeds {
         for (s, strategy) in o.strategies.iter().enumerate() {
-            for hostile in [0, 1].into_iter().take(if o.clean_only { 1 } else { 2 }) {
+            let hostile_counts: &[usize] = if o.clean_only { &[0] } else { &[0, 1] };
+            for &hostile in hostile_counts {
                 let started = Instant::now();
                 let project = root.join(format!("{strategy}-{hostile}-seed{seed}"));
                 let (_, reward) = federate(&o, &project, &models, strategy, hostile, seed);
@@ -266,12 +267,11 @@ fn main() {
     for (strategy, [clean, hostile]) in o.strategies.iter().zip(rewards) {
         let per_draw: Vec<String> = clean.iter().map(|r| format!("{r:.4}")).collect();
         let c = mean(&clean);
-        let (h, cost) = match hostile.is_empty() {
-            true => ("not run".to_string(), "not run".to_string()),
-            false => {
-                let h = mean(&hostile);
-                (format!("{h:.6}"), format!("{:+.1}%", 100.0 * (c - h) / c))
-            }
+        let (h, cost) = if hostile.is_empty() {
+            ("not run".to_string(), "not run".to_string())
+        } else {
+            let h = mean(&hostile);
+            (format!("{h:.6}"), format!("{:+.1}%", 100.0 * (c - h) / c))
         };
         println!(
             "| {strategy} | {c:.6} ({}) | {:.1}% | {h} | {cost} |",

@@ -273,22 +273,27 @@ fn an_older_projects_whole_delta_bound_is_ignored_with_a_warning() {
 #[test]
 fn probe_settings_out_of_range_are_refused_naming_the_file() {
     let f = fixture();
-    // The project's own file is wrong: BOINC retries later (exit 3), the result is not lost.
-    set_validate(&f, "probe_scale", 0.0);
-    let (code, text) = f.validate();
-    assert_eq!(code, Some(3), "{text}");
-    assert!(
-        text.contains("project.toml: [validate] probe_scale 0 is not in (0, 1]"),
-        "{text}"
-    );
-    set_validate(&f, "probe_scale", 0.2);
-    set_validate(&f, "max_probe_drop", 1.5);
-    let (code, text) = f.validate();
-    assert_eq!(code, Some(3), "{text}");
-    assert!(
-        text.contains("project.toml: [validate] max_probe_drop 1.5 is not in [0, 1]"),
-        "{text}"
-    );
+    // (key, bad value, its default restored afterwards, the message naming the file)
+    let cases = [
+        ("probe_scale", 0.0, 0.2, "probe_scale 0 is not in (0, 1]"),
+        (
+            "max_probe_drop",
+            1.5,
+            0.05,
+            "max_probe_drop 1.5 is not in [0, 1]",
+        ),
+    ];
+    for (key, bad, default, message) in cases {
+        set_validate(&f, key, bad);
+        // The project's own file is wrong: BOINC retries later (exit 3), the result is not lost.
+        let (code, text) = f.validate();
+        assert_eq!(code, Some(3), "{text}");
+        assert!(
+            text.contains(&format!("project.toml: [validate] {message}")),
+            "{text}"
+        );
+        set_validate(&f, key, default);
+    }
 }
 
 #[test]
