@@ -39,6 +39,27 @@ pub(crate) fn q8_0(bytes: &[u8]) -> Vec<f32> {
     out
 }
 
+/// The f32 values of the Q8_0 blocks in `bytes` written into `out`, on the calling thread, for
+/// callers that share the work across threads themselves.
+pub(crate) fn q8_0_into(bytes: &[u8], out: &mut [f32]) {
+    assert_eq!(bytes.len() % Q8_0_BYTES, 0, "Q8_0 data of whole blocks");
+    assert_eq!(
+        out.len(),
+        bytes.len() / Q8_0_BYTES * Q8_0_BLOCK,
+        "room for every value"
+    );
+    let avx2 = has_avx2_fma();
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and `block` only writes initialised
+    // values, so `out` stays initialised.
+    let out = unsafe { &mut *(out as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
+    for (v, b) in out
+        .chunks_exact_mut(Q8_0_BLOCK)
+        .zip(bytes.chunks_exact(Q8_0_BYTES))
+    {
+        block(b, v, avx2);
+    }
+}
+
 /// Writes the 32 values of one Q8_0 block.
 #[inline(always)]
 fn block(bytes: &[u8], out: &mut [std::mem::MaybeUninit<f32>], avx2: bool) {
@@ -100,5 +121,9 @@ mod tests {
             .map(|v| unsafe { v.assume_init() })
             .collect();
         assert_eq!(portable, got[..Q8_0_BLOCK]);
+        // So does the single-threaded version, into a buffer.
+        let mut serial = vec![f32::NAN; got.len()];
+        q8_0_into(&bytes, &mut serial);
+        assert_eq!(serial, got);
     }
 }

@@ -108,6 +108,33 @@ impl FrozenLinear {
         }
     }
 
+    /// The weight's shape, (outputs, inputs).
+    pub fn shape(&self) -> candle_core::Result<(usize, usize)> {
+        match self {
+            Self::Quantized(op) => op.weight.shape().dims2(),
+            Self::Dense(w) => w.dims2(),
+        }
+    }
+
+    /// Rows `start..start + n` of the weight as f32, row-major, written into `out` (resized to
+    /// `n × inputs`) on the calling thread: for ops that split the rows across threads
+    /// themselves and reuse one buffer per thread.
+    pub fn rows_into(&self, start: usize, n: usize, out: &mut Vec<f32>) -> candle_core::Result<()> {
+        let (rows, inp) = self.shape()?;
+        if start + n > rows {
+            candle_core::bail!("rows {start}..{} of a weight with {rows}", start + n);
+        }
+        out.resize(n * inp, 0.0);
+        match self {
+            Self::Quantized(op) => op.rows_into(start, n, out),
+            Self::Dense(w) => {
+                let values = w.narrow(0, start, n)?.flatten_all()?.to_vec1::<f32>()?;
+                out.copy_from_slice(&values);
+                Ok(())
+            }
+        }
+    }
+
     /// Bytes this layer keeps resident (the weight and any backward copy).
     pub fn resident_bytes(&self) -> usize {
         match self {
@@ -176,6 +203,24 @@ impl QuantizedMatmul {
             f(start, slice)?;
             start += rows;
         }
+        Ok(())
+    }
+
+    /// Rows `start..start + n` dequantized into `out` (already `n × inputs` long).
+    fn rows_into(&self, start: usize, n: usize, out: &mut [f32]) -> candle_core::Result<()> {
+        let (_, inp) = self.weight.shape().dims2()?;
+        let dtype = self.weight.dtype();
+        let row_bytes = inp / dtype.block_size() * dtype.type_size();
+        let data = self.weight.data()?;
+        let bytes = &data[start * row_bytes..(start + n) * row_bytes];
+        if dtype == GgmlDType::Q8_0 {
+            crate::dequantize::q8_0_into(bytes, out);
+            return Ok(());
+        }
+        let cpu = candle_core::Device::Cpu;
+        let storage = QStorage::from_data(Cow::Borrowed(bytes), &cpu, dtype)?;
+        let values = QTensor::new(storage, (n, inp))?.dequantize(&cpu)?;
+        out.copy_from_slice(&values.flatten_all()?.to_vec1::<f32>()?);
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! `h · Wᵀ`, computed a slice of W's rows (the vocabulary) at a time, so the (rows × vocab)
 //! logits are never held. For Gemma's 262,144-token vocabulary and a batch of 4 × 128 those
 //! logits alone are 512 MiB, and an autograd log-softmax keeps several tensors of that size
-//! for its backward pass; here the largest temporary is one slice of logits (16 MiB).
+//! for its backward pass; here the largest temporaries are one slice of logits per thread (2 MiB
+//! each).
 //!
 //! Forward: for each slice, the logits of every row, folded into a running log-sum-exp per row
 //! (max and scaled sum), and the target's logit picked when it falls in the slice; the NLL is
@@ -14,16 +15,25 @@
 //! row's sum at the end. The backward pass only scales those rows by the incoming gradient.
 //! That is two products with W per slice instead of three (recomputing the logits in the
 //! backward pass, as this op first did), and it holds one more (rows × width) buffer.
-//! Each row's arithmetic runs in slice order whatever the thread count, so results are
-//! deterministic.
+//!
+//! Threads: the vocabulary is cut into a fixed number of parts. Each part is one task that runs
+//! its slices on one thread, with its own buffers and single-threaded products, and the parts'
+//! running sums are merged in order at the end. That keeps both cores on the products for the
+//! whole pass, where a product split across threads joins them after every slice, and the
+//! result is the same bits whatever the thread count.
 
 use crate::frozen::FrozenLinear;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use crate::serial_gemm;
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-/// Logit values held at once per slice, in f32s, across all rows.
-const SLICE_ELEMS: usize = 4 << 20;
+/// Logit values one part holds at once, across all rows.
+const SLICE_ELEMS: usize = 1 << 18;
+/// Parts the vocabulary is cut into: enough to share evenly between 1, 2, 3, 4, 6 or 12
+/// threads.
+const PARTS: usize = 12;
 
 /// Per-row NLL (rows,) of `targets` under the logits `hidden · Wᵀ` of the frozen `head`, for
 /// `hidden` of shape (rows, width) on the CPU; backpropagates into `hidden`.
@@ -35,7 +45,7 @@ pub fn nll_rows(
     nll_rows_sliced(head, hidden, targets, SLICE_ELEMS)
 }
 
-/// [`nll_rows`] with at most `slice_elems` logits held at once.
+/// [`nll_rows`] with at most `slice_elems` logits held at once per part.
 fn nll_rows_sliced(
     head: &FrozenLinear,
     hidden: &Tensor,
@@ -45,6 +55,10 @@ fn nll_rows_sliced(
     let (rows, _) = hidden.dims2()?;
     if rows != targets.len() {
         candle_core::bail!("{rows} rows but {} targets", targets.len());
+    }
+    let (vocab, _) = head.shape()?;
+    if let Some(t) = targets.iter().find(|t| **t as usize >= vocab) {
+        candle_core::bail!("target {t} is outside the vocabulary of {vocab} entries");
     }
     hidden.contiguous()?.apply_op1(HeadNll {
         head: head.clone(),
@@ -60,6 +74,11 @@ fn index_in_slice(target: u32, start: usize, n: usize) -> Option<usize> {
     (target as usize).checked_sub(start).filter(|i| *i < n)
 }
 
+/// The vocabulary entries of part `p` of `PARTS`.
+fn part_range(vocab: usize, p: usize) -> Range<usize> {
+    vocab * p / PARTS..vocab * (p + 1) / PARTS
+}
+
 /// The custom op behind [`nll_rows`].
 #[derive(Clone)]
 struct HeadNll {
@@ -69,26 +88,70 @@ struct HeadNll {
     with_gradient: bool,
     /// Each row's `∂NLL/∂h` (rows, width), built by the forward pass for the backward pass.
     gradient: Arc<Mutex<Option<Tensor>>>,
-    /// Logits held at once.
+    /// Logits held at once per part.
     slice_elems: usize,
 }
 
+/// One part's running sums over its share of the vocabulary.
+struct Part {
+    /// Per row: the running max of the logits, `Σ exp(logit − max)`, and the target's logit if
+    /// the target is in this part.
+    state: Vec<(f32, f32, Option<f32>)>,
+    /// With the gradient: per row `Σ exp(logit − max) · W[v]`, (rows × width) row-major.
+    weighted: Vec<f32>,
+    /// With the gradient: `W[target]` for the rows whose target is in this part.
+    target_rows: Vec<(usize, Vec<f32>)>,
+}
+
 impl HeadNll {
-    /// Calls `f(first_vocab_row, logits)` with the (rows × slice) logits of each slice of W,
-    /// as a flat row-major vector.
-    fn for_each_logit_slice(
+    /// The running sums of the vocabulary entries in `range`, on the calling thread.
+    fn part(
         &self,
-        hidden: &Tensor,
-        mut f: impl FnMut(usize, usize, Vec<f32>, &Tensor) -> candle_core::Result<()>,
-    ) -> candle_core::Result<()> {
-        let (rows, width) = hidden.dims2()?;
-        let per_slice = (self.slice_elems / rows.max(1)).max(1) * width;
-        self.head
-            .for_each_row_slice(&Device::Cpu, per_slice, |start, w| {
-                let logits = hidden.matmul(&w.t()?)?;
-                let n = w.dim(0)?;
-                f(start, n, logits.flatten_all()?.to_vec1::<f32>()?, &w)
-            })
+        hidden: &[f32],
+        width: usize,
+        range: Range<usize>,
+        avx2: bool,
+    ) -> candle_core::Result<Part> {
+        let rows = self.targets.len();
+        let per_slice = (self.slice_elems / rows.max(1)).max(1);
+        let mut part = Part {
+            state: vec![(f32::NEG_INFINITY, 0.0, None); rows],
+            weighted: vec![0.0; if self.with_gradient { rows * width } else { 0 }],
+            target_rows: Vec::new(),
+        };
+        let mut w = Vec::new();
+        let mut logits = vec![0f32; rows * per_slice.min(range.len())];
+        let mut start = range.start;
+        while start < range.end {
+            let n = per_slice.min(range.end - start);
+            self.head.rows_into(start, n, &mut w)?;
+            let logits = &mut logits[..rows * n];
+            serial_gemm::a_times_bt(logits, hidden, &w, rows, n, width);
+            for (r, row) in logits.chunks_exact_mut(n).enumerate() {
+                let s = &mut part.state[r];
+                if let Some(i) = index_in_slice(self.targets[r], start, n) {
+                    s.2 = Some(row[i]);
+                    if self.with_gradient {
+                        part.target_rows
+                            .push((r, w[i * width..(i + 1) * width].to_vec()));
+                    }
+                }
+                let (max, sum) = crate::fast_exp::softmax_step(row, s.0, avx2);
+                let rescale = crate::fast_exp::exp(s.0 - max);
+                s.1 = s.1 * rescale + sum;
+                s.0 = max;
+                if self.with_gradient && rescale != 1.0 {
+                    for x in &mut part.weighted[r * width..(r + 1) * width] {
+                        *x *= rescale;
+                    }
+                }
+            }
+            if self.with_gradient {
+                serial_gemm::add_a_times_b(&mut part.weighted, logits, &w, rows, width, n);
+            }
+            start += n;
+        }
+        Ok(part)
     }
 }
 
@@ -102,56 +165,49 @@ impl CustomOp1 for HeadNll {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let values = crate::storage::contiguous_f32(storage, layout, "head NLL")?;
+        let hidden = crate::storage::contiguous_f32(storage, layout, "head NLL")?;
         let (rows, width) = layout.shape().dims2()?;
-        let hidden = Tensor::from_slice(values, (rows, width), &Device::Cpu)?;
+        let (vocab, _) = self.head.shape()?;
         let avx2 = crate::fast_exp::has_avx2_fma();
-        // Running (max, sum of exp(logit − max), target logit) per row; with the gradient, the
-        // running Σ exp(logit − max)·W[v] and the target's row of W.
-        let mut state = vec![(f32::NEG_INFINITY, 0f32, f32::NAN); rows];
-        let mut weighted = Tensor::zeros((rows, width), DType::F32, &Device::Cpu)?;
-        let mut target_rows = vec![0f32; if self.with_gradient { rows * width } else { 0 }];
-        self.for_each_logit_slice(&hidden, |start, n, mut logits, w| {
-            // Each row's factor exp(old max − new max) for what it has summed so far.
-            let mut rescale = vec![0f32; rows];
-            state
-                .par_iter_mut()
-                .zip(logits.par_chunks_mut(n))
-                .zip(self.targets.par_iter())
-                .zip(rescale.par_iter_mut())
-                .for_each(|(((s, row), &target), r)| {
-                    if let Some(i) = index_in_slice(target, start, n) {
-                        s.2 = row[i];
-                    }
-                    let (max, sum) = crate::fast_exp::softmax_step(row, s.0, avx2);
-                    *r = crate::fast_exp::exp(s.0 - max);
-                    s.1 = s.1 * *r + sum;
-                    s.0 = max;
-                });
+        let parts = (0..PARTS)
+            .into_par_iter()
+            .map(|p| self.part(hidden, width, part_range(vocab, p), avx2))
+            .collect::<candle_core::Result<Vec<Part>>>()?;
+
+        let mut nll = Vec::with_capacity(rows);
+        let mut gradient = vec![0f32; if self.with_gradient { rows * width } else { 0 }];
+        for r in 0..rows {
+            let max = parts
+                .iter()
+                .map(|p| p.state[r].0)
+                .fold(f32::NEG_INFINITY, f32::max);
+            let scales: Vec<f32> = (parts.iter())
+                .map(|p| crate::fast_exp::exp(p.state[r].0 - max))
+                .collect();
+            let sum: f32 = parts
+                .iter()
+                .zip(&scales)
+                .map(|(p, c)| p.state[r].1 * c)
+                .sum();
+            let target = parts.iter().find_map(|p| p.state[r].2);
+            nll.push(max + sum.ln() - target.unwrap_or(f32::NAN));
             if self.with_gradient {
-                let exps = Tensor::from_vec(logits, (rows, n), &Device::Cpu)?;
-                let rescale = Tensor::from_vec(rescale, (rows, 1), &Device::Cpu)?;
-                weighted = (weighted.broadcast_mul(&rescale)? + exps.matmul(w)?)?;
-                let (rows_here, picked): (Vec<usize>, Vec<u32>) = (self.targets.iter())
-                    .enumerate()
-                    .filter_map(|(row, &t)| Some((row, index_in_slice(t, start, n)? as u32)))
-                    .unzip();
-                if !picked.is_empty() {
-                    let picked = Tensor::from_vec(picked, rows_here.len(), &Device::Cpu)?;
-                    let values = w.index_select(&picked, 0)?.to_vec2::<f32>()?;
-                    for (row, value) in rows_here.into_iter().zip(values) {
-                        target_rows[row * width..(row + 1) * width].copy_from_slice(&value);
+                let out = &mut gradient[r * width..(r + 1) * width];
+                for (p, c) in parts.iter().zip(&scales) {
+                    let c = c / sum;
+                    for (o, x) in out.iter_mut().zip(&p.weighted[r * width..(r + 1) * width]) {
+                        *o += x * c;
                     }
                 }
             }
-            Ok(())
-        })?;
-        let nll = state.iter().map(|(m, s, z)| m + s.ln() - z).collect();
+        }
         if self.with_gradient {
-            let sums: Vec<f32> = state.iter().map(|(_, s, _)| *s).collect();
-            let sums = Tensor::from_vec(sums, (rows, 1), &Device::Cpu)?;
-            let target_rows = Tensor::from_vec(target_rows, (rows, width), &Device::Cpu)?;
-            let gradient = (weighted.broadcast_div(&sums)? - target_rows)?;
+            for (r, values) in parts.iter().flat_map(|p| &p.target_rows) {
+                for (o, x) in gradient[r * width..(r + 1) * width].iter_mut().zip(values) {
+                    *o -= x;
+                }
+            }
+            let gradient = Tensor::from_vec(gradient, (rows, width), &Device::Cpu)?;
             *self.gradient.lock().expect("not poisoned") = Some(gradient);
         }
         Ok((CpuStorage::F32(nll), Shape::from(rows)))
@@ -217,6 +273,52 @@ mod tests {
             gb.get(h.as_tensor()).unwrap(),
         );
         assert!(diff < 1e-4, "gradient differs by {diff}");
+    }
+
+    /// The loss and the gradient are the same bits on 1, 2 and 5 threads (the parts are fixed,
+    /// and merged in order).
+    #[test]
+    fn the_result_does_not_depend_on_the_thread_count() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.5, (997, 64), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let head = FrozenLinear::quantized(q, crate::frozen::BackwardMode::Dequantize).unwrap();
+        let h = Tensor::randn(0f32, 1.0, (7, 64), &dev).unwrap();
+        let targets = [0u32, 996, 500, 83, 84, 1, 250];
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let h = Var::from_tensor(&h).unwrap();
+                let nll = nll_rows_sliced(&head, h.as_tensor(), &targets, 7 * 20).unwrap();
+                let grads = nll.sum_all().unwrap().backward().unwrap();
+                let grad = grads.get(h.as_tensor()).unwrap().flatten_all().unwrap();
+                (
+                    nll.to_vec1::<f32>().unwrap(),
+                    grad.to_vec1::<f32>().unwrap(),
+                )
+            })
+        };
+        let one = run(1);
+        assert!(one.0.iter().chain(&one.1).all(|x| x.is_finite()));
+        assert_eq!(run(2), one);
+        assert_eq!(run(5), one);
+    }
+
+    #[test]
+    fn a_target_outside_the_vocabulary_is_refused() {
+        let dev = Device::Cpu;
+        let w = Tensor::zeros((64, 32), candle_core::DType::F32, &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let head = FrozenLinear::quantized(q, crate::frozen::BackwardMode::Dequantize).unwrap();
+        let h = Tensor::zeros((2, 32), candle_core::DType::F32, &dev).unwrap();
+        let err = nll_rows(&head, &h, &[1, 64]).unwrap_err().to_string();
+        assert!(
+            err.contains("target 64 is outside the vocabulary of 64"),
+            "{err}"
+        );
     }
 
     #[test]

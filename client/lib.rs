@@ -34,6 +34,7 @@ pub mod retrieve;
 pub mod sampler;
 pub mod score;
 pub mod sentencepiece;
+mod serial_gemm;
 pub mod signed;
 mod storage;
 pub mod task;
