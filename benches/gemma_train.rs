@@ -4,7 +4,7 @@
 //! position, 2 threads. Each side runs in its own child process, so each peak RSS is its own.
 //!
 //! `bench/gemma/run.sh` sets up the PyTorch venv and the base and runs this; by hand:
-//! `cargo bench --bench gemma_train -- BASE.gguf [--torch VENV_PYTHON]`.
+//! `cargo bench --bench gemma_train -- BASE.gguf [--torch VENV_PYTHON] [--reps N]`.
 
 use aginet::adapter::{Adapter, AdapterHeader};
 use aginet::data::{Dataset, Sequence};
@@ -23,6 +23,9 @@ const SEQ: usize = 128;
 const THREADS: usize = 2;
 /// Training steps timed after the first, which warms up.
 const STEPS: u32 = 4;
+/// Repetitions of the whole comparison (`--reps N` overrides): the machine's speed drifts
+/// by ±15% between runs here, so one pair of runs is not enough.
+const REPS: usize = 3;
 /// Evaluation passes timed after a warm-up pass.
 const EVAL_REPEATS: usize = 3;
 
@@ -170,6 +173,38 @@ fn child_eval(base: &Path) {
     println!("{:.2} {:.0}", (BATCH * SEQ) as f64 / secs, peak_rss_mib());
 }
 
+/// One side's figures in one repetition: (tok/s, peak RSS MiB) of training and of evaluation.
+#[derive(Debug, Default, Clone, Copy)]
+struct Rep {
+    train: Option<(f64, f64)>,
+    eval: Option<(f64, f64)>,
+}
+
+impl Rep {
+    fn set(&mut self, mode: &str, m: Option<(f64, f64)>) {
+        match mode {
+            "train" => self.train = m,
+            _ => self.eval = m,
+        }
+    }
+}
+
+/// `median [min–max]` of `xs` with `digits` decimals; the median alone for one value.
+fn spread(xs: &[f64], digits: usize) -> String {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    match v.as_slice() {
+        [] => "-".into(),
+        [_] => format!("{median:.digits$}"),
+        [lo, .., hi] => format!("{median:.digits$} [{lo:.digits$}–{hi:.digits$}]"),
+    }
+}
+
 /// Runs a child command; its two printed numbers.
 fn measure(cmd: &mut Command) -> (f64, f64) {
     let out = cmd.output().expect("the child starts");
@@ -211,49 +246,83 @@ fn main() {
         .iter()
         .position(|a| a == "--torch")
         .map(|i| PathBuf::from(&args[i + 1]));
+    let reps: usize = args
+        .iter()
+        .position(|a| a == "--reps")
+        .map(|i| args[i + 1].parse().expect("--reps N"))
+        .unwrap_or(REPS);
     let me = std::env::current_exe().unwrap();
-    let ours_train = measure(Command::new(&me).arg("--child-train").arg(&base));
-    let ours_eval = measure(Command::new(&me).arg("--child-eval").arg(&base));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/gemma/peft_bench.py");
+    let ours = |mode: &str| measure(Command::new(&me).arg(format!("--child-{mode}")).arg(&base));
+    let theirs = |mode: &str| {
+        torch.as_ref().map(|python| {
+            measure(
+                Command::new(python)
+                    .arg(&script)
+                    .args(["--mode", mode, "--threads", &THREADS.to_string()])
+                    .args(["--batch", &BATCH.to_string(), "--seq", &SEQ.to_string()])
+                    .args(["--steps", &STEPS.to_string(), "--gguf"])
+                    .arg(&base)
+                    .env("CUDA_VISIBLE_DEVICES", ""),
+            )
+        })
+    };
+    // Each repetition measures both sides back to back, in alternating order, so a slow spell
+    // of the machine lands on both; the ratio is taken per repetition.
+    let mut runs: Vec<[Rep; 2]> = Vec::new();
+    for rep in 0..reps {
+        let mut pair = [Rep::default(), Rep::default()];
+        for mode in ["train", "eval"] {
+            let (a, b) = if rep % 2 == 0 {
+                let a = ours(mode);
+                (a, theirs(mode))
+            } else {
+                let b = theirs(mode);
+                (ours(mode), b)
+            };
+            pair[0].set(mode, Some(a));
+            pair[1].set(mode, b);
+        }
+        eprintln!("repetition {}/{reps}: {pair:?}", rep + 1);
+        runs.push(pair);
+    }
     println!(
-        "\nGemma 3 270M ({}), batch {BATCH}×{SEQ}, LoRA rank 8 on every block projection, {THREADS} threads\n",
+        "\nGemma 3 270M ({}), batch {BATCH}×{SEQ}, LoRA rank 8 on every block projection, {THREADS} threads, {reps} repetitions (median; range in brackets)\n",
         base.display()
     );
     println!("| | train tok/s | train peak RSS MiB | eval tok/s | eval peak RSS MiB |");
     println!("|---|---|---|---|---|");
-    println!(
-        "| agiNet | {:.1} | {:.0} | {:.1} | {:.0} |",
-        ours_train.0, ours_train.1, ours_eval.0, ours_eval.1
-    );
-    let Some(python) = torch else {
+    let side = |i: usize, f: fn(&Rep) -> Option<f64>| -> Vec<f64> {
+        runs.iter().filter_map(|p| f(&p[i])).collect()
+    };
+    for (i, name) in [(0, "agiNet"), (1, "PyTorch + PEFT")] {
+        if side(i, |r| r.train.map(|m| m.0)).is_empty() {
+            println!(
+                "\n(PyTorch + PEFT not run: pass --torch VENV_PYTHON, as bench/gemma/run.sh does)"
+            );
+            return;
+        }
         println!(
-            "\n(PyTorch + PEFT not run: pass --torch VENV_PYTHON, as bench/gemma/run.sh does)"
+            "| {name} | {} | {} | {} | {} |",
+            spread(&side(i, |r| r.train.map(|m| m.0)), 1),
+            spread(&side(i, |r| r.train.map(|m| m.1)), 0),
+            spread(&side(i, |r| r.eval.map(|m| m.0)), 1),
+            spread(&side(i, |r| r.eval.map(|m| m.1)), 0),
         );
-        return;
+    }
+    let ratio = |f: fn(&Rep) -> Option<f64>| -> String {
+        let r: Vec<f64> = runs
+            .iter()
+            .filter_map(|p| Some(f(&p[0])? / f(&p[1])?))
+            .collect();
+        format!("{}×", spread(&r, 2))
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/gemma/peft_bench.py");
-    let torch_run = |mode: &str| {
-        measure(
-            Command::new(&python)
-                .arg(&script)
-                .args(["--mode", mode, "--threads", &THREADS.to_string()])
-                .args(["--batch", &BATCH.to_string(), "--seq", &SEQ.to_string()])
-                .args(["--steps", &STEPS.to_string(), "--gguf"])
-                .arg(&base)
-                .env("CUDA_VISIBLE_DEVICES", ""),
-        )
-    };
-    let theirs_train = torch_run("train");
-    let theirs_eval = torch_run("eval");
     println!(
-        "| PyTorch + PEFT | {:.1} | {:.0} | {:.1} | {:.0} |",
-        theirs_train.0, theirs_train.1, theirs_eval.0, theirs_eval.1
-    );
-    println!(
-        "| ratio (agiNet / PyTorch) | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
-        ours_train.0 / theirs_train.0,
-        ours_train.1 / theirs_train.1,
-        ours_eval.0 / theirs_eval.0,
-        ours_eval.1 / theirs_eval.1
+        "| ratio (agiNet / PyTorch, per repetition) | {} | {} | {} | {} |",
+        ratio(|r| r.train.map(|m| m.0)),
+        ratio(|r| r.train.map(|m| m.1)),
+        ratio(|r| r.eval.map(|m| m.0)),
+        ratio(|r| r.eval.map(|m| m.1)),
     );
     println!("\ntargets: train ≥ 1.5×, train RSS ≤ 0.5×, eval ≥ 1×");
 }
