@@ -307,29 +307,22 @@ mod tests {
         assert_eq!(run(5), one);
     }
 
+    /// Targets that do not fit the rows or the vocabulary are refused, naming the problem.
     #[test]
-    fn a_target_outside_the_vocabulary_is_refused() {
+    fn targets_that_do_not_fit_are_refused() {
         let dev = Device::Cpu;
         let w = Tensor::zeros((64, 32), candle_core::DType::F32, &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         let head = FrozenLinear::quantized(q, crate::frozen::BackwardMode::Dequantize).unwrap();
-        let h = Tensor::zeros((2, 32), candle_core::DType::F32, &dev).unwrap();
-        let err = nll_rows(&head, &h, &[1, 64]).unwrap_err().to_string();
-        assert!(
-            err.contains("target 64 is outside the vocabulary of 64"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_target_count_other_than_the_row_count_is_refused() {
-        let dev = Device::Cpu;
-        let w = Tensor::zeros((64, 32), candle_core::DType::F32, &dev).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-        let head = FrozenLinear::quantized(q, crate::frozen::BackwardMode::Dequantize).unwrap();
-        let h = Tensor::zeros((3, 32), candle_core::DType::F32, &dev).unwrap();
-        let err = nll_rows(&head, &h, &[1, 2]).unwrap_err().to_string();
-        assert!(err.contains("3 rows but 2 targets"), "{err}");
+        let cases: [(usize, &[u32], &str); 2] = [
+            (3, &[1, 2], "3 rows but 2 targets"),
+            (2, &[1, 64], "target 64 is outside the vocabulary of 64"),
+        ];
+        for (rows, targets, want) in cases {
+            let h = Tensor::zeros((rows, 32), candle_core::DType::F32, &dev).unwrap();
+            let err = nll_rows(&head, &h, targets).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     /// Untracked input: the same NLL, and no gradient is built.
