@@ -2,7 +2,7 @@
 //! `h · Wᵀ`, computed a slice of W's rows (the vocabulary) at a time, so the (rows × vocab)
 //! logits are never held. For Gemma's 262,144-token vocabulary and a batch of 4 × 128 those
 //! logits alone are 512 MiB, and an autograd log-softmax keeps several tensors of that size
-//! for its backward pass; here the largest temporaries are one slice of logits per thread (2 MiB
+//! for its backward pass; here the largest temporaries are one slice of logits per thread (1 MiB
 //! each).
 //!
 //! Forward: for each slice, the logits of every row, folded into a running log-sum-exp per row
