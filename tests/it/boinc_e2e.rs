@@ -20,11 +20,18 @@ const LONG: Duration = Duration::from_secs(180);
 
 /// The delta of an uninterrupted standalone run of the same work unit, on one thread.
 pub fn reference_delta(steps: u32) -> Vec<u8> {
-    static REFS: Mutex<BTreeMap<u32, Vec<u8>>> = Mutex::new(BTreeMap::new());
+    reference_delta_batch(steps, None)
+}
+
+/// [`reference_delta`] of a task made by [`WorkDir::tiny_batch`].
+fn reference_delta_batch(steps: u32, batch: Option<usize>) -> Vec<u8> {
+    /// Reference deltas by (steps, batch).
+    type Refs = BTreeMap<(u32, Option<usize>), Vec<u8>>;
+    static REFS: Mutex<Refs> = Mutex::new(BTreeMap::new());
     let mut refs = REFS.lock().unwrap_or_else(|e| e.into_inner());
-    refs.entry(steps)
+    refs.entry((steps, batch))
         .or_insert_with(|| {
-            let wd = WorkDir::tiny(steps);
+            let wd = WorkDir::tiny_batch(steps, batch);
             let out = wd.run_app(&["--threads", "1"]);
             assert!(out.status.success(), "{}", stderr(&out));
             wd.read("delta")
@@ -41,10 +48,14 @@ fn prefs(app: &AppBuild, leave_apps_in_memory: bool) -> Prefs {
     }
 }
 
-/// Steps of the killed-client test: the app needs about 10 s to notice the missing heartbeat
-/// (a tiny step takes about 30 ms on one thread), and the client keeps only the last 64 KB of
-/// a task's stderr (about 800 step lines), where the resume line must still be.
-const LONG_STEPS: u32 = 600;
+/// Steps of the killed-client test: the app needs about 10 s to notice the missing heartbeat,
+/// so the task must run well past that after the kill, and the client keeps only the last 64 KB
+/// of a task's stderr (about 800 step lines), where the resume line must still be. So the test
+/// takes fewer, slower steps: batch [`LONG_BATCH`] instead of 8. A tiny step of batch 8 takes
+/// 15–30 ms on one thread here, which made 600 of them too short once the head got faster.
+const LONG_STEPS: u32 = 400;
+/// The killed-client test's batch size.
+const LONG_BATCH: usize = 32;
 
 fn start(app: &AppBuild, wd: &WorkDir, prefs: &Prefs) -> Client {
     let task = TaskSpec::new(
@@ -73,6 +84,11 @@ fn wait_past(client: &Client, fraction: f64) -> f64 {
 
 /// Waits for success and checks the outputs: formats, hash, and the reference bytes.
 fn finish_and_check(client: &Client, steps: u32) {
+    finish_and_check_batch(client, steps, None)
+}
+
+/// [`finish_and_check`] for a task made by [`WorkDir::tiny_batch`].
+fn finish_and_check_batch(client: &Client, steps: u32, batch: Option<usize>) {
     client.wait_for("the task to succeed", LONG, |ts| task(ts).succeeded());
     let delta_path = client.output(TASK, "delta");
     let bytes = std::fs::read(&delta_path).unwrap();
@@ -85,7 +101,7 @@ fn finish_and_check(client: &Client, steps: u32) {
         "the thread count comes from the client's ncpus"
     );
     assert!(
-        bytes == reference_delta(steps),
+        bytes == reference_delta_batch(steps, batch),
         "the delta differs from the uninterrupted standalone run's"
     );
 }
@@ -162,13 +178,13 @@ fn suspend_and_resume(app: &AppBuild, leave_apps_in_memory: bool) {
 /// from its checkpoint to the reference bytes.
 fn stop_client_and_restart(
     app: &AppBuild,
-    steps: u32,
+    (steps, batch): (u32, Option<usize>),
     fraction: f64,
     stop: impl FnOnce(Client) -> StoppedClient,
     exit_within: Duration,
     reason: &str,
 ) {
-    let wd = WorkDir::tiny(steps);
+    let wd = WorkDir::tiny_batch(steps, batch);
     let client = start(app, &wd, &prefs(app, false));
     wait_past(&client, fraction);
     let stopped = stop(client);
@@ -179,7 +195,7 @@ fn stop_client_and_restart(
     let client = stopped.restart();
     let log = client.task_stderr(TASK);
     assert!(log.contains(reason), "the app stopped with {reason}: {log}");
-    finish_and_check(&client, steps);
+    finish_and_check_batch(&client, steps, batch);
     let log = client.task_stderr(TASK);
     assert!(log.contains("resuming from checkpoint"), "{log}");
 }
@@ -187,7 +203,7 @@ fn stop_client_and_restart(
 fn client_quit_and_restart_mid_run(app: &AppBuild) {
     stop_client_and_restart(
         app,
-        STEPS,
+        (STEPS, None),
         0.3,
         Client::quit,
         Duration::from_secs(10),
@@ -199,7 +215,7 @@ fn client_killed_and_restarted_mid_run(app: &AppBuild) {
     // The app notices the missing heartbeat after about 10 s.
     stop_client_and_restart(
         app,
-        LONG_STEPS,
+        (LONG_STEPS, Some(LONG_BATCH)),
         0.05,
         Client::kill9,
         Duration::from_secs(30),

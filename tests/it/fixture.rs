@@ -39,6 +39,12 @@ impl WorkDir {
     /// A folder with the tiny Q8_0 model, 64 reverse examples (8 eval) and the manifest's
     /// config with `steps` steps.
     pub fn tiny(steps: u32) -> Self {
+        Self::tiny_batch(steps, None)
+    }
+
+    /// [`WorkDir::tiny`] with another batch size where `batch` says so, for a test that needs
+    /// slower steps.
+    pub fn tiny_batch(steps: u32, batch: Option<usize>) -> Self {
         let wd = Self {
             dir: tempfile::tempdir().expect("temp dir"),
         };
@@ -47,6 +53,9 @@ impl WorkDir {
         std::fs::write(wd.path("data"), aginet::task::reverse_jsonl(5, 64, 8)).unwrap();
         let mut config = tiny_manifest().work_config(11, 0);
         config.steps = steps;
+        if let Some(b) = batch {
+            config.hyper.batch_size = b;
+        }
         wd.write_config(&config);
         wd
     }
