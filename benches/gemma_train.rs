@@ -193,15 +193,19 @@ impl Rep {
 fn spread(xs: &[f64], digits: usize) -> String {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return "-".into();
+    }
     let median = if v.len() % 2 == 1 {
         v[v.len() / 2]
     } else {
         (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
     };
-    match v.as_slice() {
-        [] => "-".into(),
-        [_] => format!("{median:.digits$}"),
-        [lo, .., hi] => format!("{median:.digits$} [{lo:.digits$}–{hi:.digits$}]"),
+    let (lo, hi) = (v[0], v[v.len() - 1]);
+    if v.len() == 1 {
+        format!("{median:.digits$}")
+    } else {
+        format!("{median:.digits$} [{lo:.digits$}–{hi:.digits$}]")
     }
 }
 

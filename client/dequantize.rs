@@ -26,14 +26,7 @@ pub(crate) fn q8_0(bytes: &[u8]) -> Vec<f32> {
     out.spare_capacity_mut()[..blocks * Q8_0_BLOCK]
         .par_chunks_mut(BLOCKS_PER_TASK * Q8_0_BLOCK)
         .zip(bytes.par_chunks(BLOCKS_PER_TASK * Q8_0_BYTES))
-        .for_each(|(values, bytes)| {
-            for (v, b) in values
-                .chunks_exact_mut(Q8_0_BLOCK)
-                .zip(bytes.chunks_exact(Q8_0_BYTES))
-            {
-                block(b, v, avx2);
-            }
-        });
+        .for_each(|(values, bytes)| write_blocks(bytes, values, avx2));
     // SAFETY: the loop above wrote every one of the `blocks · 32` values.
     unsafe { out.set_len(blocks * Q8_0_BLOCK) };
     out
@@ -52,6 +45,11 @@ pub(crate) fn q8_0_into(bytes: &[u8], out: &mut [f32]) {
     // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and `block` only writes initialised
     // values, so `out` stays initialised.
     let out = unsafe { &mut *(out as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
+    write_blocks(bytes, out, avx2);
+}
+
+/// Writes the values of every Q8_0 block in `bytes` into `out`, in order.
+fn write_blocks(bytes: &[u8], out: &mut [std::mem::MaybeUninit<f32>], avx2: bool) {
     for (v, b) in out
         .chunks_exact_mut(Q8_0_BLOCK)
         .zip(bytes.chunks_exact(Q8_0_BYTES))

@@ -188,17 +188,15 @@ impl QuantizedMatmul {
         if rows_per_chunk >= out && !own_q8_0 {
             return f(0, self.weight.dequantize(device)?);
         }
-        let row_bytes = inp / dtype.block_size() * dtype.type_size();
         let data = self.weight.data()?;
         let mut start = 0;
         while start < out {
             let rows = rows_per_chunk.min(out - start);
-            let bytes = &data[start * row_bytes..(start + rows) * row_bytes];
+            let bytes = self.rows_bytes(&data, start, rows)?;
             let slice = if own_q8_0 {
                 Tensor::from_vec(crate::dequantize::q8_0(bytes), (rows, inp), device)?
             } else {
-                let storage = QStorage::from_data(Cow::Borrowed(bytes), device, dtype)?;
-                QTensor::new(storage, (rows, inp))?.dequantize(device)?
+                self.dequantize_with_candle(bytes, rows, device)?
             };
             f(start, slice)?;
             start += rows;
@@ -208,20 +206,40 @@ impl QuantizedMatmul {
 
     /// Rows `start..start + n` dequantized into `out` (already `n × inputs` long).
     fn rows_into(&self, start: usize, n: usize, out: &mut [f32]) -> candle_core::Result<()> {
-        let (_, inp) = self.weight.shape().dims2()?;
-        let dtype = self.weight.dtype();
-        let row_bytes = inp / dtype.block_size() * dtype.type_size();
         let data = self.weight.data()?;
-        let bytes = &data[start * row_bytes..(start + n) * row_bytes];
-        if dtype == GgmlDType::Q8_0 {
+        let bytes = self.rows_bytes(&data, start, n)?;
+        if self.weight.dtype() == GgmlDType::Q8_0 {
             crate::dequantize::q8_0_into(bytes, out);
             return Ok(());
         }
-        let cpu = candle_core::Device::Cpu;
-        let storage = QStorage::from_data(Cow::Borrowed(bytes), &cpu, dtype)?;
-        let values = QTensor::new(storage, (n, inp))?.dequantize(&cpu)?;
+        let values = self.dequantize_with_candle(bytes, n, &candle_core::Device::Cpu)?;
         out.copy_from_slice(&values.flatten_all()?.to_vec1::<f32>()?);
         Ok(())
+    }
+
+    /// The quantized bytes of rows `start..start + n` within the weight's `data`.
+    fn rows_bytes<'a>(
+        &self,
+        data: &'a [u8],
+        start: usize,
+        n: usize,
+    ) -> candle_core::Result<&'a [u8]> {
+        let (_, inp) = self.weight.shape().dims2()?;
+        let dtype = self.weight.dtype();
+        let row_bytes = inp / dtype.block_size() * dtype.type_size();
+        Ok(&data[start * row_bytes..(start + n) * row_bytes])
+    }
+
+    /// `rows` whole rows of the weight's type, given as `bytes`, dequantized by candle.
+    fn dequantize_with_candle(
+        &self,
+        bytes: &[u8],
+        rows: usize,
+        device: &candle_core::Device,
+    ) -> candle_core::Result<Tensor> {
+        let (_, inp) = self.weight.shape().dims2()?;
+        let storage = QStorage::from_data(Cow::Borrowed(bytes), device, self.weight.dtype())?;
+        QTensor::new(storage, (rows, inp))?.dequantize(device)
     }
 
     /// `g · W` by dequantizing W in slices of rows, so at most `chunk_elems` f32s are held.
