@@ -5,8 +5,10 @@
 //! reference completion, in (0, 1], higher is better.
 
 use crate::data::{Batch, Sequence};
+use crate::micro_batch::PARTS;
 use crate::model::Decoder;
 use candle_core::{DType, Device, Tensor, D};
+use rayon::prelude::*;
 
 /// The reward kind of a decoder's work unit.
 pub const REWARD_KIND: &str = "token_likelihood";
@@ -38,7 +40,10 @@ fn batch_nll_sum(
     Ok((nll.sum_all()?, batch.n_tokens))
 }
 
-/// Mean completion-token NLL of `seqs`, evaluated `batch_size` at a time.
+/// Mean completion-token NLL of `seqs`, evaluated `batch_size` at a time, each batch in
+/// [`PARTS`] parts. The parts run side by side on rayon's threads (each graph's small ops on
+/// its own thread, as in [`crate::micro_batch`]); their sums are added in order, so the result
+/// does not depend on the thread count.
 pub fn mean_nll(
     model: &dyn Decoder,
     seqs: &[Sequence],
@@ -46,13 +51,20 @@ pub fn mean_nll(
     pad: u32,
     device: &Device,
 ) -> candle_core::Result<f64> {
+    let sums: Vec<candle_core::Result<(f32, usize)>> = seqs
+        .par_chunks(batch_size.max(1).div_ceil(PARTS))
+        .map(|chunk| {
+            let refs: Vec<&Sequence> = chunk.iter().collect();
+            let batch = Batch::new(&refs, pad, device)?;
+            let (sum, n) = batch_nll_sum(model, &batch, false)?;
+            Ok((sum.detach().to_scalar::<f32>()?, n))
+        })
+        .collect();
     let mut total = 0f64;
     let mut count = 0usize;
-    for chunk in seqs.chunks(batch_size.max(1)) {
-        let refs: Vec<&Sequence> = chunk.iter().collect();
-        let batch = Batch::new(&refs, pad, device)?;
-        let (sum, n) = batch_nll_sum(model, &batch, false)?;
-        total += sum.detach().to_scalar::<f32>()? as f64;
+    for sum in sums {
+        let (sum, n) = sum?;
+        total += sum as f64;
         count += n;
     }
     Ok(total / count.max(1) as f64)

@@ -26,6 +26,7 @@ pub mod image_data;
 pub mod learner;
 pub mod lora;
 pub mod manifest;
+pub mod micro_batch;
 pub mod model;
 pub mod optim;
 pub mod plan;

@@ -1,7 +1,8 @@
 //! The training loop: AdamW on the adapter's trainable factors, one fixed-format log line per
 //! step, checkpoints when the host allows, and a stop whenever the host asks.
 //!
-//! It reads top to bottom: draw a batch, forward, loss, backward, clip, step, log, checkpoint.
+//! It reads top to bottom: draw a batch, forward, loss, backward (in parts, side by side:
+//! [`crate::micro_batch`]), clip, step, log, checkpoint.
 //! Everything that varies between runs (data order, optimizer state) lives in [`TrainState`]
 //! and the optimizer, and both go into the checkpoint, so a resumed run continues bit for bit.
 
@@ -10,6 +11,7 @@ use crate::config::WorkConfig;
 use crate::data::{Batch, Dataset, Sequence};
 use crate::error::{Error, Result};
 use crate::eval;
+use crate::micro_batch::{batch_gradients, BatchGradients};
 use crate::model::Decoder;
 use crate::optim::{clip_global_norm, AdamW};
 use crate::sampler::Sampler;
@@ -103,11 +105,18 @@ impl TrainState {
 }
 
 /// What a step minimises: the loss of some of the training examples, for any kind of model.
-pub trait Objective {
+pub trait Objective: Sync {
     /// The loss of training examples `picked` (indices into the training split), a scalar that
     /// backpropagates into the optimizer's variables, and how many units it counted (completion
     /// tokens for a decoder, examples for a classifier).
     fn loss(&self, picked: &[usize]) -> Result<(Tensor, usize)>;
+
+    /// Whether the loss of a batch is the count-weighted mean of the losses of any split of
+    /// it, so that [`crate::micro_batch`] may compute its parts apart. Not so where examples
+    /// meet in the loss (in-batch negatives).
+    fn separable(&self) -> bool {
+        false
+    }
 }
 
 /// A decoder's objective: the mean NLL of the completion tokens of a batch of sequences.
@@ -127,6 +136,11 @@ impl Objective for DecoderObjective<'_> {
         let seqs: Vec<&Sequence> = picked.iter().map(|&i| &self.data.train[i]).collect();
         let batch = Batch::new(&seqs, self.pad, self.device)?;
         Ok((eval::batch_loss(self.model, &batch)?, batch.n_tokens))
+    }
+
+    /// Each sequence's NLL is its own: a batch's mean is its parts' count-weighted mean.
+    fn separable(&self) -> bool {
+        true
     }
 }
 
@@ -170,16 +184,17 @@ pub fn train(
         let lr = learning_rate(job.config, state.step);
 
         let picked = state.sampler.next_batch(job.config.hyper.batch_size);
-        let (loss, counted) = job.objective.loss(&picked)?;
-        let loss_value = loss.to_scalar::<f32>()?;
+        let BatchGradients {
+            loss: loss_value,
+            counted,
+            mut grads,
+        } = batch_gradients(job.objective, &picked, opt)?;
         if !loss_value.is_finite() {
             return Err(Error::Diverged {
                 step: state.step + 1,
                 msg: format!("loss is {loss_value}"),
             });
         }
-        let grads = loss.backward()?;
-        let mut grads = opt.gradients(&grads)?;
         let grad_norm = clip_global_norm(&mut grads, job.config.hyper.grad_clip)?;
         if !grad_norm.is_finite() {
             return Err(Error::Diverged {

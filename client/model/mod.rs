@@ -26,7 +26,7 @@ use candle_core::{Device, Tensor};
 
 /// A decoder that trains: hidden states for every position, and the output head apart, so a
 /// loss can run the head on the positions it counts only.
-pub trait Decoder {
+pub trait Decoder: Sync {
     /// Final-normed hidden states (batch, seq, width) for token ids (batch, seq).
     fn hidden(&self, tokens: &Tensor) -> candle_core::Result<Tensor>;
 
