@@ -232,6 +232,7 @@ impl CustomOp1 for HeadNll {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::on_threads;
     use crate::test_util::{max_abs_diff, weighted_backward};
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Var, D};
@@ -286,11 +287,7 @@ mod tests {
         let h = Tensor::randn(0f32, 1.0, (7, 64), &dev).unwrap();
         let targets = [0u32, 996, 500, 83, 84, 1, 250];
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let h = Var::from_tensor(&h).unwrap();
                 let nll = nll_rows_sliced(&head, h.as_tensor(), &targets, 7 * 20).unwrap();
                 let grads = nll.sum_all().unwrap().backward().unwrap();

@@ -100,6 +100,7 @@ fn combine(parts: Vec<(f32, usize, Vec<Tensor>)>) -> Result<BatchGradients> {
 mod tests {
     use super::*;
     use crate::model::mlp_base::adam;
+    use crate::test_util::on_threads;
     use candle_core::{Device, Var};
     use std::sync::Mutex;
 
@@ -189,11 +190,9 @@ mod tests {
     fn the_result_does_not_depend_on_the_thread_count() {
         let fit = Fit::new(true);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| values(&batch_gradients(&fit, &[8, 6, 1, 3], &fit.params()).unwrap()))
+            on_threads(threads, || {
+                values(&batch_gradients(&fit, &[8, 6, 1, 3], &fit.params()).unwrap())
+            })
         };
         let one = run(1);
         assert_eq!(one, run(2));

@@ -13,34 +13,7 @@ pub(crate) fn a_times_bt(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usi
     assert_eq!(out.len(), m * n, "output is m × n");
     assert_eq!(a.len(), m * k, "a is m × k");
     assert_eq!(b.len(), n * k, "b is n × k");
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the three slices hold exactly the elements the strides address (asserted), the
-    // output does not alias the inputs (a `&mut` and two `&`), and no thread pool is used.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
+    product(out, false, (a, 1, k), (b, k, 1), (m, n, k));
 }
 
 /// `out` (m × n) += `a` (m × k) · `b`, for `b` of shape (k × n).
@@ -48,10 +21,38 @@ pub(crate) fn add_a_times_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: 
     assert_eq!(out.len(), m * n, "output is m × n");
     assert_eq!(a.len(), m * k, "a is m × k");
     assert_eq!(b.len(), k * n, "b is k × n");
-    if m == 0 || n == 0 || k == 0 {
+    product(out, true, (a, 1, k), (b, 1, n), (m, n, k));
+}
+
+/// `out` (m × n) += `a`ᵀ · `b`, for `a` of shape (k × m) and `b` of shape (k × n).
+pub(crate) fn add_at_times_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
+    assert_eq!(out.len(), m * n, "output is m × n");
+    assert_eq!(a.len(), k * m, "a is k × m");
+    assert_eq!(b.len(), k * n, "b is k × n");
+    product(out, true, (a, m, 1), (b, 1, n), (m, n, k));
+}
+
+/// `out` (m × n, row-major) = `out` (when `accumulate`) + `a` · `b`, the factors (m × k and
+/// k × n) given as slices with their column and row strides. The callers check the lengths.
+fn product(
+    out: &mut [f32],
+    accumulate: bool,
+    (a, a_cs, a_rs): (&[f32], usize, usize),
+    (b, b_cs, b_rs): (&[f32], usize, usize),
+    (m, n, k): (usize, usize, usize),
+) {
+    if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: as in `a_times_bt`.
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the callers assert that each slice holds exactly the elements its strides
+    // address, the output does not alias the inputs (a `&mut` and two `&`), and no thread pool
+    // is used.
     unsafe {
         gemm(
             m,
@@ -60,13 +61,13 @@ pub(crate) fn add_a_times_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: 
             out.as_mut_ptr(),
             1,
             n as isize,
-            true,
+            accumulate,
             a.as_ptr(),
-            1,
-            k as isize,
+            a_cs as isize,
+            a_rs as isize,
             b.as_ptr(),
-            1,
-            n as isize,
+            b_cs as isize,
+            b_rs as isize,
             1.0,
             1.0,
             false,
@@ -139,6 +140,17 @@ mod tests {
             assert!(
                 (*o as f64 - (w + *s as f64)).abs() < 1e-4,
                 "{o} vs {w} + {s}"
+            );
+        }
+
+        // The same product with `a` stored transposed (k × m).
+        let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();
+        let mut acc = start.clone();
+        add_at_times_b(&mut acc, &at, &b, m, n, k);
+        for ((o, w), s) in acc.iter().zip(&want).zip(&start) {
+            assert!(
+                (*o as f64 - (w + *s as f64)).abs() < 1e-4,
+                "transposed: {o} vs {w} + {s}"
             );
         }
     }

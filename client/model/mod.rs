@@ -2,12 +2,12 @@
 //! (llama, Gemma 3) behind [`Decoder`], the vision skill's classifier ([`mlp`]) and the memory
 //! skill's sentence encoder ([`bert`]).
 
+mod attention;
 pub mod bert;
 pub mod gated_gelu;
 pub mod gemma3;
 pub mod kv_cache;
 pub mod llama;
-mod masked_softmax;
 pub mod mlp;
 pub mod mlp_base;
 pub mod rms_norm;

@@ -108,19 +108,19 @@ pub(crate) fn sites(
 
 /// Softmax attention of queries `q` (batch, heads, seq, head_dim) over keys `k` and values `v`
 /// with fewer (grouped) heads, scaled by 1/√head_dim, under `mask`; the heads concatenated back
-/// into (batch, seq, heads · head_dim).
+/// into (batch, seq, heads · head_dim). One op with its own backward pass on the CPU
+/// ([`super::attention`]), candle's ops elsewhere.
 pub(crate) fn attend(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     mask: &Mask,
 ) -> candle_core::Result<Tensor> {
+    if q.device().is_cpu() {
+        return super::attention::attention(q, k, v, mask.window);
+    }
     attend_with(q, k, v, |scores, scale| {
-        if scores.device().is_cpu() {
-            super::masked_softmax::masked_softmax(&scores, scale, mask.window)
-        } else {
-            additive_softmax(scores, scale, &mask.additive)
-        }
+        additive_softmax(scores, scale, &mask.additive)
     })
 }
 
