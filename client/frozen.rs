@@ -76,6 +76,15 @@ impl FrozenLinear {
         }
     }
 
+    /// `g · W`, the gradient of the input for the gradient `g` (…, out) of the output, outside
+    /// the autograd graph.
+    pub fn input_gradient(&self, grad: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Quantized(op) => op.input_gradient(grad),
+            Self::Dense(w) => grad.detach().broadcast_matmul(w),
+        }
+    }
+
     /// The quantized weight, when the layer keeps it quantized.
     pub fn quantized_weight(&self) -> Option<&Arc<QTensor>> {
         match self {
@@ -242,6 +251,15 @@ impl QuantizedMatmul {
         QTensor::new(storage, (rows, inp))?.dequantize(device)
     }
 
+    /// `g · W` the way the backward mode says.
+    fn input_gradient(&self, grad: &Tensor) -> candle_core::Result<Tensor> {
+        let grad = grad.detach().contiguous()?;
+        match &self.transposed {
+            Some(wt) => grad.apply_op1_no_bwd(wt.as_ref()),
+            None => self.grad_by_dequantizing(&grad, DEQUANTIZE_CHUNK_ELEMS),
+        }
+    }
+
     /// `g · W` by dequantizing W in slices of rows, so at most `chunk_elems` f32s are held.
     fn grad_by_dequantizing(
         &self,
@@ -314,12 +332,7 @@ impl CustomOp1 for QuantizedMatmul {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let grad = grad_res.detach().contiguous()?;
-        let grad_in = match &self.transposed {
-            Some(wt) => grad.apply_op1_no_bwd(wt.as_ref())?,
-            None => self.grad_by_dequantizing(&grad, DEQUANTIZE_CHUNK_ELEMS)?,
-        };
-        Ok(Some(grad_in))
+        Ok(Some(self.input_gradient(grad_res)?))
     }
 }
 

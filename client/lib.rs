@@ -25,6 +25,7 @@ pub mod head_loss;
 pub mod image_data;
 pub mod learner;
 pub mod lora;
+mod lora_op;
 pub mod manifest;
 pub mod micro_batch;
 pub mod model;

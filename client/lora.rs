@@ -31,8 +31,17 @@ impl LoraLinear {
         Self { frozen, lora }
     }
 
-    /// Applies the layer to `x` of shape (…, in).
+    /// Applies the layer to `x` of shape (…, in). On the CPU an adapted layer is one op
+    /// ([`crate::lora_op`]); elsewhere it is written with candle's ops.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.lora {
+            Some(l) if x.device().is_cpu() => crate::lora_op::adapted_forward(&self.frozen, l, x),
+            _ => self.composite_forward(x),
+        }
+    }
+
+    /// [`LoraLinear::forward`] written with candle's ops.
+    pub(crate) fn composite_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.frozen.forward(x)?;
         match &self.lora {
             None => Ok(y),
