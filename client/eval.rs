@@ -5,7 +5,7 @@
 //! reference completion, in (0, 1], higher is better.
 
 use crate::data::{Batch, Sequence};
-use crate::micro_batch::PARTS;
+use crate::micro_batch::parts;
 use crate::model::Decoder;
 use candle_core::{DType, Device, Tensor, D};
 use rayon::prelude::*;
@@ -41,9 +41,10 @@ fn batch_nll_sum(
 }
 
 /// Mean completion-token NLL of `seqs`, evaluated `batch_size` at a time, each batch in
-/// [`PARTS`] parts. The parts run side by side on rayon's threads (each graph's small ops on
-/// its own thread, as in [`crate::micro_batch`]); their sums are added in order, so the result
-/// does not depend on the thread count.
+/// [`crate::micro_batch::PARTS`] parts. A batch's parts run side by side on rayon's threads (each graph's small ops
+/// on its own thread, as in [`crate::micro_batch`]), one batch after another, so memory stays
+/// that of one batch; the sums are added in order, so the result does not depend on the thread
+/// count.
 pub fn mean_nll(
     model: &dyn Decoder,
     seqs: &[Sequence],
@@ -51,21 +52,23 @@ pub fn mean_nll(
     pad: u32,
     device: &Device,
 ) -> candle_core::Result<f64> {
-    let sums: Vec<candle_core::Result<(f32, usize)>> = seqs
-        .par_chunks(batch_size.max(1).div_ceil(PARTS))
-        .map(|chunk| {
-            let refs: Vec<&Sequence> = chunk.iter().collect();
-            let batch = Batch::new(&refs, pad, device)?;
-            let (sum, n) = batch_nll_sum(model, &batch, false)?;
-            Ok((sum.detach().to_scalar::<f32>()?, n))
-        })
-        .collect();
     let mut total = 0f64;
     let mut count = 0usize;
-    for sum in sums {
-        let (sum, n) = sum?;
-        total += sum as f64;
-        count += n;
+    for batch in seqs.chunks(batch_size.max(1)) {
+        let sums: Vec<candle_core::Result<(f32, usize)>> = parts(batch)
+            .into_par_iter()
+            .map(|part| {
+                let refs: Vec<&Sequence> = part.iter().collect();
+                let batch = Batch::new(&refs, pad, device)?;
+                let (sum, n) = batch_nll_sum(model, &batch, false)?;
+                Ok((sum.detach().to_scalar::<f32>()?, n))
+            })
+            .collect();
+        for sum in sums {
+            let (sum, n) = sum?;
+            total += sum as f64;
+            count += n;
+        }
     }
     Ok(total / count.max(1) as f64)
 }

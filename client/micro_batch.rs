@@ -48,7 +48,7 @@ pub fn batch_gradients(
             grads,
         });
     }
-    let parts = split(picked);
+    let parts = parts(picked);
     let done: Vec<Result<(f32, usize, Vec<Tensor>)>> = parts
         .par_iter()
         .map(|part| {
@@ -61,9 +61,10 @@ pub fn batch_gradients(
     combine(done)
 }
 
-/// `picked` in [`PARTS`] runs of (nearly) equal length, in order.
-fn split(picked: &[usize]) -> Vec<&[usize]> {
-    picked.chunks(picked.len().div_ceil(PARTS)).collect()
+/// `items` in [`PARTS`] runs of (nearly) equal length, in order (fewer when there are fewer
+/// items).
+pub(crate) fn parts<T>(items: &[T]) -> Vec<&[T]> {
+    items.chunks(items.len().div_ceil(PARTS).max(1)).collect()
 }
 
 /// The batch's loss and gradients from its parts' means, each weighted by its count.
