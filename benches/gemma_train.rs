@@ -96,6 +96,7 @@ fn manifest() -> Manifest {
 
 /// Child: training steps of the real app on a work unit; prints `tok_per_s peak_rss_mib`.
 fn child_train(base: &Path) {
+    aginet::allocator::restart_with_huge_pages();
     aginet::threads::configure(THREADS);
     aginet::allocator::tune();
     let dir = tempfile::tempdir().unwrap();
@@ -139,6 +140,7 @@ fn child_train(base: &Path) {
 /// Child: evaluation (forward and loss, no gradients) of the adapted model; prints
 /// `tok_per_s peak_rss_mib`.
 fn child_eval(base: &Path) {
+    aginet::allocator::restart_with_huge_pages();
     aginet::threads::configure(THREADS);
     aginet::allocator::tune();
     let m = manifest();

@@ -35,10 +35,113 @@ pub fn tune() -> bool {
     }
 }
 
+/// glibc's tunable that makes malloc ask the kernel for transparent huge pages
+/// (`madvise(MADV_HUGEPAGE)`) on the memory it takes for its heaps (glibc 2.35 and later; older
+/// versions ignore it).
+const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb";
+/// Where Linux says in which mode it gives transparent huge pages.
+const THP_MODE_FILE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+/// Starts this program again in place, with glibc's allocator asking for transparent huge
+/// pages, when the kernel gives them only to memory that asks (`madvise` mode, Debian's default)
+/// and nothing has set the tunable yet. The products' packed panels and the weight slices then
+/// sit in 2 MiB pages, and training ran 0–16% faster (median 5%) in six interleaved pairs of
+/// Gemma 3 270M runs here, at the same peak RSS (`benches/gemma_train.rs`).
+///
+/// glibc reads its tunables only when a program starts, so the setting goes into the
+/// environment and the program is executed again (`execve` of `/proc/self/exe`): the same
+/// process id, arguments, files and working directory, which is all a BOINC client sees. Returns
+/// when there is nothing to do or the restart fails; the run then goes on with small pages.
+/// Call it first thing in `main`, before any thread starts. Elsewhere than Linux with glibc it
+/// does nothing.
+pub fn restart_with_huge_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        let mode = std::fs::read_to_string(THP_MODE_FILE).unwrap_or_default();
+        if !huge_pages_on_request(&mode) {
+            return;
+        }
+        let current = std::env::var_os("GLIBC_TUNABLES");
+        let Some(current) = current.as_ref().map_or(Some(""), |v| v.to_str()) else {
+            return;
+        };
+        let Some(tunables) = with_huge_pages(current) else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let mut again = std::process::Command::new("/proc/self/exe");
+        if let Some(name) = args.next() {
+            again.arg0(name);
+        }
+        // `exec` returns only if it failed.
+        let _failed = again.args(args).env("GLIBC_TUNABLES", tunables).exec();
+    }
+}
+
+/// Whether this process's allocator asks for transparent huge pages (the tunable is set to 1).
+pub fn huge_pages_requested() -> bool {
+    std::env::var("GLIBC_TUNABLES")
+        .is_ok_and(|v| v.split(':').any(|t| t == format!("{HUGE_PAGES_TUNABLE}=1")))
+}
+
+/// Whether the kernel's mode line (`always [madvise] never`) gives huge pages only on request.
+fn huge_pages_on_request(mode: &str) -> bool {
+    mode.contains("[madvise]")
+}
+
+/// The `GLIBC_TUNABLES` value with the huge-page setting added to `current`, or `None` when
+/// `current` already sets it (to any value: a setting someone chose is kept).
+fn with_huge_pages(current: &str) -> Option<String> {
+    let named = current
+        .split(':')
+        .any(|t| t.split('=').next() == Some(HUGE_PAGES_TUNABLE));
+    if named {
+        return None;
+    }
+    let setting = format!("{HUGE_PAGES_TUNABLE}=1");
+    Some(if current.is_empty() {
+        setting
+    } else {
+        format!("{current}:{setting}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn glibc_accepts_the_settings() {
-        assert!(super::tune());
+        assert!(tune());
+    }
+
+    /// The setting is added beside others, and a value already set (even 0) is left alone.
+    #[test]
+    fn the_huge_page_setting_is_added_once() {
+        assert_eq!(
+            with_huge_pages("").as_deref(),
+            Some("glibc.malloc.hugetlb=1")
+        );
+        assert_eq!(
+            with_huge_pages("glibc.malloc.arena_max=2").as_deref(),
+            Some("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
+        );
+        assert_eq!(with_huge_pages("glibc.malloc.hugetlb=1"), None);
+        assert_eq!(with_huge_pages("glibc.malloc.hugetlb=0:glibc.x=1"), None);
+        assert_eq!(
+            with_huge_pages("glibc.malloc.hugetlbx=1").as_deref(),
+            Some("glibc.malloc.hugetlbx=1:glibc.malloc.hugetlb=1")
+        );
+    }
+
+    /// Only the `madvise` mode needs the request: `always` gives huge pages anyway, `never`
+    /// refuses them.
+    #[test]
+    fn only_the_madvise_mode_asks_for_the_restart() {
+        assert!(huge_pages_on_request("always [madvise] never\n"));
+        assert!(!huge_pages_on_request("[always] madvise never\n"));
+        assert!(!huge_pages_on_request("always madvise [never]\n"));
+        assert!(!huge_pages_on_request(""));
     }
 }

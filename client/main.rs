@@ -62,6 +62,7 @@ impl Host for Standalone {
 }
 
 fn main() -> ExitCode {
+    aginet::allocator::restart_with_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Run {
@@ -79,6 +80,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the start line says of the allocator's huge pages.
+fn huge_pages_note() -> &'static str {
+    if aginet::allocator::huge_pages_requested() {
+        ", transparent huge pages requested"
+    } else {
+        ""
+    }
+}
+
 fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> ExitCode {
     let files = WorkFiles::in_dir(&dir);
     // The config is read twice (here for the thread count, then by the run) because the
@@ -88,6 +98,11 @@ fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> E
         .unwrap_or_else(threads::available);
     threads::configure(n);
     aginet::allocator::tune();
+    eprintln!(
+        "aginet {}, {n} threads{}",
+        env!("CARGO_PKG_VERSION"),
+        huge_pages_note()
+    );
     let mut host = Standalone {
         every_steps: checkpoint_every,
         interval: Duration::from_secs(60),

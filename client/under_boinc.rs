@@ -42,8 +42,9 @@ pub fn run() -> ExitCode {
     threads::configure(n);
     aginet::allocator::tune();
     eprintln!(
-        "aginet {} under BOINC, {n} threads",
-        env!("CARGO_PKG_VERSION")
+        "aginet {} under BOINC, {n} threads{}",
+        env!("CARGO_PKG_VERSION"),
+        crate::huge_pages_note()
     );
 
     let mut host = BoincHost::new(&session);

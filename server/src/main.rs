@@ -250,6 +250,7 @@ enum Command {
 const EXIT_TRANSIENT: u8 = 3;
 
 fn main() -> ExitCode {
+    aginet::allocator::restart_with_huge_pages();
     aginet::allocator::tune();
     // Logs go to stderr; RUST_LOG sets the level (default: info).
     tracing_subscriber::fmt()

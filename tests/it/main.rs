@@ -14,6 +14,7 @@ mod gemma_gradcheck;
 mod gemma_tokenizer;
 mod grad_compare;
 mod gradcheck;
+mod huge_pages;
 mod learning;
 mod minilm_tokenizer;
 mod pipeline;
