@@ -40,6 +40,7 @@ pub fn tune() -> bool {
 /// versions ignore it).
 const HUGE_PAGES_TUNABLE: &str = "glibc.malloc.hugetlb";
 /// Where Linux says in which mode it gives transparent huge pages.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const THP_MODE_FILE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 
 /// Starts this program again in place, with glibc's allocator asking for transparent huge
@@ -86,12 +87,14 @@ pub fn huge_pages_requested() -> bool {
 }
 
 /// Whether the kernel's mode line (`always [madvise] never`) gives huge pages only on request.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn huge_pages_on_request(mode: &str) -> bool {
     mode.contains("[madvise]")
 }
 
 /// The `GLIBC_TUNABLES` value with the huge-page setting added to `current`, or `None` when
 /// `current` already sets it (to any value: a setting someone chose is kept).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn with_huge_pages(current: &str) -> Option<String> {
     let named = current
         .split(':')
@@ -117,6 +120,7 @@ mod tests {
     }
 
     /// The setting is added beside others, and a value already set (even 0) is left alone.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn the_huge_page_setting_is_added_once() {
         assert_eq!(
@@ -137,6 +141,7 @@ mod tests {
 
     /// Only the `madvise` mode needs the request: `always` gives huge pages anyway, `never`
     /// refuses them.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn only_the_madvise_mode_asks_for_the_restart() {
         assert!(huge_pages_on_request("always [madvise] never\n"));
