@@ -83,7 +83,16 @@ pub fn restart_with_huge_pages() {
 /// Whether this process's allocator asks for transparent huge pages (the tunable is set to 1).
 pub fn huge_pages_requested() -> bool {
     std::env::var("GLIBC_TUNABLES")
-        .is_ok_and(|v| v.split(':').any(|t| t == format!("{HUGE_PAGES_TUNABLE}=1")))
+        .is_ok_and(|v| values_of(&v, HUGE_PAGES_TUNABLE).any(|value| value == "1"))
+}
+
+/// The values that `tunables` (a `GLIBC_TUNABLES` string: `name=value` entries separated by
+/// colons) gives the tunable `name`, in order; an entry without `=` gives an empty value.
+fn values_of<'a>(tunables: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    tunables.split(':').filter_map(move |entry| {
+        let (n, value) = entry.split_once('=').unwrap_or((entry, ""));
+        (n == name).then_some(value)
+    })
 }
 
 /// Whether the kernel's mode line (`always [madvise] never`) gives huge pages only on request.
@@ -96,10 +105,7 @@ fn huge_pages_on_request(mode: &str) -> bool {
 /// `current` already sets it (to any value: a setting someone chose is kept).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn with_huge_pages(current: &str) -> Option<String> {
-    let named = current
-        .split(':')
-        .any(|t| t.split('=').next() == Some(HUGE_PAGES_TUNABLE));
-    if named {
+    if values_of(current, HUGE_PAGES_TUNABLE).next().is_some() {
         return None;
     }
     let setting = format!("{HUGE_PAGES_TUNABLE}=1");

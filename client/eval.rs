@@ -41,10 +41,10 @@ fn batch_nll_sum(
 }
 
 /// Mean completion-token NLL of `seqs`, evaluated `batch_size` at a time, each batch in
-/// [`crate::micro_batch::PARTS`] parts. A batch's parts run side by side on rayon's threads (each graph's small ops
-/// on its own thread, as in [`crate::micro_batch`]), one batch after another, so memory stays
-/// that of one batch; the sums are added in order, so the result does not depend on the thread
-/// count.
+/// [`crate::micro_batch::PARTS`] parts. A batch's parts run side by side on rayon's threads
+/// (each graph's small ops on its own thread, as in [`crate::micro_batch`]), one batch after
+/// another, so memory stays that of one batch; the sums are added in order, so the result does
+/// not depend on the thread count.
 pub fn mean_nll(
     model: &dyn Decoder,
     seqs: &[Sequence],
