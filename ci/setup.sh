@@ -10,7 +10,12 @@ set -euo pipefail
 # in which models/*/fetch.sh take the skills' bases and data from PyPI packages; MinGW-w64's
 # C compiler, with which ci/test.sh checks that the app compiles for Windows (zstd's C sources).
 PACKAGES=(build-essential pkg-config ca-certificates curl libboinc-app-dev libclang-dev boinc-client
-  chromium fonts-dejavu-core python3 python3-venv gcc-mingw-w64-x86-64)
+  chromium fonts-dejavu-core python3 python3-venv gcc-mingw-w64-x86-64
+  # A local BOINC project server (ci/boinc-project.sh): what BOINC's server build needs, and
+  # MariaDB, Apache with PHP and Python's MySQLdb, which the project runs as its own processes.
+  autoconf automake libtool m4 zstd libssl-dev libcurl4-openssl-dev libmariadb-dev-compat
+  nlohmann-json3-dev libzip-dev python3-setuptools python3-mysqldb mariadb-server apache2
+  libapache2-mod-php php-cli php-mysql php-xml)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

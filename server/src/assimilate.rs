@@ -45,14 +45,17 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Who returned a result, when known (BOINC's script_assimilator does not pass it; an
-/// operator's wrapper or the demo may).
+/// Who returned a result and what BOINC credited it, when known (`assimilate --boinc` reads
+/// them from BOINC's database; the demo passes its volunteers' names).
 #[derive(Clone, Debug, Default)]
 pub struct Source {
     /// The volunteer's host.
     pub host: String,
     /// The volunteer.
     pub user: String,
+    /// The credit BOINC granted the result (its validator's): logged instead of the formula's,
+    /// so the scoreboard and BOINC keep one ledger.
+    pub granted_credit: Option<f64>,
 }
 
 /// Assimilates the canonical result of work unit `wu` (files: its delta and report).
@@ -126,7 +129,10 @@ pub fn assimilate(
     mark_seen(project, &sha)?;
     fault::point("assimilate:seen");
 
-    let credit = credit(project, &report.skill, tokens)?;
+    let credit = match source.granted_credit {
+        Some(granted) => granted,
+        None => credit(project, &report.skill, tokens)?,
+    };
     row.reward_before = reward_before;
     row.reward_after = reward_after;
     row.verdict = "valid".into();
@@ -190,7 +196,7 @@ fn capped_tokens(project: &Project, report: &Report) -> Result<u64> {
 }
 
 /// The credit of `tokens` trained on `skill` (see the module doc for the formula).
-fn credit(project: &Project, skill: &str, tokens: u64) -> Result<f64> {
+pub fn credit(project: &Project, skill: &str, tokens: u64) -> Result<f64> {
     let n = aginet::gguf::Gguf::open(&project.base(skill))?.parameter_count() as f64;
     Ok(4.0 * n * tokens as f64 / FLOP_PER_CREDIT)
 }

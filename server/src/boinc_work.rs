@@ -8,6 +8,9 @@
 //! base is downloaded once. Resource estimates follow the model and the step budget:
 //! `rsc_fpops_est = 6·N·T` (N the base's parameters, T = steps × batch × max_seq_len tokens),
 //! bound 20× that; memory bound 4× the base plus 256 MiB; disk bound 2× the base plus 64 MiB.
+//! Each work unit carries its credit (`create_work --credit`): `assimilate`'s formula for the
+//! most tokens the work unit allows, which BOINC's validator grants as it is when run with
+//! `--credit_from_wu`, so BOINC's ledger and the scoreboard agree.
 
 use crate::project::Project;
 use anyhow::{bail, Context, Result};
@@ -57,6 +60,7 @@ pub fn make_work_boinc(
     let h = &manifest.defaults.hyper;
     let tokens = manifest.defaults.steps as f64 * (h.batch_size * h.max_seq_len) as f64;
     let fpops = 6.0 * params * tokens;
+    let credit = crate::assimilate::credit(project, skill, tokens as u64)?;
     let estimates = [
         ("--rsc_fpops_est", format!("{fpops:.0}")),
         ("--rsc_fpops_bound", format!("{:.0}", fpops * 20.0)),
@@ -69,6 +73,7 @@ pub fn make_work_boinc(
             (2 * base_bytes + (64 << 20)).to_string(),
         ),
         ("--delay_bound", DELAY_BOUND_S.to_string()),
+        ("--credit", format!("{credit}")),
     ];
 
     let staging = project.root().join("work").join("boinc-staging");

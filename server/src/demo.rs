@@ -254,6 +254,7 @@ impl Tally {
         let source = assimilate::Source {
             host: volunteer.to_string(),
             user: volunteer.to_string(),
+            granted_credit: None,
         };
         match assimilate::assimilate(project, files, wu, &source) {
             Ok(AssimilateOutcome::Accepted { credit }) => {

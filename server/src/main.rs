@@ -4,6 +4,8 @@
 mod accumulate;
 mod aggregate;
 mod assimilate;
+mod boinc_assimilate;
+mod boinc_db;
 mod boinc_work;
 mod convert;
 mod convert_bert;
@@ -20,6 +22,7 @@ mod sealed;
 mod snapshot;
 mod strategy;
 mod validate;
+mod work_generator;
 
 use aginet::manifest::Manifest;
 use aginet::model::tiny::{write_tiny_model, TinyQuant};
@@ -90,6 +93,29 @@ enum Command {
         #[arg(long)]
         boinc: Option<PathBuf>,
     },
+    /// Keep a BOINC project supplied with work (a daemon in its config.xml): whenever fewer
+    /// than --min-unsent results of app aginet wait to be sent, make --batch work units of the
+    /// skill route picks with make-work --boinc. Stops on BOINC's bin/stop.
+    WorkGenerator {
+        /// The project folder.
+        #[arg(long)]
+        project: PathBuf,
+        /// The BOINC project folder (config.xml, bin/create_work).
+        #[arg(long)]
+        boinc: PathBuf,
+        /// Make work when fewer results than this wait to be sent.
+        #[arg(long, default_value_t = 4)]
+        min_unsent: u64,
+        /// Work units made per pass.
+        #[arg(long, default_value_t = 4)]
+        batch: u64,
+        /// Seconds between passes.
+        #[arg(long, default_value_t = 10.0)]
+        interval: f64,
+        /// Make one pass and exit (for a BOINC <task> or cron line instead of a daemon).
+        #[arg(long)]
+        once: bool,
+    },
     /// Validate one result (BOINC script_validator --init_script): exit 0 valid, 1 invalid,
     /// 3 try again later. With --compare, FILES are two results' files (first half, second
     /// half): exit 0 when their deltas are identical.
@@ -104,12 +130,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Assimilate a validated result (BOINC script_assimilator "NAME files wu_id runtime"):
-    /// queue its delta and log it with its credit; with --error N, log a failed work unit.
+    /// Assimilate a validated result: queue its delta and log it with its credit; with
+    /// --error N, log a failed work unit. ARGS are FILES... WU RUNTIME (or, with --error, WU);
+    /// with --boinc, what BOINC's script_assimilator passes a one-word script: WU_ID FILES...
+    /// (or, with --error, WU_NAME WU_ID BATCH).
     Assimilate {
         /// The project folder.
         #[arg(long)]
         project: PathBuf,
+        /// The BOINC project folder: take ARGS in script_assimilator's shape, and the work
+        /// unit's name, host, user and granted credit from its database.
+        #[arg(long, conflicts_with_all = ["host", "user"])]
+        boinc: Option<PathBuf>,
         /// BOINC's error code for a work unit that failed (then ARGS is just the work unit).
         #[arg(long)]
         error: Option<i32>,
@@ -120,7 +152,7 @@ enum Command {
         #[arg(long, default_value = "")]
         user: String,
         /// The result's files, then the work unit name and the runtime; or, with --error, the
-        /// work unit name.
+        /// work unit name (with --boinc: see above).
         #[arg(required = true)]
         args: Vec<String>,
     },
@@ -343,12 +375,20 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Assimilate {
             project,
+            boinc,
             error,
             host,
             user,
             args,
         } => {
             let p = project::Project::open(&project)?;
+            if let Some(boinc) = boinc {
+                println!(
+                    "{}",
+                    boinc_assimilate::assimilate_boinc(&p, &boinc, error, &args)?
+                );
+                return Ok(());
+            }
             match error {
                 Some(code) => {
                     let [wu] = args.as_slice() else {
@@ -369,7 +409,11 @@ fn run(cli: Cli) -> Result<()> {
                         &p,
                         &files,
                         wu,
-                        &assimilate::Source { host, user },
+                        &assimilate::Source {
+                            host,
+                            user,
+                            granted_credit: None,
+                        },
                     )? {
                         assimilate::Outcome::Accepted { credit } => {
                             println!("accepted {wu}: credit {credit:.6}")
@@ -399,7 +443,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Route { project } => {
             let p = project::Project::open(&project)?;
-            let d = pick_skill(&p)?;
+            let d = route::decide(&p)?;
             println!("{}\t{}", d.skill, d.reason);
         }
         Command::MakeWork {
@@ -413,7 +457,7 @@ fn run(cli: Cli) -> Result<()> {
             let skill = match skill {
                 Some(s) => s,
                 None => {
-                    let d = pick_skill(&p)?;
+                    let d = route::decide(&p)?;
                     tracing::info!("route: {} ({})", d.skill, d.reason);
                     d.skill
                 }
@@ -431,6 +475,29 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (None, None) => unreachable!("clap requires --out or --boinc"),
             }
+        }
+        Command::WorkGenerator {
+            project,
+            boinc,
+            min_unsent,
+            batch,
+            interval,
+            once,
+        } => {
+            anyhow::ensure!(
+                interval.is_finite() && interval > 0.0,
+                "--interval {interval}: must be a positive number of seconds"
+            );
+            work_generator::run(
+                &project,
+                &boinc,
+                &work_generator::Settings {
+                    min_unsent,
+                    batch,
+                    interval: std::time::Duration::from_secs_f64(interval),
+                    once,
+                },
+            )?;
         }
         Command::DigitsBase {
             digits,
@@ -518,10 +585,4 @@ fn run_validate(project: &std::path::Path, compare: bool, files: &[PathBuf]) -> 
             ExitCode::from(EXIT_TRANSIENT)
         }
     }
-}
-
-/// The router's decision from the project's scoreboard.
-fn pick_skill(p: &project::Project) -> Result<route::Decision> {
-    let rows = scoreboard::read(&p.scoreboard())?;
-    Ok(route::route(&p.settings.skills, &rows, &p.settings.route))
 }

@@ -11,8 +11,8 @@
 //! Ties are broken by a ChaCha8 RNG seeded from the settings and the scoreboard length, so the
 //! same scoreboard and settings always give the same answer.
 
-use crate::project::RouteSettings;
-use crate::scoreboard::Row;
+use crate::project::{Project, RouteSettings};
+use crate::scoreboard::{self, Row};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -24,6 +24,16 @@ pub struct Decision {
     pub skill: String,
     /// Why, in one line.
     pub reason: String,
+}
+
+/// The router's decision for `project`, from its scoreboard and settings.
+pub fn decide(project: &Project) -> anyhow::Result<Decision> {
+    let rows = scoreboard::read(&project.scoreboard())?;
+    Ok(route(
+        &project.settings.skills,
+        &rows,
+        &project.settings.route,
+    ))
 }
 
 /// Per-skill statistics of valid results.
