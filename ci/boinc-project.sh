@@ -3,7 +3,10 @@
 #
 #   ci/boinc-project.sh up [DIR]      build BOINC's server (cached), start MariaDB and Apache,
 #                                     make the project, install and sign the app, start the daemons
-#   ci/boinc-project.sh down [DIR]    stop everything `up` started, by pid
+#   ci/boinc-project.sh volunteer NAME [DIR]
+#                                     start Debian's BOINC client in DIR/volunteers/NAME/, create
+#                                     an account NAME through the project's web RPC and attach it
+#   ci/boinc-project.sh down [DIR]    stop everything `up` and `volunteer` started, by pid
 #   ci/boinc-project.sh env [DIR]     print the project's settings (URL, ports, folders) as shell
 #
 # DIR (default target/boinc-project) holds everything: mysql/ (MariaDB's data, own port),
@@ -32,7 +35,12 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 ACTION="${1:-}"
-DIR="$(mkdir -p "${2:-$REPO/target/boinc-project}" && cd "${2:-$REPO/target/boinc-project}" && pwd)"
+shift || true
+if [ "$ACTION" = volunteer ]; then
+  VOLUNTEER="${1:?usage: ci/boinc-project.sh volunteer NAME [DIR]}"
+  shift
+fi
+DIR="$(mkdir -p "${1:-$REPO/target/boinc-project}" && cd "${1:-$REPO/target/boinc-project}" && pwd)"
 NAME=aginet
 HOST="$(hostname)"
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -68,6 +76,9 @@ stop_pid_file() {
 }
 
 down() {
+  for v in "$DIR"/volunteers/*/; do
+    [ -f "$v/pid" ] && stop_pid_file "$v/pid"
+  done
   if [ -f "$DIR/settings.sh" ]; then
     # shellcheck disable=SC1091
     . "$DIR/settings.sh"
@@ -98,7 +109,8 @@ up() {
     (cd "$REPO" && cargo build --quiet --release -p aginet-server)
     server="$REPO/target/release/aginet-server"
   fi
-  rm -rf "$DIR/mysql" "$DIR/apache" "$DIR/project" "$DIR/aginet" "$DIR/bin" "$DIR/public"
+  rm -rf "$DIR/mysql" "$DIR/apache" "$DIR/project" "$DIR/aginet" "$DIR/bin" "$DIR/public" \
+    "$DIR/volunteers"
   mkdir -p "$DIR/mysql" "$DIR/apache" "$DIR/bin"
   install -m 0755 "$server" "$DIR/bin/aginet-server"
 
@@ -114,6 +126,9 @@ BOINC_PROJECT='$DIR/project'
 AGINET_PROJECT='$DIR/aginet'
 AGINET_SERVER='$DIR/bin/aginet-server'
 PROJECT_URL='$url'
+# The project's folder under a client's projects/: the URL without its scheme, every other
+# character than a letter, digit, '.', '-' or '_' as '_', no trailing '_'.
+PROJECT_FOLDER='127.0.0.1_${http_port}_$NAME'
 HTTP_PORT=$http_port
 DB_HOST=127.0.0.1
 DB_PORT=$db_port
@@ -289,12 +304,59 @@ EOF
     { cat "$DIR/update_versions.log" >&2; exit 1; }
 }
 
+# A volunteer: Debian's client in its own data folder, GUI RPC port and password, with settings
+# that make a local round quick (report at once, a small work buffer, no benchmarks, one CPU),
+# attached through the project's own web RPC. Files the caller put into the volunteer's
+# projects/PROJECT_FOLDER/ beforehand stay (an app_info.xml there: BOINC's anonymous platform).
+volunteer() {
+  # shellcheck disable=SC1091
+  . "$DIR/settings.sh"
+  local name="$VOLUNTEER" d="$DIR/volunteers/$VOLUNTEER" port key
+  [ -f "$d/pid" ] && stop_pid_file "$d/pid"
+  port=$(free_port)
+  mkdir -p "$d/projects/$PROJECT_FOLDER"
+  echo "$port" >"$d/port"
+  head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$d/gui_rpc_auth.cfg"
+  cat >"$d/cc_config.xml" <<EOF
+<cc_config><options>
+  <report_results_immediately>1</report_results_immediately>
+  <skip_cpu_benchmarks>1</skip_cpu_benchmarks>
+  <no_gpus>1</no_gpus>
+  <ncpus>1</ncpus>
+</options></cc_config>
+EOF
+  cat >"$d/global_prefs_override.xml" <<EOF
+<global_preferences>
+  <run_if_user_active>1</run_if_user_active>
+  <suspend_cpu_usage>0</suspend_cpu_usage>
+  <max_ncpus_pct>100</max_ncpus_pct>
+  <cpu_usage_limit>100</cpu_usage_limit>
+  <work_buf_min_days>0.001</work_buf_min_days>
+  <work_buf_additional_days>0</work_buf_additional_days>
+  <disk_interval>5</disk_interval>
+  <leave_apps_in_memory>0</leave_apps_in_memory>
+</global_preferences>
+EOF
+  # A simple command in the background, so $! is the client's own pid (an and-list would be a
+  # subshell's).
+  (setsid boinc --dir "$d" --gui_rpc_port "$port" --no_info_fetch >"$d/client.log" 2>&1 </dev/null &
+    echo $! >"$d/pid")
+  local rpc=(boinccmd --host "127.0.0.1:$port" --passwd "$(cat "$d/gui_rpc_auth.cfg")")
+  wait_for "${rpc[*]} --get_cc_status" 20
+  key=$("${rpc[@]}" --create_account "$PROJECT_URL" "$name@example.org" "pw-$name" "$name" |
+    sed -n 's/.*account key: *//p')
+  [ -n "$key" ] || { log "create_account for $name gave no account key"; exit 1; }
+  "${rpc[@]}" --project_attach "$PROJECT_URL" "$key"
+  log "volunteer $name attached (client in $d, GUI RPC port $port)"
+}
+
 case "$ACTION" in
   up) up ;;
+  volunteer) volunteer ;;
   down) down ;;
   env) cat "$DIR/settings.sh" ;;
   *)
-    echo "usage: ci/boinc-project.sh up|down|env [DIR]" >&2
+    echo "usage: ci/boinc-project.sh up|volunteer NAME|down|env [DIR]" >&2
     exit 2
     ;;
 esac

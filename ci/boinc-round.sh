@@ -10,8 +10,9 @@
 # work units completed by the honest client; each honest delta queued once; v1 then v2, with
 # v1 work units carrying v1's adapter and honest results made from it; file_deleter's work; the
 # base downloaded once and kept (sticky); the snapshot's hosts and credit equal to BOINC's; and
-# the validator daemon killed mid-run and restarted (bin/stop, bin/start) losing no result and
-# counting none twice.
+# the validator daemon killed mid-run and restarted losing no result and
+# counting none twice (killed with SIGKILL and started again with bin/start; bin/stop would
+# also shut the scheduler, see below).
 #
 # Usage: ci/boinc-round.sh [DIR]   (default target/boinc-round; kept for inspection)
 # Budget: 10 minutes on 2 cores with BOINC's build cached (ci/boinc-server-build.sh); it uses
@@ -27,7 +28,12 @@ DEADLINE=$((SECONDS + ${AGINET_ROUND_BUDGET_S:-540}))
 say() { echo "boinc-round.sh [$((SECONDS - START)) s]: $*" >&2; }
 fail() {
   say "FAILED: $*"
-  for f in "$DIR"/clients/*/client.log; do echo "--- $f (last 15 lines)" >&2; tail -15 "$f" >&2; done
+  if declare -F sql >/dev/null; then
+    echo "--- results (server_state outcome validate_state file_delete_state count), work units (assimilate_state file_delete_state count)" >&2
+    sql "SELECT server_state, outcome, validate_state, file_delete_state, COUNT(*) FROM result GROUP BY 1, 2, 3, 4" >&2 || true
+    sql "SELECT assimilate_state, file_delete_state, COUNT(*) FROM workunit GROUP BY 1, 2" >&2 || true
+  fi
+  for f in "$DIR"/project/volunteers/*/client.log; do echo "--- $f (last 15 lines)" >&2; tail -15 "$f" >&2; done
   for f in "$DIR"/project/project/log_*/*.log "$DIR"/project/project/log_*/*.out; do
     [ -f "$f" ] && { echo "--- $f (last 10 lines)" >&2; tail -10 "$f" >&2; }
   done
@@ -37,14 +43,12 @@ fail() {
 cd "$REPO"
 cargo build --quiet -p aginet-server
 rm -rf "$DIR"
-mkdir -p "$DIR/clients"
 cleanup() {
-  for c in "$DIR"/clients/*/; do
-    [ -f "$c/pid" ] && kill "$(cat "$c/pid")" 2>/dev/null || true
-  done
   ci/boinc-project.sh down "$DIR/project" >/dev/null 2>&1 || true
 }
-trap cleanup EXIT
+# AGINET_ROUND_KEEP=1 leaves the project and the clients running, to look around
+# (ci/boinc-project.sh down DIR/project stops them).
+[ "${AGINET_ROUND_KEEP:-0}" = 1 ] || trap cleanup EXIT
 
 AGINET_SERVER="$REPO/target/debug/aginet-server" AGINET_SKILLS=tiny AGINET_MIN_UNSENT=3 \
   AGINET_BATCH=2 AGINET_CRON_S=5 AGINET_AGGREGATE_PERIOD="45 s" AGINET_SNAPSHOT_PERIOD="1 min" \
@@ -58,60 +62,10 @@ sql() {
     --host "$DB_HOST" --port "$DB_PORT" --user "$DB_USER" --database "$DB_NAME" --execute "$1"
 }
 
-# A client in its own data folder and GUI RPC port, attached through the project's web RPC.
-ESCAPED=$(echo "${PROJECT_URL#http://}" | sed 's/[^A-Za-z0-9._-]/_/g; s/_$//')
-start_client() {
-  local name="$1" d="$DIR/clients/$1" port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  mkdir -p "$d/projects/$ESCAPED"
-  echo "$port" >"$d/port"
-  echo "pw-$name" >"$d/gui_rpc_auth.cfg"
-  cat >"$d/cc_config.xml" <<EOF
-<cc_config><options>
-  <report_results_immediately>1</report_results_immediately>
-  <skip_cpu_benchmarks>1</skip_cpu_benchmarks>
-  <no_gpus>1</no_gpus>
-  <ncpus>1</ncpus>
-</options></cc_config>
-EOF
-  cat >"$d/global_prefs_override.xml" <<EOF
-<global_preferences>
-  <run_if_user_active>1</run_if_user_active>
-  <suspend_cpu_usage>0</suspend_cpu_usage>
-  <max_ncpus_pct>100</max_ncpus_pct>
-  <cpu_usage_limit>100</cpu_usage_limit>
-  <work_buf_min_days>0.001</work_buf_min_days>
-  <work_buf_additional_days>0</work_buf_additional_days>
-  <disk_interval>5</disk_interval>
-  <leave_apps_in_memory>0</leave_apps_in_memory>
-</global_preferences>
-EOF
-  (cd "$d" && setsid boinc --dir "$d" --gui_rpc_port "$port" --no_info_fetch \
-    >"$d/client.log" 2>&1 </dev/null & echo $! >"$d/pid")
-  local deadline=$((SECONDS + 20))
-  until boinccmd --host "127.0.0.1:$port" --passwd "pw-$name" --get_cc_status >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "client $name did not answer on port $port"
-    sleep 0.3
-  done
-}
-cmd() { # CLIENT ARGS...: boinccmd against that client
-  local d="$DIR/clients/$1"
-  shift
-  boinccmd --host "127.0.0.1:$(cat "$d/port")" --passwd "pw-$(basename "$d")" "$@"
-}
-attach() {
-  local name="$1" key
-  key=$(cmd "$name" --create_account "$PROJECT_URL" "$name@example.org" "pw-$name" "$name" |
-    sed -n 's/.*account key: *//p')
-  [ -n "$key" ] || fail "create_account for $name gave no key"
-  cmd "$name" --project_attach "$PROJECT_URL" "$key"
-  say "$name attached (account key ${key:0:8}...)"
-}
-
 # The hostile client's anonymous platform: app_info.xml and its files in the project's folder
 # before it attaches, so the client never fetches the project's own app version.
 version_num=$(sql "SELECT MAX(version_num) FROM app_version JOIN app ON app.id = app_version.appid WHERE app.name = 'aginet'")
-hostile_dir="$DIR/clients/hostile/projects/$ESCAPED"
+hostile_dir="$DIR/project/volunteers/hostile/projects/$PROJECT_FOLDER"
 mkdir -p "$hostile_dir"
 sed "s/@VERSION_NUM@/$version_num/" tests/boinc-project/app_info.xml >"$hostile_dir/app_info.xml"
 install -m 0755 tests/boinc-project/hostile.sh "$hostile_dir/aginet_hostile.sh"
@@ -119,27 +73,43 @@ install -m 0755 "$(ls "$BOINC_PROJECT"/apps/aginet/*/x86_64-pc-linux-gnu/aginet_
   "$hostile_dir/aginet_real"
 install -m 0644 "$AGINET_PROJECT/keys/signing.pub" "$hostile_dir/aginet_project_key"
 
-start_client honest
-start_client hostile
-attach honest
-attach hostile
+ci/boinc-project.sh volunteer honest "$DIR/project"
+ci/boinc-project.sh volunteer hostile "$DIR/project"
 honest_user=$(sql "SELECT id FROM user WHERE name = 'honest'")
 hostile_user=$(sql "SELECT id FROM user WHERE name = 'hostile'")
 
 # Run until the aggregate task has made v2; kill the validator daemon while it validates.
 killed=0
-until [ -f "$AGINET_PROJECT/skills/tiny/adapters/v2.sealed" ]; do
+until [ -f "$AGINET_PROJECT/skills/tiny/adapters/v000002.sealed" ]; do
   ((SECONDS < DEADLINE)) || fail "no v2 within the budget"
   if ((killed == 0)) && pgrep -f "aginet-server validate" >/dev/null; then
+    # Not bin/stop: it also shuts the scheduler, which tells every client asking meanwhile
+    # that the project is down for maintenance, and they wait an hour (seen here).
+    # bin/start starts again only the daemons that are not running.
     kill -9 "$(cat "$BOINC_PROJECT/pid_$(hostname)/script_validator.pid")"
-    say "validator daemon killed (SIGKILL) while validating; bin/stop, bin/start"
-    (cd "$BOINC_PROJECT" && PATH="$BOINC_BUILD/.python-bin:$PATH" bin/stop >/dev/null 2>&1 &&
-      sleep 2 && PATH="$BOINC_BUILD/.python-bin:$PATH" bin/start >/dev/null)
+    say "validator daemon killed (SIGKILL) while validating; bin/start"
+    # bin/start refuses to run beside another bin/start ("start is currently running!"), such
+    # as the cron loop's: try again.
+    for _ in $(seq 20); do
+      (cd "$BOINC_PROJECT" && PATH="$BOINC_BUILD/.python-bin:$PATH" bin/start >/dev/null 2>&1) && break
+      sleep 0.5
+    done
+    pgrep -f "script_validator.*aginet_validate" >/dev/null || fail "bin/start did not start the validator again"
     killed=1
   fi
   sleep 1
 done
 say "v2 made; the work generator stops, the clients finish what is out"
+# Disabled in config.xml first: BOINC's cron (bin/start --cron) starts any daemon that is not
+# running, so a daemon that is only killed comes back within a cron period (seen here).
+python3 - "$BOINC_PROJECT/config.xml" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+tree = ET.parse(sys.argv[1])
+for d in tree.getroot().iter("daemon"):
+    if d.findtext("cmd") == "aginet_work_generator":
+        ET.SubElement(d, "disabled").text = "1"
+tree.write(sys.argv[1])
+EOF
 kill "$(cat "$BOINC_PROJECT/pid_$(hostname)/aginet_work_generator.pid")"
 ((killed == 1)) || fail "the validator was never seen validating"
 
@@ -162,15 +132,16 @@ positive() { # DESCRIPTION ACTUAL
   [ "$2" -gt 0 ] 2>/dev/null || fail "$1: got '$2', expected more than 0"
   say "ok: $1 ($2)"
 }
-# BOINC's numbers: outcome 1 success; validate_state 1 valid, 2 invalid.
+# BOINC's numbers: outcome 1 success, 6 validate error (what script_validator makes of a
+# result its script rejects); validate_state 1 valid, 2 invalid.
 honest_valid=$(sql "SELECT COUNT(*) FROM result WHERE userid = $honest_user AND outcome = 1 AND validate_state = 1")
 positive "honest results valid" "$honest_valid"
 check "honest results not valid" \
   "$(sql "SELECT COUNT(*) FROM result WHERE userid = $honest_user AND outcome = 1 AND validate_state != 1")" 0
-hostile_invalid=$(sql "SELECT COUNT(*) FROM result WHERE userid = $hostile_user AND outcome = 1 AND validate_state = 2")
+hostile_invalid=$(sql "SELECT COUNT(*) FROM result WHERE userid = $hostile_user AND outcome = 6 AND validate_state = 2")
 positive "hostile results invalid" "$hostile_invalid"
-check "hostile results not invalid" \
-  "$(sql "SELECT COUNT(*) FROM result WHERE userid = $hostile_user AND outcome = 1 AND validate_state != 2")" 0
+check "hostile results returned and not invalid" \
+  "$(sql "SELECT COUNT(*) FROM result WHERE userid = $hostile_user AND outcome IN (1, 6) AND validate_state != 2")" 0
 check "hostile work units completed by someone else" \
   "$(sql "SELECT COUNT(*) FROM workunit w JOIN result r ON r.workunitid = w.id AND r.userid = $hostile_user
           JOIN result c ON c.id = w.canonical_resultid WHERE c.userid != $honest_user")" 0
@@ -209,19 +180,25 @@ check "v1 work units without v1's adapter" \
 positive "honest v1 results valid" \
   "$(sql "SELECT COUNT(*) FROM result r JOIN workunit w ON w.id = r.workunitid WHERE w.name LIKE 'tiny_v1_%' AND r.userid = $honest_user AND r.validate_state = 1")"
 positive "deltas in v2's round" \
-  "$(python3 -c "import json, sys; print(len(json.load(open(sys.argv[1]))['consumed']))" "$AGINET_PROJECT/skills/tiny/rounds/v2.json")"
+  "$(python3 -c "import json, sys; print(len(json.load(open(sys.argv[1]))['consumed']))" "$AGINET_PROJECT/skills/tiny/rounds/v000002.json")"
 
-# file_deleter: no uploaded file of a result whose files it deleted.
+# file_deleter: no upload left of a successful result. BOINC's transitioner never marks the
+# files of a result its validator rejected (outcome 6) for deletion: they stay in upload/.
 left=0
-for r in $(sql "SELECT name FROM result WHERE file_delete_state = 2 AND outcome = 1"); do
+for r in $(sql "SELECT name FROM result WHERE outcome = 1"); do
   if [ -n "$(find "$BOINC_PROJECT/upload" -name "${r}_*" -print -quit)" ]; then left=$((left + 1)); fi
 done
-check "uploads left of results whose files were deleted" "$left" 0
+check "uploads left of successful results" "$left" 0
+check "successful results whose files are not deleted" \
+  "$(sql "SELECT COUNT(*) FROM result WHERE outcome = 1 AND file_delete_state != 2")" 0
+check "work units whose input files are not deleted" \
+  "$(sql "SELECT COUNT(*) FROM workunit WHERE file_delete_state != 2")" 0
+say "uploads kept of rejected results (BOINC keeps them): $(find "$BOINC_PROJECT/upload" -type f | wc -l) files"
 # Sticky base: on the honest client still, downloaded once.
-honest_project="$DIR/clients/honest/projects/$ESCAPED"
+honest_project="$DIR/project/volunteers/honest/projects/$PROJECT_FOLDER"
 check "bases on the honest client" "$(find "$honest_project" -name 'tiny_*_model' | wc -l)" 1
 check "base downloads by the honest client" \
-  "$(grep -c 'Finished download of tiny_.*_model' "$DIR/clients/honest/client.log")" 1
+  "$(grep -c 'Finished download of tiny_.*_model' "$DIR/project/volunteers/honest/client.log")" 1
 
 # The dashboard shows what BOINC recorded.
 python3 - "$DIR/project/public/metrics.json" "$honest_credit" <<'EOF' || fail "the dashboard's metrics"
@@ -235,7 +212,26 @@ print(f"boinc-round.sh: ok: dashboard credit {credit:.6f}, active hosts {hosts}"
 EOF
 grep -q 'credit' "$DIR/project/public/index.html" || fail "index.html shows no credit"
 
-# Timing for the closing note.
-sql "SELECT MIN(r.received_time - w.create_time), MAX(r.received_time - w.create_time) FROM result r JOIN workunit w ON w.id = r.workunitid WHERE r.validate_state = 1" |
-  awk '{print "boinc-round.sh: create_work -> result received: " $1 "-" $2 " s"}' >&2
+# Timing, for the record: create_work to the result's return and to its assimilation (the
+# scoreboard's time), and the time between the aggregate task's versions.
+sql "SELECT name, create_time FROM workunit" >"$DIR/workunits.tsv"
+python3 - "$DIR/workunits.tsv" "$SB" "$AGINET_PROJECT/skills/tiny/adapters" <<'EOF'
+import csv, os, statistics, sys
+created = dict(line.split("\t") for line in open(sys.argv[1]).read().splitlines())
+waits = sorted(int(r["time"]) - int(created[r["workunit"]]) for r in csv.DictReader(open(sys.argv[2]))
+               if r["verdict"] == "valid")
+print(f"boinc-round.sh: create_work -> assimilated: median {statistics.median(waits):.0f} s, "
+      f"range {waits[0]}-{waits[-1]} s over {len(waits)} work units", file=sys.stderr)
+d = sys.argv[3]
+times = sorted(os.stat(os.path.join(d, f)).st_mtime for f in os.listdir(d))
+gaps = [round(b - a) for a, b in zip(times, times[1:])]
+print(f"boinc-round.sh: {len(times)} versions, seconds between them: {gaps}", file=sys.stderr)
+EOF
+sql "SELECT id, userid, ROUND(total_credit, 6) FROM host" | awk '{print "boinc-round.sh: BOINC host " $1 " (user " $2 "): total_credit " $3}' >&2
+# down stops everything up and volunteer started (the clients' apps notice within seconds).
+ci/boinc-project.sh down "$DIR/project"
+sleep 12
+left=$(pgrep -af "$DIR/project" | grep -v "pgrep" || true)
+[ -z "$left" ] || fail "still running after down: $left"
+say "ok: nothing of the project runs after down"
 say "passed: $honest_valid honest results valid, $hostile_invalid hostile invalid, honest credit $honest_credit"

@@ -16,3 +16,7 @@ cargo check -p aginet --no-default-features --target x86_64-pc-windows-gnu
 # them (the tests build it themselves when run alone).
 ci/build-static.sh >/dev/null
 cargo test --workspace
+# The whole round through a real BOINC project built from BOINC's source (MariaDB, Apache, the
+# daemons), with two real clients: about 3 minutes, plus BOINC's build (2-3 minutes) when its
+# cache (~/.cache/aginet) is empty. Budget: 10 minutes. Alone: ci/boinc-round.sh.
+ci/boinc-round.sh

@@ -71,6 +71,8 @@ fn make_work_stages_inputs_and_calls_create_work() {
     // 360,960, the output norm 256) and T = 50 steps × 8 × 64 tokens; bound 20× that. Memory:
     // 4 × 850,816 bytes + 256 MiB; disk: 2 × 850,816 + 64 MiB.
     let fpops = "121621708800";
+    // Credit 4 · N · T / 4.32e11 (assimilate's formula) for the same T.
+    let credit = "0.18768782222222222";
     let log = std::fs::read_to_string(boinc.join("calls.log")).unwrap();
     let mut want = String::new();
     for wu in ["tiny_v0_000000", "tiny_v0_000001"] {
@@ -79,7 +81,7 @@ fn make_work_stages_inputs_and_calls_create_work() {
             "create_work --appname aginet --wu_name {wu} --wu_template templates/aginet_wu_initial.xml \
              --result_template templates/aginet_result.xml --rsc_fpops_est {fpops} --rsc_fpops_bound 2432434176000 \
              --rsc_memory_bound 271838720 --rsc_disk_bound 68810496 --delay_bound 604800 \
-             {wu}_config {model} {wu}_data\n"
+             --credit {credit} {wu}_config {model} {wu}_data\n"
         );
     }
     assert_eq!(log, want);
@@ -107,6 +109,13 @@ fn templates_name_every_input_and_output_in_order() {
         model_info.contains("<sticky/>") && model_info.contains("<number>1</number>"),
         "the model is sticky"
     );
+    for (number, what) in [(1, "the base"), (3, "the global adapter")] {
+        let info = wu.split("<file_info>").nth(number + 1).unwrap();
+        assert!(
+            info.contains(&format!("<number>{number}</number>")) && info.contains("<no_delete/>"),
+            "{what} is shared by many work units: no_delete"
+        );
+    }
     let initial = std::fs::read_to_string(wu_dir.join("wu_template_initial.xml")).unwrap();
     assert_eq!(initial.matches("<open_name>").count(), 3);
     let result = std::fs::read_to_string(wu_dir.join("result_template.xml")).unwrap();

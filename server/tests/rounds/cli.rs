@@ -145,3 +145,77 @@ fn make_work_rejects_an_unknown_skill() {
         "{err}"
     );
 }
+
+/// `assimilate --boinc` takes script_assimilator's argument shapes and refuses others with a
+/// message naming the shape it expected (BOINC's assimilator exits on a refusal, so the shape
+/// must be BOINC's); a missing BOINC config.xml is named too. The whole path against a real
+/// BOINC project is `ci/boinc-round.sh`.
+#[test]
+fn assimilate_boinc_refuses_what_script_assimilator_never_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = init(dir.path());
+    let boinc = dir.path().join("boinc");
+    let base = [
+        "assimilate",
+        "--project",
+        project.to_str().unwrap(),
+        "--boinc",
+        boinc.to_str().unwrap(),
+    ];
+    for (args, message) in [
+        (
+            &["--error", "4", "tiny_v0_000001"][..],
+            "expected WU_NAME WU_ID BATCH",
+        ),
+        (
+            &["delta", "report", "12", "1.0"][..],
+            "work unit id \"delta\"",
+        ),
+        (&["12"][..], "got no files"),
+        (&["12", "delta", "report"][..], "config.xml"),
+    ] {
+        let out = server(&[&base[..], args].concat());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    // A failed work unit in BOINC's shape is logged without the database.
+    let out = ok(&server(
+        &[&base[..], &["--error", "4", "tiny_v0_000001", "17", "0"]].concat(),
+    ));
+    assert_eq!(out.trim(), "logged error 4 of tiny_v0_000001");
+    let scoreboard = std::fs::read_to_string(project.join("scoreboard.csv")).unwrap();
+    assert!(
+        scoreboard.contains("tiny_v0_000001,,,,tiny,"),
+        "{scoreboard}"
+    );
+}
+
+/// `work-generator` names a BOINC folder without config.xml, and refuses a zero interval.
+#[test]
+fn work_generator_refuses_a_folder_that_is_no_boinc_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = init(dir.path());
+    let out = server(&[
+        "work-generator",
+        "--project",
+        project.to_str().unwrap(),
+        "--boinc",
+        dir.path().to_str().unwrap(),
+        "--once",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("config.xml"), "{stderr}");
+    let out = server(&[
+        "work-generator",
+        "--project",
+        project.to_str().unwrap(),
+        "--boinc",
+        dir.path().to_str().unwrap(),
+        "--interval",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--interval 0"));
+}
