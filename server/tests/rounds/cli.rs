@@ -196,26 +196,21 @@ fn assimilate_boinc_refuses_what_script_assimilator_never_passes() {
 fn work_generator_refuses_a_folder_that_is_no_boinc_project() {
     let dir = tempfile::tempdir().unwrap();
     let project = init(dir.path());
-    let out = server(&[
-        "work-generator",
-        "--project",
-        project.to_str().unwrap(),
-        "--boinc",
-        dir.path().to_str().unwrap(),
-        "--once",
-    ]);
+    let generator = |extra: &[&str]| {
+        let base = [
+            "work-generator",
+            "--project",
+            project.to_str().unwrap(),
+            "--boinc",
+            dir.path().to_str().unwrap(),
+        ];
+        server(&[&base[..], extra].concat())
+    };
+    let out = generator(&["--once"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("config.xml"), "{stderr}");
-    let out = server(&[
-        "work-generator",
-        "--project",
-        project.to_str().unwrap(),
-        "--boinc",
-        dir.path().to_str().unwrap(),
-        "--interval",
-        "0",
-    ]);
+    let out = generator(&["--interval", "0"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--interval 0"));
 }
