@@ -2,12 +2,16 @@
 //!
 //! | situation                                        | action                                    |
 //! |--------------------------------------------------|-------------------------------------------|
+//! | feature `bundled`                                | compile BOINC's source (`build/bundled.rs`) into static archives and link them |
 //! | `libboinc_api.a` defines `boinc_init`            | link `boinc_api` and `boinc` statically   |
 //! | `libboinc_api.a` is a stub (Debian) or missing   | link the shared libraries, with a warning |
 //!
-//! Headers come from `BOINC_INCLUDE_DIR` (default `/usr/include/boinc`, Debian's
-//! `libboinc-app-dev`), libraries from `BOINC_LIB_DIR` (default the target's multiarch folder
-//! under `/usr/lib`). bindgen needs libclang (`libclang-dev`).
+//! Without `bundled`, headers come from `BOINC_INCLUDE_DIR` (default `/usr/include/boinc`,
+//! Debian's `libboinc-app-dev`), libraries from `BOINC_LIB_DIR` (default the target's multiarch
+//! folder under `/usr/lib`). bindgen needs libclang (`libclang-dev`).
+
+#[path = "build/bundled.rs"]
+mod bundled;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,28 +19,40 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=BOINC_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=BOINC_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=BOINC_SRC");
+    println!("cargo:rerun-if-env-changed=BOINC_TARBALL");
     println!("cargo:rerun-if-changed=shim");
-    let include =
-        env_path("BOINC_INCLUDE_DIR").unwrap_or_else(|| PathBuf::from("/usr/include/boinc"));
-    let lib_dir = env_path("BOINC_LIB_DIR").unwrap_or_else(default_lib_dir);
-    if !include.join("boinc_api.h").exists() {
-        panic!(
-            "boinc_api.h not found in {}: install libboinc-app-dev (ci/setup.sh) or set BOINC_INCLUDE_DIR",
-            include.display()
-        );
-    }
+    println!("cargo:rerun-if-changed=build");
+    let includes = if cfg!(feature = "bundled") {
+        let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+        bundled::build(&out)
+    } else {
+        let include =
+            env_path("BOINC_INCLUDE_DIR").unwrap_or_else(|| PathBuf::from("/usr/include/boinc"));
+        if !include.join("boinc_api.h").exists() {
+            panic!(
+                "boinc_api.h not found in {}: install libboinc-app-dev (ci/setup.sh) or set BOINC_INCLUDE_DIR",
+                include.display()
+            );
+        }
+        vec![include]
+    };
 
     cc::Build::new()
         .cpp(true)
         .file("shim/shim.cpp")
-        .include(&include)
+        .includes(&includes)
         .include("shim")
         .flag_if_supported("-std=c++11")
         .warnings(false)
+        .cpp_link_stdlib(None)
         .compile("aginet_boinc_shim");
 
-    link(&lib_dir);
-    generate_bindings(&include);
+    if !cfg!(feature = "bundled") {
+        link(&env_path("BOINC_LIB_DIR").unwrap_or_else(default_lib_dir));
+    }
+    link_cpp_runtime();
+    generate_bindings(&includes);
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -60,7 +76,6 @@ fn link(lib_dir: &Path) {
     if archive_defines(&archive, "boinc_init") {
         println!("cargo:rustc-link-lib=static=boinc_api");
         println!("cargo:rustc-link-lib=static=boinc");
-        println!("cargo:rustc-link-lib=dylib=stdc++");
     } else {
         println!(
             "cargo:warning={} is missing or an empty stub (Debian's is): linking libboinc_api.so and \
@@ -69,6 +84,19 @@ fn link(lib_dir: &Path) {
         );
         println!("cargo:rustc-link-lib=dylib=boinc_api");
         println!("cargo:rustc-link-lib=dylib=boinc");
+    }
+}
+
+/// Links the C++ runtime BOINC's code needs (the `cc` builds link none themselves). Under
+/// crt-static (the fully static app) its archive, passed to the linker as it is (`-bundle`: it
+/// lives in the C++ compiler's own folder, which the linker driver knows and rustc does not);
+/// otherwise the shared library, as for any C++ dependency.
+fn link_cpp_runtime() {
+    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    if features.split(',').any(|f| f == "crt-static") {
+        println!("cargo:rustc-link-lib=static:-bundle=stdc++");
+    } else {
+        println!("cargo:rustc-link-lib=dylib=stdc++");
     }
 }
 
@@ -95,11 +123,11 @@ fn archive_defines(path: &Path, symbol: &str) -> bool {
     }
 }
 
-fn generate_bindings(include: &Path) {
+fn generate_bindings(includes: &[PathBuf]) {
     let bindings = bindgen::Builder::default()
         .header("shim/wrapper.hpp")
         .clang_args(["-x", "c++", "-std=c++11"])
-        .clang_arg(format!("-I{}", include.display()))
+        .clang_args(includes.iter().map(|i| format!("-I{}", i.display())))
         .clang_arg("-Ishim")
         .allowlist_function("boinc_(init_options|finish|fraction_done|time_to_checkpoint|checkpoint_completed|resolve_filename|get_status|is_standalone|begin_critical_section|end_critical_section)")
         .allowlist_function("aginet_boinc_.*")
