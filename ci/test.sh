@@ -15,6 +15,8 @@ cargo check -p aginet --no-default-features --target x86_64-pc-windows-gnu
 # the tests, because the client runs apps at idle priority: a build beside them would starve
 # them (the tests build it themselves when run alone).
 ci/build-static.sh >/dev/null
+# The fully static FFI app (BOINC's app API compiled from BOINC's source), for the same reason.
+ci/build-static.sh --ffi >/dev/null
 cargo test --workspace
 # The whole round through a real BOINC project built from BOINC's source (MariaDB, Apache, the
 # daemons), with two real clients: about 3 minutes, plus BOINC's build (2-3 minutes) when its

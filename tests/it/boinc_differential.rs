@@ -1,13 +1,15 @@
-//! The differential test of the two builds of the app: the FFI build (Debian's `libboinc_api`)
-//! and the fully static build (the protocol in Rust) run the same two work units under the real
-//! client, steered by the same script (suspend and resume in memory, the client quit and
-//! restarted, one task aborted). The client must see the same task states at every step of the
-//! script, a progress trajectory with the same start-up and reporting cadence, and the finished
-//! task's delta must be byte-identical between the builds (and to an uninterrupted run's).
+//! The differential test of the three builds of the app: the FFI build (Debian's
+//! `libboinc_api`), the fully static build speaking the protocol in Rust, and the fully static
+//! FFI build (BOINC's own app API compiled from its source) run the same two work units under
+//! the real client, steered by the same script (suspend and resume in memory, the client quit
+//! and restarted, one task aborted). The client must see the same task states at every step of
+//! the script, a progress trajectory with the same start-up and reporting cadence, and the
+//! finished task's delta must be byte-identical between the builds (and to an uninterrupted
+//! run's).
 
 use super::boinc_e2e::reference_delta;
 use super::boinc_harness::{
-    ffi_build, static_build, AppBuild, Client, Prefs, TaskSpec, TaskStatus,
+    ffi_build, static_build, static_ffi_build, AppBuild, Client, Prefs, TaskSpec, TaskStatus,
 };
 use super::fixture::WorkDir;
 use std::cell::RefCell;
@@ -199,8 +201,8 @@ fn longest_stall(samples: &[Sample]) -> f64 {
 }
 
 #[test]
-fn the_ffi_and_static_builds_behave_the_same_under_the_client() {
-    let builds = [ffi_build(), static_build()];
+fn the_three_builds_behave_the_same_under_the_client() {
+    let builds = [ffi_build(), static_build(), static_ffi_build()];
     let seen: Vec<Observation> = builds.iter().map(observe).collect();
     for (b, o) in builds.iter().zip(&seen) {
         eprintln!(
@@ -229,14 +231,19 @@ fn the_ffi_and_static_builds_behave_the_same_under_the_client() {
             o.samples
         );
     }
-    assert_eq!(
-        seen[0].milestones, seen[1].milestones,
-        "the client sees the same task states"
-    );
-    assert!(
-        seen[0].delta == seen[1].delta,
-        "the two builds' deltas differ"
-    );
+    for (b, o) in builds.iter().zip(&seen).skip(1) {
+        assert_eq!(
+            seen[0].milestones, o.milestones,
+            "the client sees the same task states of {} and {}",
+            builds[0].name, b.name
+        );
+        assert!(
+            seen[0].delta == o.delta,
+            "the deltas of {} and {} differ",
+            builds[0].name,
+            b.name
+        );
+    }
     assert!(
         seen[0].delta == reference_delta(STEPS),
         "the deltas differ from the uninterrupted run's"
@@ -248,7 +255,8 @@ struct StandaloneRun {
     status: Option<i32>,
     delta: Vec<u8>,
     finish_file: String,
-    /// stderr.txt's lines without the library's `HH:MM:SS (pid):` prefix.
+    /// stderr.txt's lines without the library's time and pid prefix: `HH:MM:SS (pid): ` from
+    /// Debian's 7.20.5 and the protocol in Rust, `YYYY-MM-DD HH:MM:SS (pid): ` from BOINC 8.3.
     stderr_lines: Vec<String>,
 }
 
@@ -262,7 +270,7 @@ fn run_standalone(app: &AppBuild, steps: u32) -> StandaloneRun {
     let stderr_lines = stderr
         .lines()
         .map(|l| match l.split_once("): ") {
-            Some((prefix, rest)) if prefix.len() < 20 && prefix.contains(" (") => rest.to_string(),
+            Some((prefix, rest)) if prefix.len() < 32 && prefix.contains(" (") => rest.to_string(),
             _ => l.to_string(),
         })
         .collect();
@@ -275,9 +283,9 @@ fn run_standalone(app: &AppBuild, steps: u32) -> StandaloneRun {
 }
 
 #[test]
-fn standalone_both_builds_resolve_names_to_themselves_and_finish_alike() {
+fn standalone_every_build_resolves_names_to_itself_and_finishes_alike() {
     let steps = 20;
-    let runs: Vec<StandaloneRun> = [ffi_build(), static_build()]
+    let runs: Vec<StandaloneRun> = [ffi_build(), static_build(), static_ffi_build()]
         .iter()
         .map(|b| run_standalone(b, steps))
         .collect();
@@ -296,29 +304,65 @@ fn standalone_both_builds_resolve_names_to_themselves_and_finish_alike() {
         );
     }
     assert!(
-        runs[0].delta == runs[1].delta,
+        runs.iter().all(|r| r.delta == runs[0].delta),
         "the standalone deltas differ"
     );
 }
 
 #[test]
-fn the_static_build_has_no_dynamic_section_and_needs_no_library() {
-    let app = static_build();
-    let readelf = std::process::Command::new("readelf")
-        .arg("-d")
-        .arg(&app.path)
+fn the_static_builds_have_no_dynamic_section_and_need_no_library() {
+    for app in [static_build(), static_ffi_build()] {
+        let readelf = std::process::Command::new("readelf")
+            .arg("-d")
+            .arg(&app.path)
+            .output()
+            .expect("readelf runs");
+        let text = String::from_utf8_lossy(&readelf.stdout);
+        assert!(
+            text.contains("There is no dynamic section") && !text.contains("NEEDED"),
+            "{}: {text}",
+            app.name
+        );
+        let ldd = std::process::Command::new("ldd")
+            .arg(&app.path)
+            .output()
+            .expect("ldd runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&ldd.stdout),
+            String::from_utf8_lossy(&ldd.stderr)
+        );
+        assert!(
+            said.contains("not a dynamic executable"),
+            "{}: {said}",
+            app.name
+        );
+    }
+}
+
+/// The static FFI app runs from a copy in a folder of its own with an empty environment (no
+/// `LD_LIBRARY_PATH`, nothing beside it), so neither Debian's `libboinc_api.so.7` nor
+/// `libstdc++.so.6` can be reached: standalone, BOINC's own API resolves the names, and the run
+/// gives the protocol-in-Rust build's delta.
+#[test]
+fn the_static_ffi_build_runs_alone_with_an_empty_environment() {
+    let app = static_ffi_build();
+    let wd = WorkDir::tiny(12);
+    let copy = wd.dir.path().join("aginet-alone");
+    std::fs::copy(&app.path, &copy).expect("copying the app");
+    let out = std::process::Command::new(&copy)
+        .current_dir(wd.dir.path())
+        .env_clear()
         .output()
-        .expect("readelf runs");
-    let text = String::from_utf8_lossy(&readelf.stdout);
-    assert!(text.contains("There is no dynamic section"), "{text}");
-    let ldd = std::process::Command::new("ldd")
-        .arg(&app.path)
-        .output()
-        .expect("ldd runs");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&ldd.stdout),
-        String::from_utf8_lossy(&ldd.stderr)
+        .expect("the app runs");
+    let log = String::from_utf8_lossy(&wd.read("stderr.txt")).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("Can't open init data file - running in standalone mode"),
+        "BOINC's own API runs: {log}"
     );
-    assert!(said.contains("not a dynamic executable"), "{said}");
+    assert!(
+        wd.read("delta") == run_standalone(&static_build(), 12).delta,
+        "the delta differs from the protocol-in-Rust build's"
+    );
 }

@@ -1,10 +1,13 @@
 //! The app under Debian's real BOINC client, on the tiny model: completion, suspend/resume,
 //! quit/restart, a killed client, abort, and a corrupt input. Interrupted runs must end with the
-//! delta bytes of an uninterrupted run. Every scenario runs with both builds of the app: the FFI
-//! build (module `ffi`) and the fully static one (module `static_build`).
+//! delta bytes of an uninterrupted run. Every scenario runs with each build of the app: the FFI
+//! build linked to Debian's libraries (module `ffi`), the fully static one speaking the protocol
+//! in Rust (module `static_build`) and the fully static one linking BOINC's own app API
+//! compiled from its source (module `static_ffi`).
 
 use super::boinc_harness::{
-    ffi_build, static_build, AppBuild, Client, Prefs, StoppedClient, TaskSpec, TaskStatus,
+    ffi_build, static_build, static_ffi_build, AppBuild, Client, Prefs, StoppedClient, TaskSpec,
+    TaskStatus,
 };
 use super::fixture::{stderr, WorkDir};
 use aginet::delta::Delta;
@@ -309,3 +312,4 @@ macro_rules! scenarios_for {
 
 scenarios_for!(ffi, ffi_build());
 scenarios_for!(static_build, static_build());
+scenarios_for!(static_ffi, static_ffi_build());

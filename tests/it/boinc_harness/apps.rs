@@ -1,6 +1,7 @@
-//! The two builds of the volunteer app the end-to-end tests run: the FFI build (this test
-//! binary's `aginet`, linked to Debian's `libboinc_api`) and the fully static build
-//! (`ci/build-static.sh`: the protocol in Rust, no dynamic section), built once per test run.
+//! The three builds of the volunteer app the end-to-end tests run: the FFI build (this test
+//! binary's `aginet`, linked to Debian's `libboinc_api`) and the two fully static builds
+//! (`ci/build-static.sh`: the protocol in Rust; `--ffi`: BOINC's own app API compiled from
+//! BOINC's source), each built once per test run. The static ones have no dynamic section.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,20 +31,35 @@ pub fn ffi_build() -> AppBuild {
 /// time, seconds after); nothing ships beside it.
 pub fn static_build() -> AppBuild {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let path = BUILT
-        .get_or_init(build_static)
-        .clone()
-        .unwrap_or_else(|e| panic!("{e}"));
     AppBuild {
         name: "static",
-        path,
+        path: built(&BUILT, &[]),
         extra_files: Vec::new(),
     }
 }
 
-fn build_static() -> Result<PathBuf, String> {
+/// The static FFI release build, `ci/build-static.sh --ffi`: BOINC's own app API, compiled from
+/// its source, and the C++ runtime inside; nothing ships beside it.
+pub fn static_ffi_build() -> AppBuild {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    AppBuild {
+        name: "static-ffi",
+        path: built(&BUILT, &["--ffi"]),
+        extra_files: Vec::new(),
+    }
+}
+
+/// The binary `ci/build-static.sh FLAGS release` makes, built once per test run.
+fn built(cell: &OnceLock<Result<PathBuf, String>>, flags: &[&str]) -> PathBuf {
+    cell.get_or_init(|| build_static(flags))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build_static(flags: &[&str]) -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(root.join("ci/build-static.sh"))
+        .args(flags)
         .arg("release")
         .current_dir(root)
         .env_remove("RUSTFLAGS")
@@ -53,7 +69,7 @@ fn build_static() -> Result<PathBuf, String> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
-            "ci/build-static.sh failed ({}):\n{stdout}\n{}",
+            "ci/build-static.sh {flags:?} failed ({}):\n{stdout}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ));
@@ -63,7 +79,7 @@ fn build_static() -> Result<PathBuf, String> {
         Ok(path)
     } else {
         Err(format!(
-            "ci/build-static.sh printed {stdout:?}, not the binary's path"
+            "ci/build-static.sh {flags:?} printed {stdout:?}, not the binary's path"
         ))
     }
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use apps::{ffi_build, static_build, AppBuild};
+pub use apps::{ffi_build, static_build, static_ffi_build, AppBuild};
 pub use data_dir::DataDir;
 pub use tasks::{parse_tasks, TaskStatus};
 
