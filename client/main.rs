@@ -100,7 +100,7 @@ fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> E
     aginet::allocator::tune();
     eprintln!(
         "aginet {}, {n} threads{}",
-        aginet::build_info::VERSION,
+        env!("CARGO_PKG_VERSION"),
         huge_pages_note()
     );
     let mut host = Standalone {
