@@ -1,11 +1,12 @@
-//! Start-up of the volunteer app under a BOINC client, for both builds: the time from starting
+//! Start-up of the volunteer app under a BOINC client, for each build: the time from starting
 //! the process in a slot to its first status message on the shared segment, to its first
 //! progress report (`<fraction_done>`), and from a `<quit/>` to its exit. This program plays the
 //! client's side of the protocol (init_data.xml, `boinc_mmap_file`, a heartbeat every second),
 //! so the figures hold the app alone, not the client's own start-up and polling.
 //!
 //! `cargo bench --bench boinc_startup -- [APP...]` (default: `target/release/aginet`, the FFI
-//! build from `cargo build --release`, and the static build from `ci/build-static.sh`).
+//! build from `cargo build --release`, the static build from `ci/build-static.sh`, and the
+//! static FFI build from `ci/build-static.sh --ffi`).
 
 use aginet::boinc::native::shared_memory::{SharedMemory, Slot, MMAP_FILE, SEGMENT_SIZE};
 use aginet::manifest::Manifest;
@@ -116,6 +117,7 @@ fn main() {
         apps = vec![
             root.join("target/release/aginet"),
             root.join("target/static/x86_64-unknown-linux-gnu/release/aginet"),
+            root.join("target/static-ffi/x86_64-unknown-linux-gnu/release/aginet"),
         ];
     }
     println!("| app | size (bytes) | first status (s) | first progress (s) | quit to exit (s) |");

@@ -2,17 +2,20 @@
 # Builds the release app and assembles a BOINC app version folder an operator copies into the
 # project's apps/ tree: apps/aginet/<version>/<platform>/ with the binary, the project's public
 # key and version.xml, plus (FFI build only) the two BOINC shared libraries it links.
-# With --static the binary is ci/build-static.sh's: one file with no dynamic section, nothing
-# else to ship (cargo flags are then not accepted).
-# Usage: AGINET_PROJECT_KEY=PROJECT/keys/signing.pub ci/package-app.sh [--static] [OUT_DIR] [cargo flags...]
+# With --static the binary is `ci/build-static.sh --ffi`'s (BOINC's own app API compiled from
+# its source, linked statically), with --static-native `ci/build-static.sh`'s (the protocol in
+# Rust): one file with no dynamic section, nothing else to ship (cargo flags are then not
+# accepted).
+# Usage: AGINET_PROJECT_KEY=PROJECT/keys/signing.pub ci/package-app.sh [--static|--static-native] [OUT_DIR] [cargo flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 STATIC=0
-if [ "${1:-}" = "--static" ]; then
-  STATIC=1
-  shift
-fi
+STATIC_FLAGS=()
+case "${1:-}" in
+  --static) STATIC=1; STATIC_FLAGS=(--ffi); shift ;;
+  --static-native) STATIC=1; shift ;;
+esac
 OUT="${1:-target/app-version}"
 shift || true
 VERSION=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="aginet"))')
@@ -21,7 +24,7 @@ DIR="$OUT/aginet/$VERSION/$PLATFORM"
 mkdir -p "$DIR"
 if [ "$STATIC" = 1 ]; then
   [ $# -eq 0 ] || { echo "package-app.sh: --static takes no cargo flags" >&2; exit 2; }
-  BIN=$(ci/build-static.sh release | tail -1)
+  BIN=$(ci/build-static.sh "${STATIC_FLAGS[@]}" release | tail -1)
   install -m 0755 "$BIN" "$DIR/aginet_${VERSION}_${PLATFORM}"
 else
   cargo build --release -p aginet "$@"

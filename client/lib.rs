@@ -6,6 +6,7 @@
 pub mod adapter;
 pub mod allocator;
 pub mod boinc;
+pub mod build_info;
 pub mod checkpoint;
 pub mod classify;
 pub mod config;

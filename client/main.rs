@@ -100,7 +100,7 @@ fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> E
     aginet::allocator::tune();
     eprintln!(
         "aginet {}, {n} threads{}",
-        env!("CARGO_PKG_VERSION"),
+        aginet::build_info::VERSION,
         huge_pages_note()
     );
     let mut host = Standalone {

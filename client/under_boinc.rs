@@ -43,7 +43,7 @@ pub fn run() -> ExitCode {
     aginet::allocator::tune();
     eprintln!(
         "aginet {} under BOINC, {n} threads{}",
-        env!("CARGO_PKG_VERSION"),
+        aginet::build_info::VERSION,
         crate::huge_pages_note()
     );
 

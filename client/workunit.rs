@@ -308,7 +308,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         steps: state.step,
         tokens: state.tokens,
         wall_time_s: state.elapsed_before_s + started.elapsed().as_secs_f64(),
-        app_version: env!("CARGO_PKG_VERSION").into(),
+        app_version: crate::build_info::VERSION.into(),
         threads,
         platform: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
     };

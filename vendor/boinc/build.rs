@@ -51,8 +51,31 @@ fn main() {
     if !cfg!(feature = "bundled") {
         link(&env_path("BOINC_LIB_DIR").unwrap_or_else(default_lib_dir));
     }
+    // For the app's build metadata (DEP_BOINC_API_API_VERSION, DEP_BOINC_API_ORIGIN).
+    let version = includes
+        .iter()
+        .find_map(|i| boinc_version(&i.join("version.h")))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:api_version={version}");
+    println!(
+        "cargo:origin={}",
+        if cfg!(feature = "bundled") {
+            "bundled"
+        } else {
+            ""
+        }
+    );
     link_cpp_runtime();
     generate_bindings(&includes);
+}
+
+/// `BOINC_VERSION_STRING` of a BOINC `version.h`, if it is one.
+fn boinc_version(version_h: &Path) -> Option<String> {
+    std::fs::read_to_string(version_h)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("#define BOINC_VERSION_STRING "))
+        .map(|v| v.trim().trim_matches('"').to_string())
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {

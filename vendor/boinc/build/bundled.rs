@@ -167,12 +167,7 @@ fn source_tree(out_dir: &Path) -> PathBuf {
 /// Writes `config.h` into its own folder (the name is generic; it must not shadow another).
 fn write_config(root: &Path, folder: &Path) {
     let version_h = root.join("version.h");
-    let text = std::fs::read_to_string(&version_h)
-        .unwrap_or_else(|e| fail(format!("{}: {e}", version_h.display())));
-    let version = text
-        .lines()
-        .find_map(|l| l.strip_prefix("#define BOINC_VERSION_STRING "))
-        .map(|v| v.trim().trim_matches('"').to_string())
+    let version = super::boinc_version(&version_h)
         .unwrap_or_else(|| fail(format!("{}: no BOINC_VERSION_STRING", version_h.display())));
     let mut config = String::from(
         "/* Written by boinc-api-sys's build script: configure's choices on Linux/glibc. */\n",
