@@ -302,6 +302,14 @@ EOF
   AGINET_PROJECT_KEY="$DIR/aginet/keys/signing.pub" "$REPO/ci/package-app.sh" --static "$p/apps" >/dev/null
   (cd "$p" && PATH="$boinc/.python-bin:$PATH" bin/update_versions --noconfirm >"$DIR/update_versions.log" 2>&1) ||
     { cat "$DIR/update_versions.log" >&2; exit 1; }
+  # update_versions skips a version.xml it cannot parse with a PHP warning and exits 0; the
+  # scheduler then has no app version and tells every client "reached a limit on tasks in
+  # progress". Check that the version is in the database.
+  local versions
+  versions=$(mysql --no-defaults --socket="$DIR/mysql/mysql.sock" -u root --batch --skip-column-names \
+    --execute "SELECT COUNT(*) FROM app_version JOIN app ON app.id = app_version.appid WHERE app.name = 'aginet'" "$NAME")
+  [ "$versions" -gt 0 ] ||
+    { cat "$DIR/update_versions.log" >&2; log "update_versions added no app version (log above)"; exit 1; }
 }
 
 # A volunteer: Debian's client in its own data folder, GUI RPC port and password, with settings

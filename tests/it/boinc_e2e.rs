@@ -121,6 +121,21 @@ fn runs_to_completion_with_advancing_progress(app: &AppBuild) {
         log.contains("under BOINC, 1 threads") && log.contains(&format!("done: {STEPS} steps")),
         "{log}"
     );
+    // The build says what it is: version, commit and the BOINC API it speaks.
+    let start = log.lines().find(|l| l.contains("under BOINC")).unwrap();
+    assert!(
+        start.contains(&format!("aginet {} (", env!("CARGO_PKG_VERSION")))
+            && start.contains(app.api),
+        "the start line names the {} build's BOINC API ({}): {start}",
+        app.name,
+        app.api
+    );
+    let report = Report::read(&client.output(TASK, "report")).unwrap();
+    assert!(
+        start.contains(&report.app_version),
+        "the report's app_version {:?} is the start line's",
+        report.app_version
+    );
 }
 
 /// CPU time (user + system, in clock ticks) the process `pid` has used.

@@ -49,6 +49,16 @@ fn report_and_config_round_trip() {
     let copy = wd.path("report2");
     report.write(&copy).unwrap();
     assert_eq!(Report::read(&copy).unwrap(), report);
+    // What made it: this test's build (default features: Debian's BOINC API) and its commit.
+    assert_eq!(report.app_version, aginet::build_info::VERSION);
+    assert!(
+        report
+            .app_version
+            .starts_with(&format!("{} (commit ", env!("CARGO_PKG_VERSION")))
+            && report.app_version.ends_with(", BOINC API 7.20.5)"),
+        "{}",
+        report.app_version
+    );
     let config = wd.config();
     assert_eq!(
         WorkConfig::parse(config.to_json().as_bytes()).unwrap(),

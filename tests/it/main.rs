@@ -4,6 +4,7 @@ mod bad_input;
 mod boinc_differential;
 mod boinc_e2e;
 mod boinc_harness;
+mod boinc_xml_files;
 mod bundled_boinc_source;
 mod digits;
 mod fixture;

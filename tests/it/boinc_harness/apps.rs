@@ -16,6 +16,8 @@ pub struct AppBuild {
     pub path: PathBuf,
     /// Files it needs in the app version (the FFI build's shared BOINC libraries).
     pub extra_files: Vec<PathBuf>,
+    /// What its start line and its reports' `app_version` say of the BOINC API it speaks.
+    pub api: &'static str,
 }
 
 /// The FFI build: the `aginet` binary of this test run, with Debian's BOINC API libraries.
@@ -24,6 +26,7 @@ pub fn ffi_build() -> AppBuild {
         name: "ffi",
         path: PathBuf::from(env!("CARGO_BIN_EXE_aginet")),
         extra_files: super::boinc_api_libs(),
+        api: "BOINC API 7.20.5)",
     }
 }
 
@@ -35,6 +38,7 @@ pub fn static_build() -> AppBuild {
         name: "static",
         path: built(&BUILT, &[]),
         extra_files: Vec::new(),
+        api: "BOINC protocol in Rust)",
     }
 }
 
@@ -46,6 +50,7 @@ pub fn static_ffi_build() -> AppBuild {
         name: "static-ffi",
         path: built(&BUILT, &["--ffi"]),
         extra_files: Vec::new(),
+        api: "BOINC API 8.3.0 bundled)",
     }
 }
 
