@@ -7,8 +7,8 @@
 //! per variant. Each case runs in a child process of its own so that its peak RSS (VmHWM) is
 //! its own. Options: `--tokens N` (default 128), `--iters N` (default 20).
 
-use aginet::frozen::{BackwardMode, FrozenLinear};
-use aginet::lora::{LoraLinear, LoraPair};
+use aginet::nn::frozen::{BackwardMode, FrozenLinear};
+use aginet::nn::lora::{LoraLinear, LoraPair};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor, Var};
 use std::process::Command;
@@ -99,7 +99,7 @@ fn run_layers(name: &str, tokens: usize, iters: usize) {
 
 /// Child: the tiny work unit end to end; prints `ms_per_step peak_rss_mib`.
 fn run_tiny(mode: &str) {
-    use aginet::model::tiny::{tiny_model_bytes, TinyQuant};
+    use aginet::nn::model::tiny::{tiny_model_bytes, TinyQuant};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("model"),
@@ -112,15 +112,15 @@ fn run_tiny(mode: &str) {
     )
     .unwrap();
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let mut config = aginet::manifest::Manifest::load(&models, "tiny")
+    let mut config = aginet::format::manifest::Manifest::load(&models, "tiny")
         .unwrap()
         .work_config(1, 0);
     config.backward = serde_json::from_value(serde_json::Value::String(mode.into())).unwrap();
     std::fs::write(dir.path().join("config"), config.to_json()).unwrap();
     struct Quiet(Vec<f64>);
-    impl aginet::train::Host for Quiet {
-        fn poll(&mut self) -> aginet::train::Control {
-            aginet::train::Control::Continue
+    impl aginet::learn::train::Host for Quiet {
+        fn poll(&mut self) -> aginet::learn::train::Control {
+            aginet::learn::train::Control::Continue
         }
         fn time_to_checkpoint(&mut self, _: u32) -> bool {
             false
@@ -132,8 +132,8 @@ fn run_tiny(mode: &str) {
         }
     }
     let mut host = Quiet(Vec::new());
-    let files = aginet::workunit::WorkFiles::in_dir(dir.path());
-    aginet::workunit::run(&files, aginet::threads::available(), &mut host).unwrap();
+    let files = aginet::app::workunit::WorkFiles::in_dir(dir.path());
+    aginet::app::workunit::run(&files, aginet::nn::threads::available(), &mut host).unwrap();
     let mean = host.0.iter().sum::<f64>() / host.0.len() as f64;
     println!("{mean:.2} {:.1}", peak_rss_mib());
 }

@@ -8,9 +8,9 @@
 //! build from `cargo build --release`, the static build from `ci/build-static.sh`, and the
 //! static FFI build from `ci/build-static.sh --ffi`).
 
-use aginet::boinc::native::shared_memory::{SharedMemory, Slot, MMAP_FILE, SEGMENT_SIZE};
-use aginet::manifest::Manifest;
-use aginet::model::tiny::{tiny_model_bytes, TinyQuant};
+use aginet::app::boinc::native::shared_memory::{SharedMemory, Slot, MMAP_FILE, SEGMENT_SIZE};
+use aginet::format::manifest::Manifest;
+use aginet::nn::model::tiny::{tiny_model_bytes, TinyQuant};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

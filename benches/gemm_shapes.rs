@@ -24,8 +24,8 @@ fn rate(flop: f64, f: impl Fn() -> Tensor) -> f64 {
 }
 
 fn main() {
-    aginet::threads::configure(2);
-    aginet::allocator::tune();
+    aginet::nn::threads::configure(2);
+    aginet::nn::allocator::tune();
     let dev = Device::Cpu;
     let x = Tensor::randn(0f32, 1.0, (ROWS, WIDTH), &dev).unwrap();
     println!("| outputs | forward GFLOP/s | input gradient GFLOP/s |");

@@ -4,11 +4,11 @@
 //!
 //! `models/gemma3-270m/fetch.sh && cargo bench --bench gemma_eval [-- OTHER.gguf ...]`
 
-use aginet::adapter::LoraSpec;
-use aginet::frozen::BackwardMode;
-use aginet::gguf::Gguf;
-use aginet::model::gemma3::{Gemma3, Gemma3Options};
-use aginet::model::WeightMode;
+use aginet::format::adapter::LoraSpec;
+use aginet::format::gguf::Gguf;
+use aginet::nn::frozen::BackwardMode;
+use aginet::nn::model::gemma3::{Gemma3, Gemma3Options};
+use aginet::nn::model::WeightMode;
 use candle_core::{Device, Tensor};
 use std::path::PathBuf;
 use std::time::Instant;

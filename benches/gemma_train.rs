@@ -6,12 +6,12 @@
 //! `bench/gemma/run.sh` sets up the PyTorch venv and the base and runs this; by hand:
 //! `cargo bench --bench gemma_train -- BASE.gguf [--torch VENV_PYTHON] [--reps N]`.
 
-use aginet::adapter::{Adapter, AdapterHeader};
-use aginet::data::{Dataset, Sequence};
-use aginet::gguf::Gguf;
-use aginet::manifest::Manifest;
-use aginet::model::{self, ModelOptions, WeightMode};
-use aginet::train::{Control, Host};
+use aginet::format::adapter::{Adapter, AdapterHeader};
+use aginet::format::gguf::Gguf;
+use aginet::format::manifest::Manifest;
+use aginet::learn::train::{Control, Host};
+use aginet::nn::model::{self, ModelOptions, WeightMode};
+use aginet::text::data::{Dataset, Sequence};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,7 +43,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Text of exactly `SEQ - 1` tokens (BOS and EOS complete the sequence), different per `row`.
-fn text_of(tok: &dyn aginet::tokenizer::Tokenizer, row: usize) -> String {
+fn text_of(tok: &dyn aginet::text::tokenizer::Tokenizer, row: usize) -> String {
     let words = aginet::task::spell::pairs(row as u64, 200, &Default::default());
     let mut text = String::new();
     for w in words
@@ -75,7 +75,7 @@ fn text_of(tok: &dyn aginet::tokenizer::Tokenizer, row: usize) -> String {
 /// loss counts every position, as a causal-LM loss on the whole text does), and one eval row.
 fn data(base: &Path) -> String {
     let g = Gguf::open(base).unwrap();
-    let tok = aginet::tokenizer::from_gguf(&g).unwrap();
+    let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
     (0..=BATCH)
         .map(|row| {
             let split = if row == BATCH { "eval" } else { "train" };
@@ -96,9 +96,9 @@ fn manifest() -> Manifest {
 
 /// Child: training steps of the real app on a work unit; prints `tok_per_s peak_rss_mib`.
 fn child_train(base: &Path) {
-    aginet::allocator::restart_with_huge_pages();
-    aginet::threads::configure(THREADS);
-    aginet::allocator::tune();
+    aginet::nn::allocator::restart_with_huge_pages();
+    aginet::nn::threads::configure(THREADS);
+    aginet::nn::allocator::tune();
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(
         std::fs::canonicalize(base).unwrap(),
@@ -107,7 +107,7 @@ fn child_train(base: &Path) {
     .unwrap();
     std::fs::write(dir.path().join("data"), data(base)).unwrap();
     let mut config = manifest().work_config(1, 0);
-    config.base_sha256 = aginet::files::sha256_file(base).unwrap();
+    config.base_sha256 = aginet::format::files::sha256_file(base).unwrap();
     config.steps = STEPS + 1;
     std::fs::write(dir.path().join("config"), config.to_json()).unwrap();
 
@@ -126,8 +126,8 @@ fn child_train(base: &Path) {
         }
     }
     let mut host = Steps(Vec::new());
-    let files = aginet::workunit::WorkFiles::in_dir(dir.path());
-    aginet::workunit::run(&files, THREADS, &mut host).unwrap();
+    let files = aginet::app::workunit::WorkFiles::in_dir(dir.path());
+    aginet::app::workunit::run(&files, THREADS, &mut host).unwrap();
     let timed = &host.0[1..];
     let ms = timed.iter().sum::<f64>() / timed.len() as f64;
     println!(
@@ -140,12 +140,12 @@ fn child_train(base: &Path) {
 /// Child: evaluation (forward and loss, no gradients) of the adapted model; prints
 /// `tok_per_s peak_rss_mib`.
 fn child_eval(base: &Path) {
-    aginet::allocator::restart_with_huge_pages();
-    aginet::threads::configure(THREADS);
-    aginet::allocator::tune();
+    aginet::nn::allocator::restart_with_huge_pages();
+    aginet::nn::threads::configure(THREADS);
+    aginet::nn::allocator::tune();
     let m = manifest();
     let mut g = Gguf::open(base).unwrap();
-    let tok = aginet::tokenizer::from_gguf(&g).unwrap();
+    let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
     let sites = m.architecture.sites(&m.lora.targets).unwrap();
     let header = AdapterHeader::new(&m.name, &m.base.sha256, 0, &m.lora);
     let adapter = Adapter::initial(header, &sites, 1).unwrap();
@@ -164,8 +164,9 @@ fn child_eval(base: &Path) {
     .unwrap();
     let set = Dataset::parse(data(base).as_bytes(), tok.as_ref(), SEQ + 1).unwrap();
     let seqs: Vec<Sequence> = set.train;
-    let run =
-        || aginet::eval::mean_nll(decoder.as_ref(), &seqs, BATCH, tok.pad(), &device).unwrap();
+    let run = || {
+        aginet::learn::eval::mean_nll(decoder.as_ref(), &seqs, BATCH, tok.pad(), &device).unwrap()
+    };
     run();
     let started = Instant::now();
     for _ in 0..EVAL_REPEATS {

@@ -1,53 +1,28 @@
 //! agiNet's volunteer app and the ML core the server reuses: LoRA fine-tuning of a quantized
 //! GGUF skill model, with deterministic, resumable training and hashed result files.
 //!
-//! The app's entry point is `client/main.rs`; [`workunit::run`] is one work unit end to end.
+//! The library is layered along the data flow; each layer imports only from the layers below it
+//! (`tests/architecture.rs` checks it, `docs/architecture.md` walks it):
+//!
+//! | layer | holds |
+//! |---|---|
+//! | [`format`] | the files: work unit config, manifest, adapter, delta, report, checkpoint, GGUF, signed files |
+//! | [`text`] | tokenizers and the work unit's text data |
+//! | [`nn`] | numeric kernels, the frozen quantized layer, LoRA, the model architectures |
+//! | [`task`] | the skills' data recipes and the vision data reader |
+//! | [`learn`] | training loop, optimizer, objectives and rewards, generation, scoring |
+//! | [`app`] | one work unit end to end, BOINC, exit codes |
+//!
+//! The app's entry point is `client/main.rs`; [`app::workunit::run`] is one work unit end to end.
 
-pub mod adapter;
-pub mod allocator;
-pub mod boinc;
-pub mod build_info;
-pub mod checkpoint;
-pub mod classify;
-pub mod config;
-pub mod data;
-pub mod delta;
-pub mod dequantize;
-pub mod device;
+pub mod app;
 pub mod error;
-pub mod eval;
-pub mod exit;
-mod fast_exp;
-pub mod files;
-pub mod frozen;
-pub mod generate;
-pub mod gguf;
-pub mod head_loss;
-pub mod image_data;
-pub mod learner;
-pub mod lora;
-mod lora_op;
-pub mod manifest;
-pub mod micro_batch;
-pub mod model;
-pub mod optim;
-pub mod plan;
-pub mod report;
-pub mod retrieve;
-pub mod sampler;
-pub mod score;
-pub mod sentencepiece;
-mod serial_gemm;
-pub mod signed;
-mod storage;
+pub mod format;
+pub mod learn;
+pub mod nn;
 pub mod task;
-pub mod tensors;
 #[cfg(test)]
 mod test_util;
-pub mod threads;
-pub mod tokenizer;
-pub mod train;
-pub mod wordpiece;
-pub mod workunit;
+pub mod text;
 
 pub use error::{Error, Result};

@@ -4,10 +4,10 @@
 #[cfg(any(feature = "boinc", feature = "boinc-native"))]
 mod under_boinc;
 
-use aginet::config::WorkConfig;
-use aginet::train::{Control, Host};
-use aginet::workunit::{self, RunOutcome, WorkFiles};
-use aginet::{exit, threads};
+use aginet::app::workunit::{self, RunOutcome, WorkFiles};
+use aginet::format::config::WorkConfig;
+use aginet::learn::train::{Control, Host};
+use aginet::{app::exit, nn::threads};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +62,7 @@ impl Host for Standalone {
 }
 
 fn main() -> ExitCode {
-    aginet::allocator::restart_with_huge_pages();
+    aginet::nn::allocator::restart_with_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Run {
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 
 /// What the start line says of the allocator's huge pages.
 fn huge_pages_note() -> &'static str {
-    if aginet::allocator::huge_pages_requested() {
+    if aginet::nn::allocator::huge_pages_requested() {
         ", transparent huge pages requested"
     } else {
         ""
@@ -97,10 +97,10 @@ fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> E
         .or_else(|| config_threads(&files))
         .unwrap_or_else(threads::available);
     threads::configure(n);
-    aginet::allocator::tune();
+    aginet::nn::allocator::tune();
     eprintln!(
         "aginet {}, {n} threads{}",
-        aginet::build_info::VERSION,
+        aginet::app::build_info::VERSION,
         huge_pages_note()
     );
     let mut host = Standalone {

@@ -9,10 +9,10 @@
 //! - abort: exit with 194 (`EXIT_ABORTED_BY_CLIENT`), as the API itself would.
 
 use crate::config_threads;
-use aginet::boinc::{BoincHost, Session, StopReason};
-use aginet::exit;
-use aginet::threads;
-use aginet::workunit::{self, RunOutcome, WorkFiles};
+use aginet::app::boinc::{BoincHost, Session, StopReason};
+use aginet::app::exit;
+use aginet::app::workunit::{self, RunOutcome, WorkFiles};
+use aginet::nn::threads;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,10 +40,10 @@ pub fn run() -> ExitCode {
         .or_else(|| client_cpus(&session))
         .unwrap_or_else(threads::available);
     threads::configure(n);
-    aginet::allocator::tune();
+    aginet::nn::allocator::tune();
     eprintln!(
         "aginet {} under BOINC, {n} threads{}",
-        aginet::build_info::VERSION,
+        aginet::app::build_info::VERSION,
         crate::huge_pages_note()
     );
 
@@ -79,7 +79,7 @@ fn fail(session: Session, code: u8, reason: &str) -> ! {
 }
 
 /// The work unit's files by logical name, resolved through the slot's links.
-fn resolve_files(session: &Session) -> Result<WorkFiles, aginet::boinc::BoincError> {
+fn resolve_files(session: &Session) -> Result<WorkFiles, aginet::app::boinc::BoincError> {
     Ok(WorkFiles {
         config: session.resolve("config")?,
         model: session.resolve("model")?,

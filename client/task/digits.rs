@@ -117,8 +117,8 @@ pub fn shifted(digit: &Digit, shift: Shift) -> Digit {
 }
 
 /// One image as the classifier's input (intensities scaled to [0, 1]) and label.
-pub fn example(digit: &Digit) -> crate::model::mlp_base::Example {
-    crate::model::mlp_base::Example {
+pub fn example(digit: &Digit) -> crate::learn::mlp_base::Example {
+    crate::learn::mlp_base::Example {
         input: digit
             .pixels
             .iter()
@@ -171,7 +171,7 @@ pub fn examples(
     images: &[Digit],
     held_out: bool,
     shifts: &[Shift],
-) -> Vec<crate::model::mlp_base::Example> {
+) -> Vec<crate::learn::mlp_base::Example> {
     split(images, held_out, shifts)
         .iter()
         .map(example)

@@ -6,6 +6,7 @@
 pub mod codenames;
 pub mod digits;
 pub mod grid;
+pub mod image_data;
 pub mod reverse;
 pub mod spell;
 

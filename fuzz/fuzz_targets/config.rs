@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = aginet::config::WorkConfig::parse(data);
+    let _ = aginet::format::config::WorkConfig::parse(data);
 });

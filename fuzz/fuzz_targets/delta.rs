@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = aginet::delta::Delta::from_bytes(data);
+    let _ = aginet::format::delta::Delta::from_bytes(data);
 });

@@ -1,7 +1,7 @@
 //! Any bytes as a GGUF base: the reader must return an error, never panic or over-allocate.
 #![no_main]
 
-use aginet::gguf::Gguf;
+use aginet::format::gguf::Gguf;
 use libfuzzer_sys::fuzz_target;
 use std::io::Cursor;
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::path::Path;
 fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.gguf");
     if let Ok(g) = Gguf::from_reader(path, Box::new(Cursor::new(data.to_vec()))) {
-        let _ = aginet::model::llama::LlamaConfig::from_gguf(&g);
-        let _ = aginet::tokenizer::from_gguf(&g);
+        let _ = aginet::nn::model::llama::LlamaConfig::from_gguf(&g);
+        let _ = aginet::text::tokenizer::from_gguf(&g);
     }
 });

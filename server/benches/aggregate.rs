@@ -13,9 +13,9 @@
 //! folder), `AGINET_BENCH_FLOWER=0` to skip Flower (`bench/flower/setup.sh` builds its venv).
 //! Deltas are written by the app's own writer (`Delta::to_bytes`: byte-shuffled, zstd level 3).
 
-use aginet::adapter::factor_shapes;
-use aginet::manifest::Manifest;
-use aginet::tensors::NamedTensors;
+use aginet::format::adapter::factor_shapes;
+use aginet::format::manifest::Manifest;
+use aginet::format::tensors::NamedTensors;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -170,10 +170,10 @@ fn prepare(root: &Path, project: &Path, pristine: &Path, count: usize) {
                 Tensor::from_vec(v, shape.as_slice(), &Device::Cpu).unwrap(),
             );
         }
-        let delta = aginet::delta::Delta {
-            header: aginet::delta::DeltaHeader {
-                format: aginet::delta::DELTA_FORMAT.into(),
-                version: aginet::delta::DELTA_VERSION,
+        let delta = aginet::format::delta::Delta {
+            header: aginet::format::delta::DeltaHeader {
+                format: aginet::format::delta::DELTA_FORMAT.into(),
+                version: aginet::format::delta::DELTA_VERSION,
                 skill: SKILL.into(),
                 base_sha256: m.base.sha256.clone(),
                 adapter_version: 0,
@@ -183,7 +183,7 @@ fn prepare(root: &Path, project: &Path, pristine: &Path, count: usize) {
             tensors,
         };
         let bytes = delta.to_bytes().unwrap();
-        let sha = aginet::files::sha256_hex(&bytes);
+        let sha = aginet::format::files::sha256_hex(&bytes);
         std::fs::write(pristine.join(format!("{sha}.delta")), &bytes).unwrap();
         let report = serde_json::json!({"tokens": TOKENS, "adapter_version": 0});
         std::fs::write(pristine.join(format!("{sha}.report")), report.to_string()).unwrap();
@@ -246,7 +246,7 @@ fn read_and_decompress(files: &[PathBuf], threads: usize) -> f64 {
                         .unwrap()
                         .decompress_to_buffer(&bytes, &mut planes)
                         .unwrap();
-                    aginet::delta::unshuffle_into(&planes, &mut raw).unwrap();
+                    aginet::format::delta::unshuffle_into(&planes, &mut raw).unwrap();
                     std::hint::black_box(&raw);
                 }
             });
@@ -291,7 +291,7 @@ fn global_b(project: &Path, root: &Path) -> Values {
     let wu = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
     let signed = std::fs::read(wu.join("adapter")).unwrap();
     let payload = &signed[8 + 64..];
-    let (_, tensors) = aginet::tensors::decode(payload).unwrap();
+    let (_, tensors) = aginet::format::tensors::decode(payload).unwrap();
     tensors
         .into_iter()
         .filter(|(n, _)| n.ends_with(".lora_b"))

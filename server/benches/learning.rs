@@ -179,7 +179,7 @@ fn centralized(
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(wu.join("data"), format!("{data}\n")).unwrap();
-    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    let mut config = aginet::format::config::WorkConfig::read(&wu.join("config")).unwrap();
     config.steps = steps;
     std::fs::write(wu.join("config"), config.to_json()).unwrap();
     let settings = project.join("project.toml");

@@ -10,7 +10,7 @@
 //! (default: 2 threads; every skill whose base can be made here: language and planner need
 //! `models/gemma3-270m/fetch.sh` then `convert-base`, memory `models/minilm/fetch.sh`).
 
-use aginet::train::{Control, Host};
+use aginet::learn::train::{Control, Host};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -90,7 +90,7 @@ fn work_unit(dir: &Path, skill: &str, steps: u32) -> Result<PathBuf, String> {
     ])?;
     let wu = PathBuf::from(made.trim());
     let mut config =
-        aginet::config::WorkConfig::read(&wu.join("config")).map_err(|e| e.to_string())?;
+        aginet::format::config::WorkConfig::read(&wu.join("config")).map_err(|e| e.to_string())?;
     config.steps = steps;
     std::fs::write(wu.join("config"), config.to_json()).map_err(|e| e.to_string())?;
     Ok(wu)
@@ -115,7 +115,7 @@ fn main() {
             wanted.push(a.clone());
         }
     }
-    aginet::threads::configure(threads);
+    aginet::nn::threads::configure(threads);
     println!("skill steps on {threads} threads (median / fastest step; the rest of the run: load and eval before and after)");
     println!(
         "{:<9} {:>12} {:>6} {:>6} {:>11} {:>11} {:>9}",
@@ -133,14 +133,14 @@ fn main() {
                 continue;
             }
         };
-        let config = aginet::config::WorkConfig::read(&wu.join("config")).expect("config");
+        let config = aginet::format::config::WorkConfig::read(&wu.join("config")).expect("config");
         let base = std::fs::metadata(wu.join("model"))
             .map(|m| m.len())
             .unwrap_or(0);
-        let files = aginet::workunit::WorkFiles::in_dir(&wu);
+        let files = aginet::app::workunit::WorkFiles::in_dir(&wu);
         let mut timer = StepTimer::default();
         let t0 = Instant::now();
-        aginet::workunit::run(&files, threads, &mut timer).expect("the work unit runs");
+        aginet::app::workunit::run(&files, threads, &mut timer).expect("the work unit runs");
         let wall = t0.elapsed();
         let mut steps_taken = timer.steps.clone();
         steps_taken.sort();

@@ -147,7 +147,7 @@ impl FileDecoder {
         if n != size {
             bail!("zstd frame holds {n} bytes, its header declares {size}");
         }
-        aginet::delta::unshuffle_into(&self.planes, raw).map_err(anyhow::Error::msg)?;
+        aginet::format::delta::unshuffle_into(&self.planes, raw).map_err(anyhow::Error::msg)?;
         Ok(compressed.len() as u64)
     }
 }
@@ -294,7 +294,7 @@ fn accumulate_values(acc: &mut [f32], values: &[f32], c: f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aginet::tensors::NamedTensors;
+    use aginet::format::tensors::NamedTensors;
     use candle_core::{Device, Tensor};
 
     fn delta_file(dir: &std::path::Path, name: &str, values: &[f32]) -> (PathBuf, f64) {
@@ -303,14 +303,14 @@ mod tests {
             "x".into(),
             Tensor::from_vec(values.to_vec(), (2, 2), &Device::Cpu).unwrap(),
         );
-        let delta = aginet::delta::Delta {
-            header: aginet::delta::DeltaHeader {
-                format: aginet::delta::DELTA_FORMAT.into(),
-                version: aginet::delta::DELTA_VERSION,
+        let delta = aginet::format::delta::Delta {
+            header: aginet::format::delta::DeltaHeader {
+                format: aginet::format::delta::DELTA_FORMAT.into(),
+                version: aginet::format::delta::DELTA_VERSION,
                 skill: "test".into(),
                 base_sha256: String::new(),
                 adapter_version: 0,
-                lora: aginet::adapter::LoraSpec::none(),
+                lora: aginet::format::adapter::LoraSpec::none(),
                 steps: 1,
             },
             tensors: t,

@@ -23,8 +23,8 @@ use crate::project::Project;
 use crate::queue;
 use crate::sealed::StorageKey;
 use crate::strategy::{Moments, Strategy};
-use aginet::files::write_atomic;
-use aginet::tensors::{self, NamedTensors};
+use aginet::format::files::write_atomic;
+use aginet::format::tensors::{self, NamedTensors};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -169,7 +169,7 @@ pub fn aggregate(
         moments,
     )?;
     fault::point("aggregate:optimizer-written");
-    let key = aginet::signed::read_signing_key(&project.signing_key())?;
+    let key = aginet::format::signed::read_signing_key(&project.signing_key())?;
     let bytes = adapter.to_signed_bytes(&key)?;
     drop(adapter);
     let final_path = project.adapter(skill, next);

@@ -17,8 +17,8 @@ use crate::project::Project;
 use crate::queue;
 use crate::scoreboard::{self, Row};
 use crate::validate::{self, Verdict};
-use aginet::files::{sha256_hex, write_atomic};
-use aginet::report::Report;
+use aginet::format::files::{sha256_hex, write_atomic};
+use aginet::format::report::Report;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
@@ -197,6 +197,6 @@ fn capped_tokens(project: &Project, report: &Report) -> Result<u64> {
 
 /// The credit of `tokens` trained on `skill` (see the module doc for the formula).
 pub fn credit(project: &Project, skill: &str, tokens: u64) -> Result<f64> {
-    let n = aginet::gguf::Gguf::open(&project.base(skill))?.parameter_count() as f64;
+    let n = aginet::format::gguf::Gguf::open(&project.base(skill))?.parameter_count() as f64;
     Ok(4.0 * n * tokens as f64 / FLOP_PER_CREDIT)
 }

@@ -48,7 +48,7 @@ pub fn make_work_boinc(
         ("aginet_wu_initial.xml", WU_TEMPLATE_INITIAL),
         ("aginet_result.xml", RESULT_TEMPLATE),
     ] {
-        aginet::files::write_atomic(&templates.join(name), text.as_bytes())?;
+        aginet::format::files::write_atomic(&templates.join(name), text.as_bytes())?;
     }
 
     let manifest = project.manifest(skill)?;
@@ -56,7 +56,7 @@ pub fn make_work_boinc(
     let base_bytes = std::fs::metadata(&base)
         .with_context(|| format!("{}", base.display()))?
         .len();
-    let params = aginet::gguf::Gguf::open(&base)?.parameter_count() as f64;
+    let params = aginet::format::gguf::Gguf::open(&base)?.parameter_count() as f64;
     let h = &manifest.defaults.hyper;
     let tokens = manifest.defaults.steps as f64 * (h.batch_size * h.max_seq_len) as f64;
     let fpops = 6.0 * params * tokens;

@@ -8,7 +8,7 @@
 //! where it is not are counted and reported. Every other tensor and all metadata are copied.
 //! The usual Q8_0 scale, max|x|/127, would not be exact.
 
-use aginet::dequantize::Q8_0_BYTES;
+use aginet::nn::dequantize::Q8_0_BYTES;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
@@ -94,7 +94,7 @@ pub fn convert(input: &Path, output: &Path) -> Result<Converted> {
         .collect();
     metadata.sort_by_key(|(k, _)| *k);
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let tmp = aginet::files::temp_path(output);
+    let tmp = aginet::format::files::temp_path(output);
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?,
     );

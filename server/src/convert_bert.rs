@@ -103,7 +103,7 @@ pub fn convert(input: &Path, output: &Path, quant: GgmlDType) -> Result<usize> {
         let Some((name, quantized)) = gguf_name(hf) else {
             continue;
         };
-        let t = aginet::tensors::f32_tensor(&st.tensor(hf)?)
+        let t = aginet::format::tensors::f32_tensor(&st.tensor(hf)?)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("{}: tensor {hf}", weights_path.display()))?;
         let dtype = if quantized { quant } else { GgmlDType::F32 };

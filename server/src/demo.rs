@@ -14,8 +14,8 @@ use crate::aggregate::{self, Outcome as AggregateOutcome};
 use crate::assimilate::{self, Outcome as AssimilateOutcome};
 use crate::project::Project;
 use crate::strategy::Strategy;
-use aginet::delta::Delta;
-use aginet::report::Report;
+use aginet::format::delta::Delta;
+use aginet::format::report::Report;
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -145,9 +145,12 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         let wus = crate::make_work::make_work(&project, &opts.skill, opts.volunteers as u64, &dir)?;
         if let Some(steps) = opts.steps {
             for wu in &wus {
-                let mut config = aginet::config::WorkConfig::read(&wu.join("config"))?;
+                let mut config = aginet::format::config::WorkConfig::read(&wu.join("config"))?;
                 config.steps = steps;
-                aginet::files::write_atomic(&wu.join("config"), config.to_json().as_bytes())?;
+                aginet::format::files::write_atomic(
+                    &wu.join("config"),
+                    config.to_json().as_bytes(),
+                )?;
             }
         }
         let interrupted: Vec<bool> = (0..wus.len())
@@ -414,10 +417,10 @@ fn misbehave(role: Role, round: usize, wu: &Path) -> Result<()> {
                 // Scaled up, or sign-flipped, and re-hashed so the hash check passes.
                 let factor = if round % 3 == 1 { 1e3 } else { -3.0 };
                 let mut delta = Delta::read(&delta_path)?;
-                delta.tensors = aginet::tensors::scaled(&delta.tensors, factor)?;
+                delta.tensors = aginet::format::tensors::scaled(&delta.tensors, factor)?;
                 let bytes = delta.to_bytes()?;
                 std::fs::write(&delta_path, &bytes)?;
-                report.delta_sha256 = aginet::files::sha256_hex(&bytes);
+                report.delta_sha256 = aginet::format::files::sha256_hex(&bytes);
             }
             report.write(&report_path)?;
         }

@@ -3,11 +3,11 @@
 //! of the 8×8 digits, written as GGUF with Q8_0 weights. The skill's work units then adapt it
 //! to the digits shifted by one pixel, which it was never shown.
 
-use aginet::files::{sha256_hex, write_atomic};
-use aginet::gguf::Gguf;
-use aginet::model::mlp::{self, MlpClassifier, MlpConfig, MlpOptions};
-use aginet::model::mlp_base::{self, BaseTraining};
-use aginet::model::WeightMode;
+use aginet::format::files::{sha256_hex, write_atomic};
+use aginet::format::gguf::Gguf;
+use aginet::learn::mlp_base::{self, BaseTraining};
+use aginet::nn::model::mlp::{self, MlpClassifier, MlpConfig, MlpOptions};
+use aginet::nn::model::WeightMode;
 use aginet::task::digits::{self, Shift, TASK_SHIFTS};
 use anyhow::{Context, Result};
 use candle_core::quantized::GgmlDType;
@@ -53,7 +53,7 @@ pub fn make(csv: &Path, out: &Path, seed: u64, epochs: usize) -> Result<String> 
     write_atomic(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     // What volunteers will load: the quantized file, read back.
     let mut g = Gguf::open(out)?;
-    let none = aginet::adapter::LoraSpec::none();
+    let none = aginet::format::adapter::LoraSpec::none();
     let model = MlpClassifier::from_gguf(
         &mut g,
         &MlpOptions {

@@ -5,9 +5,9 @@
 
 use crate::project::Project;
 use crate::scoreboard;
-use aginet::config::Architecture;
-use aginet::files::{sha256_file, sha256_hex, write_atomic};
-use aginet::manifest::Manifest;
+use aginet::format::config::Architecture;
+use aginet::format::files::{sha256_file, sha256_hex, write_atomic};
+use aginet::format::manifest::Manifest;
 use aginet::task::Split;
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::GgmlDType;
@@ -75,7 +75,7 @@ fn write_keys(keys: &Path) -> Result<()> {
 fn write_secret(path: &Path) -> Result<[u8; 32]> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-    aginet::files::write_atomic_private(path, hex::encode(secret).as_bytes())?;
+    aginet::format::files::write_atomic_private(path, hex::encode(secret).as_bytes())?;
     Ok(secret)
 }
 
@@ -99,7 +99,11 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
     if shipped.exists() {
         std::fs::copy(&shipped, &base).with_context(|| format!("copying {}", shipped.display()))?;
     } else if manifest.task.kind == "reverse" {
-        aginet::model::tiny::write_tiny_model(&base, 0, aginet::model::tiny::TinyQuant::Q8_0)?;
+        aginet::nn::model::tiny::write_tiny_model(
+            &base,
+            0,
+            aginet::nn::model::tiny::TinyQuant::Q8_0,
+        )?;
     } else if matches!(manifest.architecture, Architecture::Bert(_))
         && models
             .join(MINILM_SOURCE)

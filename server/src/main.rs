@@ -24,8 +24,8 @@ mod strategy;
 mod validate;
 mod work_generator;
 
-use aginet::manifest::Manifest;
-use aginet::model::tiny::{write_tiny_model, TinyQuant};
+use aginet::format::manifest::Manifest;
+use aginet::nn::model::tiny::{write_tiny_model, TinyQuant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -282,8 +282,8 @@ enum Command {
 const EXIT_TRANSIENT: u8 = 3;
 
 fn main() -> ExitCode {
-    aginet::allocator::restart_with_huge_pages();
-    aginet::allocator::tune();
+    aginet::nn::allocator::restart_with_huge_pages();
+    aginet::nn::allocator::tune();
     // Logs go to stderr; RUST_LOG sets the level (default: info).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -322,7 +322,7 @@ fn run(cli: Cli) -> Result<()> {
                 out.display(),
                 done.tensors,
                 done.inexact_blocks,
-                aginet::files::sha256_file(&out)?
+                aginet::format::files::sha256_file(&out)?
             );
         }
         Command::ConvertBert { input, out, quant } => {
@@ -334,7 +334,7 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "{}: {tensors} tensors; sha256 {}",
                 out.display(),
-                aginet::files::sha256_file(&out)?
+                aginet::format::files::sha256_file(&out)?
             );
         }
         Command::Snapshot { project, out } => {
@@ -524,7 +524,7 @@ fn run(cli: Cli) -> Result<()> {
                 "--eval {eval} must be smaller than --count {count}"
             );
             let jsonl = aginet::task::reverse_jsonl(seed, count, eval);
-            aginet::files::write_atomic(&out, jsonl.as_bytes())
+            aginet::format::files::write_atomic(&out, jsonl.as_bytes())
                 .with_context(|| format!("writing {}", out.display()))?;
         }
         Command::WorkConfig {
@@ -540,7 +540,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(steps) = steps {
                 config.steps = steps;
             }
-            aginet::files::write_atomic(&out, config.to_json().as_bytes())
+            aginet::format::files::write_atomic(&out, config.to_json().as_bytes())
                 .with_context(|| format!("writing {}", out.display()))?;
         }
     }

@@ -12,7 +12,7 @@
 //! leaves a half-made work unit.
 
 use crate::project::Project;
-use aginet::files::write_atomic;
+use aginet::format::files::write_atomic;
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;

@@ -25,10 +25,10 @@
 //! Documented for operators in `docs/operator.md`.
 
 use crate::sealed::StorageKey;
-use aginet::adapter::{Adapter, AdapterHeader, Site};
-use aginet::manifest::Manifest;
-use aginet::score::{self, Skill};
-use aginet::tensors::NamedTensors;
+use aginet::format::adapter::{Adapter, AdapterHeader, Site};
+use aginet::format::manifest::Manifest;
+use aginet::format::tensors::NamedTensors;
+use aginet::learn::score::{self, Skill};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -315,7 +315,7 @@ impl Project {
             let bytes = self.signed_adapter(skill, version)?;
             let dir = path.parent().expect("a parent folder");
             std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
-            aginet::files::write_atomic(&path, &bytes)?;
+            aginet::format::files::write_atomic(&path, &bytes)?;
         }
         Ok(path)
     }
@@ -368,7 +368,7 @@ impl Project {
                 manifest.defaults.adapter_seed,
             )?);
         }
-        let key = aginet::signed::read_public_key(&self.public_key())?;
+        let key = aginet::format::signed::read_public_key(&self.public_key())?;
         let signed = self.signed_adapter(&manifest.name, version)?;
         Ok(Adapter::from_signed_bytes(
             &signed,
@@ -444,7 +444,7 @@ impl Project {
         let reward = self.held_out_reward(&manifest, &adapter.tensors)?;
         let dir = path.parent().expect("a parent folder");
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
-        aginet::files::write_atomic(&path, serde_json::to_string(&reward)?.as_bytes())?;
+        aginet::format::files::write_atomic(&path, serde_json::to_string(&reward)?.as_bytes())?;
         Ok(reward)
     }
 
@@ -456,7 +456,7 @@ impl Project {
             .trim()
             .parse()
             .with_context(|| format!("{}: not a number: {text:?}", path.display()))?;
-        aginet::files::write_atomic(&path, format!("{}\n", first + count).as_bytes())?;
+        aginet::format::files::write_atomic(&path, format!("{}\n", first + count).as_bytes())?;
         Ok(first..first + count)
     }
 }

@@ -6,7 +6,7 @@
 //! itself (the delta's L2 norm from validation, its start version, the tokens trained capped by
 //! what the work unit allowed), so nothing a volunteer claims sets a delta's weight.
 
-use aginet::files::write_atomic;
+use aginet::format::files::write_atomic;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

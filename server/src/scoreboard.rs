@@ -46,7 +46,10 @@ pub struct Row {
 
 /// Creates an empty scoreboard (header only).
 pub fn create(path: &Path) -> Result<()> {
-    Ok(aginet::files::write_atomic(path, HEADER.as_bytes())?)
+    Ok(aginet::format::files::write_atomic(
+        path,
+        HEADER.as_bytes(),
+    )?)
 }
 
 /// Reads every complete row; a torn last line is skipped with a warning.

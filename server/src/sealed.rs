@@ -97,7 +97,7 @@ impl StorageKey {
 
     /// Seals `plaintext` and writes it to `path` atomically.
     pub fn write_file(&self, path: &Path, role: &str, plaintext: &[u8]) -> Result<()> {
-        Ok(aginet::files::write_atomic(
+        Ok(aginet::format::files::write_atomic(
             path,
             &self.seal(role, plaintext)?,
         )?)

@@ -16,10 +16,10 @@
 //! split and must agree within `CLAIM_TOLERANCE`: a forged report is rejected.
 
 use crate::project::Project;
-use aginet::adapter::factor_shapes;
-use aginet::delta::Delta;
-use aginet::report::Report;
-use aginet::score;
+use aginet::format::adapter::factor_shapes;
+use aginet::format::delta::Delta;
+use aginet::format::report::Report;
+use aginet::learn::score;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -86,7 +86,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
         Ok(b) => b,
         Err(e) => reject!("{}: {e}", delta_path.display()),
     };
-    let sha = aginet::files::sha256_hex(&bytes);
+    let sha = aginet::format::files::sha256_hex(&bytes);
     if sha != report.delta_sha256 {
         reject!(
             "{}: sha256 differs from the report's (file {sha}, report {})",
@@ -147,7 +147,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     }
     let sites = Project::sites(&manifest)?;
     let want = factor_shapes(&sites, manifest.lora.rank, manifest.lora.train_a);
-    if let Err(m) = aginet::tensors::check_shapes(&delta.tensors, &want) {
+    if let Err(m) = aginet::format::tensors::check_shapes(&delta.tensors, &want) {
         reject!("{}: {m}", delta_path.display());
     }
     let mut sum_sq = 0f64;
@@ -194,9 +194,9 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
             manifest.reward.threshold
         );
     }
-    let counts_examples = manifest.reward.kind != aginet::eval::REWARD_KIND;
+    let counts_examples = manifest.reward.kind != aginet::learn::eval::REWARD_KIND;
     let bounds = &project.settings.validate;
-    let probe = aginet::tensors::scaled(&delta.tensors, bounds.probe_scale)?;
+    let probe = aginet::format::tensors::scaled(&delta.tensors, bounds.probe_scale)?;
     let with_probe = match score::apply_delta(&adapter, &probe) {
         Ok(f) => f,
         Err(e) => reject!("{e}"),
@@ -244,7 +244,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
-    aginet::files::write_atomic(&path, serde_json::to_string(&verdict)?.as_bytes())?;
+    aginet::format::files::write_atomic(&path, serde_json::to_string(&verdict)?.as_bytes())?;
     Ok(verdict)
 }
 

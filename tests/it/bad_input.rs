@@ -2,9 +2,9 @@
 //! code, and no panic.
 
 use super::fixture::{stderr, WorkDir};
-use aginet::adapter::{Adapter, AdapterHeader};
-use aginet::config::Architecture;
-use aginet::exit;
+use aginet::app::exit;
+use aginet::format::adapter::{Adapter, AdapterHeader};
+use aginet::format::config::Architecture;
 
 /// Runs the app and checks it fails with `code` and a message naming `file` and `problem`.
 fn expect_failure(wd: &WorkDir, code: u8, file: &str, problem: &str) {

@@ -10,8 +10,8 @@ use super::boinc_harness::{
     TaskStatus,
 };
 use super::fixture::{stderr, WorkDir};
-use aginet::delta::Delta;
-use aginet::report::Report;
+use aginet::format::delta::Delta;
+use aginet::format::report::Report;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -97,7 +97,10 @@ fn finish_and_check_batch(client: &Client, steps: u32, batch: Option<usize>) {
     let bytes = std::fs::read(&delta_path).unwrap();
     Delta::read(&delta_path).expect("the delta parses");
     let report = Report::read(&client.output(TASK, "report")).expect("the report parses");
-    assert_eq!(report.delta_sha256, aginet::files::sha256_hex(&bytes));
+    assert_eq!(
+        report.delta_sha256,
+        aginet::format::files::sha256_hex(&bytes)
+    );
     assert_eq!(report.steps, steps);
     assert_eq!(
         report.threads, 1,
@@ -269,7 +272,11 @@ fn corrupt_model_is_a_compute_error_with_the_reason(app: &AppBuild) {
     });
     let t = task(&tasks);
     assert!(!t.succeeded(), "{t:?}");
-    assert_eq!(t.exit_status, Some(aginet::exit::MODEL as i32), "{t:?}");
+    assert_eq!(
+        t.exit_status,
+        Some(aginet::app::exit::MODEL as i32),
+        "{t:?}"
+    );
     let log = client.task_stderr(TASK);
     assert!(
         log.contains("lies past the end of the file"),

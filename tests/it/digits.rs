@@ -81,7 +81,7 @@ fn the_vision_base_tool_trains_a_classifier_that_knows_centred_digits_only() {
         let (stdout, stderr) = digits_base(&out_path, 10);
         let sha = stdout.split_whitespace().next().unwrap().to_string();
         let bytes = std::fs::read(&out_path).unwrap();
-        assert_eq!(sha, aginet::files::sha256_hex(&bytes));
+        assert_eq!(sha, aginet::format::files::sha256_hex(&bytes));
         (sha, stderr)
     };
     let (sha, log) = run("a.gguf");
@@ -106,16 +106,16 @@ fn the_vision_base_tool_trains_a_classifier_that_knows_centred_digits_only() {
 /// accuracy on the shifted images before and after.
 #[test]
 fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
-    use aginet::adapter::{Adapter, AdapterHeader, LoraSpec};
-    use aginet::classify::{adapted, reward, ClassifierObjective};
-    use aginet::frozen::BackwardMode;
-    use aginet::gguf::Gguf;
-    use aginet::image_data::ImageDataset;
-    use aginet::model::mlp::MlpConfig;
-    use aginet::model::mlp_base::adam;
-    use aginet::model::WeightMode;
-    use aginet::optim::AdamW;
-    use aginet::train::{train, Outcome, TrainJob, TrainState, Unattended};
+    use aginet::format::adapter::{Adapter, AdapterHeader, LoraSpec};
+    use aginet::format::gguf::Gguf;
+    use aginet::learn::classify::{adapted, reward, ClassifierObjective};
+    use aginet::learn::mlp_base::adam;
+    use aginet::learn::optim::AdamW;
+    use aginet::learn::train::{train, Outcome, TrainJob, TrainState, Unattended};
+    use aginet::nn::frozen::BackwardMode;
+    use aginet::nn::model::mlp::MlpConfig;
+    use aginet::nn::model::WeightMode;
+    use aginet::task::image_data::ImageDataset;
     use candle_core::Device;
 
     let dir = tempfile::tempdir().unwrap();

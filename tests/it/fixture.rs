@@ -1,10 +1,10 @@
 //! A work-unit folder in a temp dir with the tiny model, its data and a config; on a failing
 //! test it lists its files and prints the app's stderr so the failure explains itself.
 
-use aginet::config::WorkConfig;
-use aginet::files;
-use aginet::manifest::Manifest;
-use aginet::model::tiny::{tiny_model_bytes, TinyQuant};
+use aginet::format::config::WorkConfig;
+use aginet::format::files;
+use aginet::format::manifest::Manifest;
+use aginet::nn::model::tiny::{tiny_model_bytes, TinyQuant};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -136,7 +136,7 @@ pub fn stderr(out: &Output) -> String {
 /// Asserts that `tok` encodes every `{"text", "ids"}` of the reference `vectors` (made by an
 /// independent tokenizer) to exactly those ids; there must be at least `min` of them.
 pub fn assert_encodes_like(
-    tok: &dyn aginet::tokenizer::Tokenizer,
+    tok: &dyn aginet::text::tokenizer::Tokenizer,
     vectors: &serde_json::Value,
     min: usize,
 ) {

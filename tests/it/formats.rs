@@ -1,12 +1,12 @@
 //! Result and state files: round trips, and readers that reject unknown versions by name.
 
 use super::fixture::{tiny_manifest, WorkDir};
-use aginet::checkpoint::Checkpoint;
-use aginet::config::WorkConfig;
-use aginet::delta::Delta;
-use aginet::report::Report;
-use aginet::train::{Control, Host, Unattended};
-use aginet::workunit::{self, WorkFiles};
+use aginet::app::workunit::{self, WorkFiles};
+use aginet::format::checkpoint::Checkpoint;
+use aginet::format::config::WorkConfig;
+use aginet::format::delta::Delta;
+use aginet::format::report::Report;
+use aginet::learn::train::{Control, Host, Unattended};
 
 /// A finished tiny run of 3 steps.
 fn finished() -> WorkDir {
@@ -50,7 +50,7 @@ fn report_and_config_round_trip() {
     report.write(&copy).unwrap();
     assert_eq!(Report::read(&copy).unwrap(), report);
     // What made it: this test's build (default features: Debian's BOINC API) and its commit.
-    assert_eq!(report.app_version, aginet::build_info::VERSION);
+    assert_eq!(report.app_version, aginet::app::build_info::VERSION);
     assert!(
         report
             .app_version
@@ -168,9 +168,10 @@ fn readers_reject_unknown_versions_naming_file_and_field() {
 fn manifest_pins_the_tiny_model_bytes() {
     let m = tiny_manifest();
     let bytes =
-        aginet::model::tiny::tiny_model_bytes(0, aginet::model::tiny::TinyQuant::Q8_0).unwrap();
+        aginet::nn::model::tiny::tiny_model_bytes(0, aginet::nn::model::tiny::TinyQuant::Q8_0)
+            .unwrap();
     assert_eq!(
-        aginet::files::sha256_hex(&bytes),
+        aginet::format::files::sha256_hex(&bytes),
         m.base.sha256,
         "the tiny writer is deterministic and the manifest pins it"
     );

@@ -3,7 +3,7 @@
 //! checks every tensor lies inside it, and finds the shape the language skill is built on.
 
 use super::fixture::gemma_base;
-use aginet::gguf::Gguf;
+use aginet::format::gguf::Gguf;
 
 #[test]
 fn the_gemma_base_opens_with_the_shape_the_language_skill_expects() {
@@ -37,17 +37,23 @@ fn the_gemma_base_opens_with_the_shape_the_language_skill_expects() {
 /// both sets of dimensions; the manifest's own dimensions load.
 #[test]
 fn a_gemma_base_with_other_dimensions_than_the_skill_pins_is_refused() {
-    use aginet::model::{self, ModelOptions, WeightMode};
-    let m = aginet::manifest::Manifest::load(&super::fixture::models_dir(), "language").unwrap();
-    let load = |architecture: &aginet::config::Architecture| {
+    use aginet::nn::model::{self, ModelOptions, WeightMode};
+    let m = aginet::format::manifest::Manifest::load(&super::fixture::models_dir(), "language")
+        .unwrap();
+    let load = |architecture: &aginet::format::config::Architecture| {
         model::load(
             architecture,
             &mut Gguf::open(&gemma_base()).unwrap(),
             &ModelOptions {
                 weights: WeightMode::Quantized(m.defaults.backward),
                 lora: &m.lora,
-                factors: &aginet::adapter::Adapter::initial(
-                    aginet::adapter::AdapterHeader::new("language", &"0".repeat(64), 0, &m.lora),
+                factors: &aginet::format::adapter::Adapter::initial(
+                    aginet::format::adapter::AdapterHeader::new(
+                        "language",
+                        &"0".repeat(64),
+                        0,
+                        &m.lora,
+                    ),
                     &m.architecture.sites(&m.lora.targets).unwrap(),
                     1,
                 )
@@ -61,7 +67,7 @@ fn a_gemma_base_with_other_dimensions_than_the_skill_pins_is_refused() {
     };
     load(&m.architecture).expect("the manifest's dimensions are the base's");
     let mut wrong = m.architecture.clone();
-    let aginet::config::Architecture::Gemma3(dims) = &mut wrong else {
+    let aginet::format::config::Architecture::Gemma3(dims) = &mut wrong else {
         panic!("the language skill is gemma3")
     };
     dims.n_layer = 12;

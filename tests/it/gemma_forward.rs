@@ -8,11 +8,11 @@
 //! (tolerance 1e-1) and the next-token choice must still agree.
 
 use super::fixture::gemma_base;
-use aginet::adapter::LoraSpec;
-use aginet::frozen::BackwardMode;
-use aginet::gguf::Gguf;
-use aginet::model::gemma3::{Gemma3, Gemma3Options};
-use aginet::model::WeightMode;
+use aginet::format::adapter::LoraSpec;
+use aginet::format::gguf::Gguf;
+use aginet::nn::frozen::BackwardMode;
+use aginet::nn::model::gemma3::{Gemma3, Gemma3Options};
+use aginet::nn::model::WeightMode;
 use candle_core::{Device, Tensor};
 
 /// Largest |agiNet − reference| over the kept logits, relative to the largest |reference|.
@@ -63,7 +63,7 @@ fn gemma_forward_matches_the_reference_logits() {
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("../data/gemma3_logits.json")).unwrap();
     let mut g = Gguf::open(&path).unwrap();
-    let tok = aginet::tokenizer::from_gguf(&g).unwrap();
+    let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
     let no_adapter = LoraSpec::none();
     let factors = Default::default();
     for (weights, tolerance) in [

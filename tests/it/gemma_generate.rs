@@ -4,13 +4,13 @@
 //! the cached steps' hidden states equal to the full pass's at the same positions.
 
 use super::fixture::gemma_base;
-use aginet::adapter::LoraSpec;
-use aginet::frozen::BackwardMode;
-use aginet::generate::greedy;
-use aginet::gguf::Gguf;
-use aginet::model::gemma3::{Gemma3, Gemma3Options};
-use aginet::model::{Decoder, WeightMode};
-use aginet::tokenizer::Tokenizer;
+use aginet::format::adapter::LoraSpec;
+use aginet::format::gguf::Gguf;
+use aginet::learn::generate::greedy;
+use aginet::nn::frozen::BackwardMode;
+use aginet::nn::model::gemma3::{Gemma3, Gemma3Options};
+use aginet::nn::model::{Decoder, WeightMode};
+use aginet::text::tokenizer::Tokenizer;
 use candle_core::{Device, Tensor};
 use std::time::Instant;
 
@@ -38,7 +38,7 @@ const PROMPTS: [&str; 3] = [
 /// The base with its weights held as `weights`, its tokenizer, and [`PROMPTS`] as token ids.
 fn gemma(weights: WeightMode) -> (Gemma3, Box<dyn Tokenizer>, Vec<Vec<u32>>) {
     let mut g = Gguf::open(&gemma_base()).unwrap();
-    let tok = aginet::tokenizer::from_gguf(&g).unwrap();
+    let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
     let model = Gemma3::from_gguf(
         &mut g,
         &Gemma3Options {

@@ -13,13 +13,13 @@
 
 use super::fixture::{gemma_base, models_dir};
 use super::grad_compare::{rel_err_and_cosine, rel_err_and_cosine_of};
-use aginet::data::{Batch, Dataset};
-use aginet::eval::batch_loss;
-use aginet::frozen::BackwardMode;
-use aginet::gguf::Gguf;
-use aginet::manifest::Manifest;
-use aginet::model::{self, ModelOptions, WeightMode};
-use aginet::tensors::NamedTensors;
+use aginet::format::gguf::Gguf;
+use aginet::format::manifest::Manifest;
+use aginet::format::tensors::NamedTensors;
+use aginet::learn::eval::batch_loss;
+use aginet::nn::frozen::BackwardMode;
+use aginet::nn::model::{self, ModelOptions, WeightMode};
+use aginet::text::data::{Batch, Dataset};
 use candle_core::Device;
 
 /// Bounds per factor tensor.
@@ -41,7 +41,7 @@ fn random_factors(m: &Manifest) -> NamedTensors {
 fn grads(m: &Manifest, weights: WeightMode, factors: &NamedTensors, seed: u64) -> NamedTensors {
     super::grad_compare::factor_gradients(factors, |live| {
         let mut g = Gguf::open(&gemma_base()).unwrap();
-        let tok = aginet::tokenizer::from_gguf(&g).unwrap();
+        let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
         let decoder = model::load(
             &m.architecture,
             &mut g,

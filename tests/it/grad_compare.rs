@@ -1,8 +1,8 @@
 //! What the gradient checks share: random adapter factors to differentiate at, and the
 //! comparison of a gradient with its reference.
 
-use aginet::adapter::{a_name, b_name, Site};
-use aginet::tensors::NamedTensors;
+use aginet::format::adapter::{a_name, b_name, Site};
+use aginet::format::tensors::NamedTensors;
 use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 

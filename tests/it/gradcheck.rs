@@ -8,17 +8,17 @@
 //! (Q4_K, `blk.1.attn_k.lora_b`).
 
 use super::grad_compare::rel_err_and_cosine;
-use aginet::adapter::{b_name, Adapter, AdapterHeader};
-use aginet::config::Architecture;
-use aginet::data::{Batch, Dataset};
-use aginet::eval::batch_loss;
-use aginet::frozen::BackwardMode;
-use aginet::gguf::Gguf;
-use aginet::model::llama::{Llama, LoadOptions, HEAD_TARGET};
-use aginet::model::tiny::{tiny_model_bytes, TinyQuant};
-use aginet::model::WeightMode;
-use aginet::tensors::NamedTensors;
-use aginet::tokenizer::ByteTokenizer;
+use aginet::format::adapter::{b_name, Adapter, AdapterHeader};
+use aginet::format::config::Architecture;
+use aginet::format::gguf::Gguf;
+use aginet::format::tensors::NamedTensors;
+use aginet::learn::eval::batch_loss;
+use aginet::nn::frozen::BackwardMode;
+use aginet::nn::model::llama::{Llama, LoadOptions, HEAD_TARGET};
+use aginet::nn::model::tiny::{tiny_model_bytes, TinyQuant};
+use aginet::nn::model::WeightMode;
+use aginet::text::data::{Batch, Dataset};
+use aginet::text::tokenizer::ByteTokenizer;
 use candle_core::Device;
 
 const MAX_REL_ERR: f64 = 0.05;

@@ -2,7 +2,7 @@
 //! reverse task.
 
 use super::fixture::{stderr, WorkDir};
-use aginet::report::Report;
+use aginet::format::report::Report;
 
 #[test]
 fn fifty_steps_lower_the_held_out_loss() {

@@ -5,8 +5,8 @@
 //! overlong words, special tokens written in the text.
 
 use super::fixture::models_dir;
-use aginet::tokenizer::Tokenizer;
-use aginet::wordpiece::WordPiece;
+use aginet::text::tokenizer::Tokenizer;
+use aginet::text::wordpiece::WordPiece;
 
 #[test]
 fn minilm_tokenizer_matches_the_reference_vectors() {

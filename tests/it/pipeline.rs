@@ -51,7 +51,7 @@ fn make_work(project: &Path, out: &Path, count: u32, steps: Option<u32>) -> Vec<
     ]);
     let wus: Vec<PathBuf> = made.lines().map(PathBuf::from).collect();
     for wu in wus.iter().filter(|_| steps.is_some()) {
-        let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+        let mut config = aginet::format::config::WorkConfig::read(&wu.join("config")).unwrap();
         config.steps = steps.unwrap();
         std::fs::write(wu.join("config"), config.to_json()).unwrap();
     }
@@ -155,7 +155,8 @@ fn next_round_runs_under_the_client(
     client.wait_for("the next round's task to succeed", LONG, |ts| {
         task(ts, &next_name).succeeded()
     });
-    let report = aginet::report::Report::read(&client.output(&next_name, "report")).unwrap();
+    let report =
+        aginet::format::report::Report::read(&client.output(&next_name, "report")).unwrap();
     assert_eq!(report.adapter_version, 1);
     validate_and_assimilate(project, &client, &next_name);
     let scoreboard = std::fs::read_to_string(project.join("scoreboard.csv")).unwrap();
@@ -233,7 +234,7 @@ fn round_of(dir: &Path, project: &Path, skill: &str, steps: Option<u32>, reward_
         names.iter().all(|n| task(ts, n).succeeded())
     });
     for n in &names {
-        let report = aginet::report::Report::read(&client.output(n, "report")).unwrap();
+        let report = aginet::format::report::Report::read(&client.output(n, "report")).unwrap();
         assert_eq!(report.reward_kind, reward_kind);
         validate_and_assimilate(project, &client, n);
     }

@@ -2,10 +2,10 @@
 //! run is stopped, killed or crashes while writing its checkpoint.
 
 use super::fixture::{stderr, WorkDir};
-use aginet::checkpoint::Checkpoint;
-use aginet::files::temp_path;
-use aginet::train::{Control, Host};
-use aginet::workunit::{self, RunOutcome, WorkFiles};
+use aginet::app::workunit::{self, RunOutcome, WorkFiles};
+use aginet::format::checkpoint::Checkpoint;
+use aginet::format::files::temp_path;
+use aginet::learn::train::{Control, Host};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -65,8 +65,8 @@ fn same_work_unit_gives_identical_delta_bytes() {
         a,
         "the binary and the library agree byte for byte"
     );
-    let report = aginet::report::Report::read(&wd.path("report")).unwrap();
-    assert_eq!(report.delta_sha256, aginet::files::sha256_hex(&a));
+    let report = aginet::format::report::Report::read(&wd.path("report")).unwrap();
+    assert_eq!(report.delta_sha256, aginet::format::files::sha256_hex(&a));
     assert_eq!(report.steps, STEPS);
     assert_eq!(report.loss_curve.len(), STEPS as usize);
     assert!(
@@ -92,7 +92,7 @@ fn stopping_at_any_step_and_resuming_gives_identical_bytes() {
         assert_eq!(ck.header.step, stop);
         assert!(matches!(run_in_process(&wd, None), RunOutcome::Finished(_)));
         assert_eq!(wd.read("delta"), want, "stopped at step {stop}");
-        let report = aginet::report::Report::read(&wd.path("report")).unwrap();
+        let report = aginet::format::report::Report::read(&wd.path("report")).unwrap();
         assert_eq!(
             report.loss_curve.len(),
             STEPS as usize,

@@ -21,7 +21,7 @@ mod plots;
 mod reference;
 
 use crate::project::Project;
-use aginet::files::write_atomic;
+use aginet::format::files::write_atomic;
 use anyhow::{Context, Result};
 use ed25519_dalek::Signer;
 use std::path::{Path, PathBuf};
@@ -120,11 +120,11 @@ fn sign_checksums(project: &Project, dir: &Path) -> Result<()> {
     files.sort();
     let mut sums = String::new();
     for rel in &files {
-        let sha = aginet::files::sha256_file(&dir.join(rel))?;
+        let sha = aginet::format::files::sha256_file(&dir.join(rel))?;
         sums.push_str(&format!("{sha}  {rel}\n"));
     }
     write_atomic(&dir.join("SHA256SUMS"), sums.as_bytes())?;
-    let key = aginet::signed::read_signing_key(&project.signing_key())?;
+    let key = aginet::format::signed::read_signing_key(&project.signing_key())?;
     let signature = hex::encode(key.sign(sums.as_bytes()).to_bytes());
     write_atomic(
         &dir.join("SHA256SUMS.sig"),

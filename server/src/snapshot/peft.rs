@@ -18,9 +18,9 @@
 //! Beside them, `reference.json` holds agiNet's logits for a fixed prompt with this adapter, so
 //! whoever loads the export can check they compute what agiNet computes.
 
-use aginet::adapter::{a_name, b_name, Adapter, LoraSpec, Site};
-use aginet::config::{Architecture, Family};
-use aginet::model::mlp;
+use aginet::format::adapter::{a_name, b_name, Adapter, LoraSpec, Site};
+use aginet::format::config::{Architecture, Family};
+use aginet::nn::model::mlp;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
@@ -164,7 +164,7 @@ pub fn export(
         .collect::<Result<Vec<_>>>()?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let weights = safetensors::serialize(views, Some(metadata))?;
-    aginet::files::write_atomic(&dir.join("adapter_model.safetensors"), &weights)?;
+    aginet::format::files::write_atomic(&dir.join("adapter_model.safetensors"), &weights)?;
     let config = json!({
         "peft_type": "LORA",
         "task_type": match architecture.family() {
@@ -185,7 +185,7 @@ pub fn export(
         "init_lora_weights": true,
         "modules_to_save": null,
     });
-    aginet::files::write_atomic(
+    aginet::format::files::write_atomic(
         &dir.join("adapter_config.json"),
         serde_json::to_string_pretty(&config)?.as_bytes(),
     )?;
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn names_follow_peft() {
-        let manifest = aginet::manifest::Manifest::load(
+        let manifest = aginet::format::manifest::Manifest::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
             "tiny",
         )
@@ -231,7 +231,7 @@ mod tests {
         );
         assert!(module("blk.1.attn_q", &classifier).is_err());
 
-        let encoder = Architecture::Bert(aginet::model::bert::BertDims {
+        let encoder = Architecture::Bert(aginet::nn::model::bert::BertDims {
             n_layer: 6,
             n_embd: 384,
             n_head: 12,

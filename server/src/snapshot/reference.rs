@@ -4,11 +4,11 @@
 //! logits of the image; an encoder's embedding of the query.
 
 use crate::project::Project;
-use aginet::config::Family;
-use aginet::manifest::Manifest;
-use aginet::score::{self, Skill};
-use aginet::tensors::NamedTensors;
-use aginet::tokenizer::Tokenizer;
+use aginet::format::config::Family;
+use aginet::format::manifest::Manifest;
+use aginet::format::tensors::NamedTensors;
+use aginet::learn::score::{self, Skill};
+use aginet::text::tokenizer::Tokenizer;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
@@ -28,8 +28,9 @@ pub fn of(
     let held_out = project.held_out(skill);
     let text =
         std::fs::read_to_string(&held_out).with_context(|| format!("{}", held_out.display()))?;
-    let first: aginet::data::Example = serde_json::from_str(text.lines().next().unwrap_or("{}"))
-        .with_context(|| format!("{}: line 1", held_out.display()))?;
+    let first: aginet::text::data::Example =
+        serde_json::from_str(text.lines().next().unwrap_or("{}"))
+            .with_context(|| format!("{}: line 1", held_out.display()))?;
     let max = manifest.defaults.hyper.max_seq_len;
     let view = Skill {
         architecture: &manifest.architecture,
@@ -39,9 +40,9 @@ pub fn of(
         reward: &manifest.reward.kind,
     };
     let tokenizer = || -> Result<Box<dyn Tokenizer>> {
-        Ok(aginet::tokenizer::from_gguf(&aginet::gguf::Gguf::open(
-            &base,
-        )?)?)
+        Ok(aginet::text::tokenizer::from_gguf(
+            &aginet::format::gguf::Gguf::open(&base)?,
+        )?)
     };
     let mut reference = json!({
         "skill": skill,

@@ -65,7 +65,7 @@ fn make_work_stages_inputs_and_calls_create_work() {
         "tiny_v0_000000\ntiny_v0_000001\n"
     );
 
-    let manifest = aginet::manifest::Manifest::load(&models(), "tiny").unwrap();
+    let manifest = aginet::format::manifest::Manifest::load(&models(), "tiny").unwrap();
     let model = format!("tiny_{}_model", &manifest.base.sha256[..16]);
     // 6 · N · T with N = 791,808 weights of the tiny base (embedding 272×256, two blocks of
     // 360,960, the output norm 256) and T = 50 steps × 8 × 64 tokens; bound 20× that. Memory:

@@ -69,5 +69,8 @@ fn q5_0_tensors_become_q8_0_with_identical_values() {
         }
     }
     assert_eq!(converted, 81);
-    assert_eq!(aginet::files::sha256_file(&out).unwrap(), CONVERTED_SHA256);
+    assert_eq!(
+        aginet::format::files::sha256_file(&out).unwrap(),
+        CONVERTED_SHA256
+    );
 }

@@ -20,11 +20,11 @@ fn gemma_learns_the_language_task_and_the_validator_agrees() {
     let config = set_steps(&wu, STEPS);
     assert!(matches!(
         config.architecture,
-        aginet::config::Architecture::Gemma3(_)
+        aginet::format::config::Architecture::Gemma3(_)
     ));
 
     run_app(&wu, 2);
-    let report = aginet::report::Report::read(&wu.join("report")).unwrap();
+    let report = aginet::format::report::Report::read(&wu.join("report")).unwrap();
     assert!(
         report.reward_after > 10.0 * report.reward_before && report.reward_after > 0.1,
         "the eval-split reward went {} -> {}",

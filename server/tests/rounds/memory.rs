@@ -9,11 +9,11 @@ use crate::common::{
     forged_claim_is_refused, init_project, models, ok, one_work_unit, run_app, server,
     valid_rewards, validate,
 };
-use aginet::adapter::LoraSpec;
-use aginet::gguf::Gguf;
-use aginet::model::bert::{BertDims, BertEncoder, BertOptions};
-use aginet::model::WeightMode;
-use aginet::tensors::NamedTensors;
+use aginet::format::adapter::LoraSpec;
+use aginet::format::gguf::Gguf;
+use aginet::format::tensors::NamedTensors;
+use aginet::nn::model::bert::{BertDims, BertEncoder, BertOptions};
+use aginet::nn::model::WeightMode;
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -133,7 +133,7 @@ fn the_exact_encoder_reproduces_sentence_transformers() {
 
 #[test]
 fn the_q8_0_base_stays_close_to_sentence_transformers() {
-    let quantized = WeightMode::Quantized(aginet::frozen::BackwardMode::Dequantize);
+    let quantized = WeightMode::Quantized(aginet::nn::frozen::BackwardMode::Dequantize);
     check("q8_0", quantized, 0.9997, 6e-3);
 }
 
@@ -158,7 +158,7 @@ fn a_work_unit_raises_held_out_recall_and_the_validator_agrees() {
     let project = init_project(dir.path(), &models, "memory");
     let wu = one_work_unit(&project, dir.path());
     run_app(&wu, 2);
-    let report = aginet::report::Report::read(&wu.join("report")).unwrap();
+    let report = aginet::format::report::Report::read(&wu.join("report")).unwrap();
     assert_eq!(report.reward_kind, "recall_at_5");
     eprintln!(
         "work unit: recall@5 {} -> {} in {} steps, {:.1} s",

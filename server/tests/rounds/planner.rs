@@ -23,7 +23,7 @@ fn gemma_learns_to_plan_and_the_validator_agrees() {
     assert_eq!(config.reward.as_deref(), Some("plan_success"));
 
     run_app(&wu, 2);
-    let report = aginet::report::Report::read(&wu.join("report")).unwrap();
+    let report = aginet::format::report::Report::read(&wu.join("report")).unwrap();
     assert_eq!(report.reward_kind, "plan_success");
     eprintln!(
         "work unit: plans accepted {} -> {} in {} steps, {:.1} s",

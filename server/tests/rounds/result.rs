@@ -2,8 +2,8 @@
 //! and credited once; every kind of bad result is rejected with its reason; replicas compare by
 //! their delta bytes.
 
-use aginet::delta::Delta;
-use aginet::report::Report;
+use aginet::format::delta::Delta;
+use aginet::format::report::Report;
 
 use crate::common::{models, server, train};
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ impl Fixture {
         let bytes = delta.to_bytes().unwrap();
         std::fs::write(self.wu.join("delta"), &bytes).unwrap();
         let mut report = Report::read(&self.wu.join("report")).unwrap();
-        report.delta_sha256 = aginet::files::sha256_hex(&bytes);
+        report.delta_sha256 = aginet::format::files::sha256_hex(&bytes);
         report.adapter_version = delta.header.adapter_version;
         report.write(&self.wu.join("report")).unwrap();
     }
@@ -211,7 +211,7 @@ fn fixture_at_version_1() -> Fixture {
         out_dir(&first).to_str().unwrap(),
     ]);
     let wu = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
-    let config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    let config = aginet::format::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert_eq!(config.adapter_version, 1);
     train(&wu, 20);
     Fixture { wu, ..first }

@@ -1,8 +1,8 @@
 //! A whole round on the tiny skill through the operator's commands: make-work, the app,
 //! validate, assimilate, aggregate; then the next round's work starts from the new version.
 
-use aginet::delta::Delta;
-use aginet::report::Report;
+use aginet::format::delta::Delta;
+use aginet::format::report::Report;
 
 use crate::common::{models, server, train};
 use std::path::{Path, PathBuf};
@@ -98,14 +98,14 @@ fn a_round_aggregates_exactly_signs_and_feeds_the_next_round() {
     assert!(!sealed
         .windows(64)
         .any(|w| signed.windows(64).next() == Some(w)));
-    let key = aginet::signed::read_public_key(&project.join("keys/signing.pub")).unwrap();
-    let bytes = aginet::signed::open(&signed, &key)
+    let key = aginet::format::signed::read_public_key(&project.join("keys/signing.pub")).unwrap();
+    let bytes = aginet::format::signed::open(&signed, &key)
         .expect("the new adapter is signed by the project key")
         .to_vec();
 
     // Exact for LoRA: with A frozen, FedAvg's new B·A − B₀·A is the weighted mean of the
     // clients' ΔB·A (weights: trained tokens).
-    let (meta, new) = aginet::tensors::decode(&bytes).unwrap();
+    let (meta, new) = aginet::format::tensors::decode(&bytes).unwrap();
     assert!(meta.contains("\"adapter_version\":1"), "{meta}");
     let mut weighted = None::<candle_core::Tensor>;
     let mut total = 0f64;
@@ -160,7 +160,7 @@ fn a_round_aggregates_exactly_signs_and_feeds_the_next_round() {
         std::fs::read(wu.join("project_key")).unwrap(),
         std::fs::read(project.join("keys/signing.pub")).unwrap()
     );
-    let config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    let config = aginet::format::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert_eq!(config.adapter_version, 1);
     train(&wu, 2);
 
@@ -189,7 +189,7 @@ fn aggregation_state(project: &Path, scratch: &Path) -> (String, String, usize, 
     let skill = project.join("skills/tiny");
     (
         std::fs::read_to_string(skill.join("rounds/v000001.json")).unwrap(),
-        aginet::files::sha256_hex(&published_adapter(project, scratch)),
+        aginet::format::files::sha256_hex(&published_adapter(project, scratch)),
         std::fs::read_dir(skill.join("queue")).unwrap().count(),
         skill.join("adapters/v000002.sealed").exists(),
     )

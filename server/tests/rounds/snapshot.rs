@@ -33,11 +33,11 @@ fn the_snapshot_is_signed_complete_and_renders_in_chromium() {
     for line in sums.lines() {
         let (sha, rel) = line.split_once("  ").unwrap();
         let bytes = std::fs::read(public.join(rel)).unwrap();
-        assert_eq!(aginet::files::sha256_hex(&bytes), sha, "{rel}");
+        assert_eq!(aginet::format::files::sha256_hex(&bytes), sha, "{rel}");
         listed += 1;
     }
     assert_eq!(listed, 10, "{sums}");
-    let key = aginet::signed::read_public_key(&public.join("project_key.pub")).unwrap();
+    let key = aginet::format::signed::read_public_key(&public.join("project_key.pub")).unwrap();
     assert_eq!(
         std::fs::read(public.join("project_key.pub")).unwrap(),
         std::fs::read(project.join("keys/signing.pub")).unwrap()

@@ -25,14 +25,14 @@ fn a_work_unit_raises_accuracy_on_shifted_digits_and_the_validator_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let project = init_project(dir.path(), &models(), "vision");
     let wu = one_work_unit(&project, dir.path());
-    let config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+    let config = aginet::format::config::WorkConfig::read(&wu.join("config")).unwrap();
     assert!(matches!(
         config.architecture,
-        aginet::config::Architecture::Mlp(_)
+        aginet::format::config::Architecture::Mlp(_)
     ));
 
     run_app(&wu, 1);
-    let report = aginet::report::Report::read(&wu.join("report")).unwrap();
+    let report = aginet::format::report::Report::read(&wu.join("report")).unwrap();
     assert_eq!(report.reward_kind, "accuracy");
     assert_eq!(report.steps, config.steps);
     assert_eq!(

@@ -17,8 +17,8 @@ pub fn models() -> PathBuf {
 }
 
 /// Cuts the work unit in `wu` to `steps` optimizer steps; its config as now written.
-pub fn set_steps(wu: &Path, steps: u32) -> aginet::config::WorkConfig {
-    let mut config = aginet::config::WorkConfig::read(&wu.join("config")).unwrap();
+pub fn set_steps(wu: &Path, steps: u32) -> aginet::format::config::WorkConfig {
+    let mut config = aginet::format::config::WorkConfig::read(&wu.join("config")).unwrap();
     config.steps = steps;
     std::fs::write(wu.join("config"), config.to_json()).unwrap();
     config
@@ -27,8 +27,8 @@ pub fn set_steps(wu: &Path, steps: u32) -> aginet::config::WorkConfig {
 /// Runs the work unit in `wu` in-process with `steps` steps, as a volunteer's app would.
 pub fn train(wu: &Path, steps: u32) {
     set_steps(wu, steps);
-    let files = aginet::workunit::WorkFiles::in_dir(wu);
-    aginet::workunit::run(&files, 1, &mut aginet::train::Unattended)
+    let files = aginet::app::workunit::WorkFiles::in_dir(wu);
+    aginet::app::workunit::run(&files, 1, &mut aginet::learn::train::Unattended)
         .expect("the app runs the work unit");
 }
 
@@ -130,7 +130,7 @@ pub fn valid_rewards(verdict: &str) -> (f64, f64) {
 
 /// Checks that the validator refuses `wu`'s delta with a copy of `report` whose claimed reward
 /// is off by 0.125: the recomputation catches the forgery.
-pub fn forged_claim_is_refused(project: &Path, wu: &Path, report: &aginet::report::Report) {
+pub fn forged_claim_is_refused(project: &Path, wu: &Path, report: &aginet::format::report::Report) {
     let mut forged = report.clone();
     forged.reward_after = (report.reward_after + 0.25).min(1.0) - 0.125;
     let path = wu.with_extension("forged-report");

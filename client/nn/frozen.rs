@@ -1,0 +1,408 @@
+//! A frozen linear layer whose weight stays quantized, with a backward pass to its input.
+//!
+//! candle's `QMatMul` runs the forward through the quantized kernels but registers no gradient,
+//! so nothing flows back through a quantized weight to the layers below. [`FrozenLinear`] wraps
+//! the same kernel in a custom op whose `bwd` returns `g · W`: the input gradient only. The weight
+//! itself never gets a gradient; it is frozen.
+//!
+//! How `g · W` is computed is a [`BackwardMode`]; `benches/backward.rs` measures the choices and
+//! `docs/backward.md` records why the default is what it is.
+
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Largest slice of a dequantized weight held at once, in f32s (16 MiB).
+const DEQUANTIZE_CHUNK_ELEMS: usize = 4 << 20;
+/// Rows of input from which the forward dequantizes W slice by slice and multiplies in f32
+/// instead of running candle's quantized kernel. That kernel is a dot product per output (it
+/// rounds the activations to 8 bits and never blocks for cache); dequantizing costs one pass
+/// over W, which a batch of this many rows repays many times over (`benches/gemma_train.rs`:
+/// 3× the evaluation throughput on Gemma 3 270M), and the product is the exact one.
+const DEQUANTIZED_FORWARD_MIN_ROWS: usize = 16;
+
+/// How the backward pass computes the input gradient `g · W` through a quantized weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackwardMode {
+    /// Dequantize W a slice of rows at a time (at most 16 MiB of f32 at once) and multiply in f32.
+    /// No extra resident memory; the dequantization is repeated every step.
+    Dequantize,
+    /// Keep a transposed Q8_0 copy of W and run `g · W` through the quantized kernel. Faster,
+    /// at the cost of a resident copy of about 1.06 bytes per weight.
+    TransposedQ8,
+}
+
+/// A frozen weight `W` (out × in) applied as `x · Wᵀ`.
+#[derive(Clone, Debug)]
+pub enum FrozenLinear {
+    /// A quantized weight, multiplied by candle's quantized kernel.
+    Quantized(QuantizedMatmul),
+    /// A dense f32 weight through ordinary autograd: unquantized tensors, and the f32 reference.
+    Dense(Tensor),
+}
+
+impl FrozenLinear {
+    /// Wraps a quantized tensor (shape `out × in`); `mode` picks how gradients pass through it.
+    pub fn quantized(weight: QTensor, mode: BackwardMode) -> candle_core::Result<Self> {
+        let (out, _) = weight.shape().dims2()?;
+        let transposed = match mode {
+            BackwardMode::TransposedQ8 if out % GgmlDType::Q8_0.block_size() == 0 => {
+                let dense = weight.dequantize(&weight.device())?;
+                Some(QTensor::quantize(
+                    &dense.t()?.contiguous()?,
+                    GgmlDType::Q8_0,
+                )?)
+            }
+            _ => None,
+        };
+        Ok(Self::Quantized(QuantizedMatmul {
+            weight: Arc::new(weight),
+            transposed: transposed.map(Arc::new),
+        }))
+    }
+
+    /// A dense layer from an f32 weight (out × in).
+    pub fn dense(weight: Tensor) -> Self {
+        Self::Dense(weight)
+    }
+
+    /// `x · Wᵀ` for `x` of shape (…, in).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Quantized(op) => x.contiguous()?.apply_op1(op.clone()),
+            Self::Dense(w) => x.broadcast_matmul(&w.t()?),
+        }
+    }
+
+    /// `g · W`, the gradient of the input for the gradient `g` (…, out) of the output, outside
+    /// the autograd graph.
+    pub fn input_gradient(&self, grad: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Quantized(op) => op.input_gradient(grad),
+            Self::Dense(w) => grad.detach().broadcast_matmul(w),
+        }
+    }
+
+    /// The quantized weight, when the layer keeps it quantized.
+    pub fn quantized_weight(&self) -> Option<&Arc<QTensor>> {
+        match self {
+            Self::Quantized(op) => Some(&op.weight),
+            Self::Dense(_) => None,
+        }
+    }
+
+    /// Calls `f(first_row, slice)` for consecutive slices of W's rows as f32, each at most
+    /// `chunk_elems` values (at least one row); a quantized W is dequantized slice by slice.
+    pub fn for_each_row_slice(
+        &self,
+        device: &candle_core::Device,
+        chunk_elems: usize,
+        mut f: impl FnMut(usize, Tensor) -> candle_core::Result<()>,
+    ) -> candle_core::Result<()> {
+        match self {
+            Self::Quantized(op) => op.for_each_dequantized_slice(device, chunk_elems, f),
+            Self::Dense(w) => {
+                let (out, inp) = w.dims2()?;
+                let rows = (chunk_elems / inp.max(1)).max(1);
+                let mut start = 0;
+                while start < out {
+                    let n = rows.min(out - start);
+                    f(start, w.narrow(0, start, n)?)?;
+                    start += n;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The weight's shape, (outputs, inputs).
+    pub fn shape(&self) -> candle_core::Result<(usize, usize)> {
+        match self {
+            Self::Quantized(op) => op.weight.shape().dims2(),
+            Self::Dense(w) => w.dims2(),
+        }
+    }
+
+    /// Rows `start..start + n` of the weight as f32, row-major, written into `out` (resized to
+    /// `n × inputs`) on the calling thread: for ops that split the rows across threads
+    /// themselves and reuse one buffer per thread.
+    pub fn rows_into(&self, start: usize, n: usize, out: &mut Vec<f32>) -> candle_core::Result<()> {
+        let (rows, inp) = self.shape()?;
+        if start + n > rows {
+            candle_core::bail!("rows {start}..{} of a weight with {rows}", start + n);
+        }
+        out.resize(n * inp, 0.0);
+        match self {
+            Self::Quantized(op) => op.rows_into(start, n, out),
+            Self::Dense(w) => {
+                let values = w.narrow(0, start, n)?.flatten_all()?.to_vec1::<f32>()?;
+                out.copy_from_slice(&values);
+                Ok(())
+            }
+        }
+    }
+
+    /// Bytes this layer keeps resident (the weight and any backward copy).
+    pub fn resident_bytes(&self) -> usize {
+        match self {
+            Self::Quantized(op) => {
+                op.weight.storage_size_in_bytes()
+                    + op.transposed
+                        .as_ref()
+                        .map_or(0, |t| t.storage_size_in_bytes())
+            }
+            Self::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+        }
+    }
+}
+
+/// The custom op behind [`FrozenLinear::Quantized`].
+#[derive(Clone, Debug)]
+pub struct QuantizedMatmul {
+    weight: Arc<QTensor>,
+    /// `Wᵀ` quantized to Q8_0, present in [`BackwardMode::TransposedQ8`].
+    transposed: Option<Arc<QTensor>>,
+}
+
+impl QuantizedMatmul {
+    /// `x · Wᵀ` for `x` (rows, in) by dequantizing W in slices of rows (at most `chunk_elems`
+    /// f32s at once) and multiplying in f32.
+    fn forward_by_dequantizing(
+        &self,
+        x: &Tensor,
+        chunk_elems: usize,
+    ) -> candle_core::Result<Tensor> {
+        let mut parts = Vec::new();
+        self.for_each_dequantized_slice(x.device(), chunk_elems, |_, w| {
+            parts.push(x.matmul(&w.t()?)?);
+            Ok(())
+        })?;
+        Tensor::cat(&parts, D::Minus1)
+    }
+
+    /// Calls `f(first_row, slice)` for consecutive slices of W's rows, dequantized, each at
+    /// most `chunk_elems` f32s (at least one row).
+    fn for_each_dequantized_slice(
+        &self,
+        device: &candle_core::Device,
+        chunk_elems: usize,
+        mut f: impl FnMut(usize, Tensor) -> candle_core::Result<()>,
+    ) -> candle_core::Result<()> {
+        let (out, inp) = self.weight.shape().dims2()?;
+        let dtype = self.weight.dtype();
+        let rows_per_chunk = (chunk_elems / inp).max(1);
+        let own_q8_0 = dtype == GgmlDType::Q8_0 && device.is_cpu();
+        if rows_per_chunk >= out && !own_q8_0 {
+            return f(0, self.weight.dequantize(device)?);
+        }
+        let data = self.weight.data()?;
+        let mut start = 0;
+        while start < out {
+            let rows = rows_per_chunk.min(out - start);
+            let bytes = self.rows_bytes(&data, start, rows)?;
+            let slice = if own_q8_0 {
+                Tensor::from_vec(crate::nn::dequantize::q8_0(bytes), (rows, inp), device)?
+            } else {
+                self.dequantize_with_candle(bytes, rows, device)?
+            };
+            f(start, slice)?;
+            start += rows;
+        }
+        Ok(())
+    }
+
+    /// Rows `start..start + n` dequantized into `out` (already `n × inputs` long).
+    fn rows_into(&self, start: usize, n: usize, out: &mut [f32]) -> candle_core::Result<()> {
+        let data = self.weight.data()?;
+        let bytes = self.rows_bytes(&data, start, n)?;
+        if self.weight.dtype() == GgmlDType::Q8_0 {
+            crate::nn::dequantize::q8_0_into(bytes, out);
+            return Ok(());
+        }
+        let values = self.dequantize_with_candle(bytes, n, &candle_core::Device::Cpu)?;
+        out.copy_from_slice(&values.flatten_all()?.to_vec1::<f32>()?);
+        Ok(())
+    }
+
+    /// The quantized bytes of rows `start..start + n` within the weight's `data`.
+    fn rows_bytes<'a>(
+        &self,
+        data: &'a [u8],
+        start: usize,
+        n: usize,
+    ) -> candle_core::Result<&'a [u8]> {
+        let (_, inp) = self.weight.shape().dims2()?;
+        let dtype = self.weight.dtype();
+        let row_bytes = inp / dtype.block_size() * dtype.type_size();
+        Ok(&data[start * row_bytes..(start + n) * row_bytes])
+    }
+
+    /// `rows` whole rows of the weight's type, given as `bytes`, dequantized by candle.
+    fn dequantize_with_candle(
+        &self,
+        bytes: &[u8],
+        rows: usize,
+        device: &candle_core::Device,
+    ) -> candle_core::Result<Tensor> {
+        let (_, inp) = self.weight.shape().dims2()?;
+        let storage = QStorage::from_data(Cow::Borrowed(bytes), device, self.weight.dtype())?;
+        QTensor::new(storage, (rows, inp))?.dequantize(device)
+    }
+
+    /// `g · W` the way the backward mode says.
+    fn input_gradient(&self, grad: &Tensor) -> candle_core::Result<Tensor> {
+        let grad = grad.detach().contiguous()?;
+        match &self.transposed {
+            Some(wt) => grad.apply_op1_no_bwd(wt.as_ref()),
+            None => self.grad_by_dequantizing(&grad, DEQUANTIZE_CHUNK_ELEMS),
+        }
+    }
+
+    /// `g · W` by dequantizing W in slices of rows, so at most `chunk_elems` f32s are held.
+    fn grad_by_dequantizing(
+        &self,
+        grad: &Tensor,
+        chunk_elems: usize,
+    ) -> candle_core::Result<Tensor> {
+        let mut total: Option<Tensor> = None;
+        self.for_each_dequantized_slice(grad.device(), chunk_elems, |start, w| {
+            let g = grad.narrow(D::Minus1, start, w.dim(0)?)?.contiguous()?;
+            let part = g.broadcast_matmul(&w)?;
+            total = Some(match total.take() {
+                None => part,
+                Some(t) => (t + part)?,
+            });
+            Ok(())
+        })?;
+        total.ok_or_else(|| candle_core::Error::Msg("empty weight".into()))
+    }
+}
+
+impl CustomOp1 for QuantizedMatmul {
+    fn name(&self) -> &'static str {
+        "aginet-frozen-qmatmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (out, inp) = self.weight.shape().dims2()?;
+        let rows = layout.shape().elem_count() / inp.max(1);
+        let contiguous = layout.contiguous_offsets();
+        let (CpuStorage::F32(values), Some((from, to))) = (storage, contiguous) else {
+            return self.weight.cpu_fwd(storage, layout);
+        };
+        if rows < DEQUANTIZED_FORWARD_MIN_ROWS {
+            return self.weight.cpu_fwd(storage, layout);
+        }
+        let device = candle_core::Device::Cpu;
+        let x = Tensor::from_slice(&values[from..to], (rows, inp), &device)?;
+        let y = self.forward_by_dequantizing(&x, DEQUANTIZE_CHUNK_ELEMS)?;
+        let mut dims = layout.shape().dims().to_vec();
+        *dims.last_mut().expect("a matrix input") = out;
+        Ok((
+            CpuStorage::F32(y.flatten_all()?.to_vec1()?),
+            Shape::from(dims),
+        ))
+    }
+
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.weight.cuda_fwd(storage, layout)
+    }
+
+    fn metal_fwd(
+        &self,
+        storage: &candle_core::MetalStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::MetalStorage, Shape)> {
+        self.weight.metal_fwd(storage, layout)
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.input_gradient(grad_res)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The input gradient through a quantized weight is `g · W`, whichever mode computes it.
+    #[test]
+    fn input_gradient_is_g_times_w() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (64, 256), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let dense_w = q.dequantize(&dev).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 5, 256), &dev).unwrap()).unwrap();
+        let g = Tensor::randn(0f32, 1.0, (3, 5, 64), &dev).unwrap();
+        let want = g.broadcast_matmul(&dense_w).unwrap();
+        for mode in [BackwardMode::Dequantize, BackwardMode::TransposedQ8] {
+            let layer = FrozenLinear::quantized(q.clone_for_test(), mode).unwrap();
+            let y = layer.forward(x.as_tensor()).unwrap();
+            let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let got = grads.get(x.as_tensor()).expect("the input gets a gradient");
+            let err = l2(&(got - &want).unwrap());
+            let norm = l2(&want);
+            assert!(err / norm < 0.02, "{mode:?}: relative error {}", err / norm);
+        }
+    }
+
+    fn l2(t: &Tensor) -> f32 {
+        t.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .sqrt()
+    }
+
+    /// Dequantizing in slices of rows gives the same product as dequantizing W whole.
+    #[test]
+    fn sliced_dequantization_matches_whole() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.1, (96, 256), &dev).unwrap();
+        let op = QuantizedMatmul {
+            weight: Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap()),
+            transposed: None,
+        };
+        let g = Tensor::randn(0f32, 1.0, (2, 7, 96), &dev).unwrap();
+        let whole = op.grad_by_dequantizing(&g, usize::MAX).unwrap();
+        let sliced = op.grad_by_dequantizing(&g, 40 * 256).unwrap();
+        let diff = (whole - sliced)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max difference {diff}");
+    }
+
+    trait CloneForTest {
+        fn clone_for_test(&self) -> QTensor;
+    }
+    impl CloneForTest for QTensor {
+        fn clone_for_test(&self) -> QTensor {
+            let storage =
+                QStorage::from_data(self.data().unwrap(), &Device::Cpu, self.dtype()).unwrap();
+            QTensor::new(storage, self.shape().clone()).unwrap()
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The output head and the loss in one pass: per-row NLL of the targets under the logits
+//! `h · Wᵀ`, computed a slice of W's rows (the vocabulary) at a time, so the (rows × vocab)
+//! logits are never held. For Gemma's 262,144-token vocabulary and a batch of 4 × 128 those
+//! logits alone are 512 MiB, and an autograd log-softmax keeps several tensors of that size
+//! for its backward pass; here the largest temporaries are one slice of logits per thread (1 MiB
+//! each).
+//!
+//! Forward: for each slice, the logits of every row, folded into a running log-sum-exp per row
+//! (max and scaled sum), and the target's logit picked when it falls in the slice; the NLL is
+//! `logsumexp − logit[target]`.
+//!
+//! When `h` is tracked for a gradient, the same pass also builds each row's `∂NLL/∂h =
+//! softmax · W − W[target]`, the way flash attention builds its output: the running sum
+//! `Σ exp(logit − max) · W[v]` is rescaled whenever a row's max rises, and divided by the
+//! row's sum at the end. The backward pass only scales those rows by the incoming gradient.
+//! That is two products with W per slice instead of three (recomputing the logits in the
+//! backward pass, as this op first did), and it holds one more (rows × width) buffer.
+//!
+//! Threads: the vocabulary is cut into a fixed number of parts. Each part is one task that runs
+//! its slices on one thread, with its own buffers and single-threaded products, and the parts'
+//! running sums are merged in order at the end. That keeps both cores on the products for the
+//! whole pass, where a product split across threads joins them after every slice, and the
+//! result is the same bits whatever the thread count.
+
+use crate::nn::frozen::FrozenLinear;
+use crate::nn::serial_gemm;
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+/// Logit values one part holds at once, across all rows.
+const SLICE_ELEMS: usize = 1 << 18;
+/// Parts the vocabulary is cut into: enough to share evenly between 1, 2, 3, 4, 6 or 12
+/// threads.
+const PARTS: usize = 12;
+
+/// Per-row NLL (rows,) of `targets` under the logits `hidden · Wᵀ` of the frozen `head`, for
+/// `hidden` of shape (rows, width) on the CPU; backpropagates into `hidden`.
+pub fn nll_rows(
+    head: &FrozenLinear,
+    hidden: &Tensor,
+    targets: &[u32],
+) -> candle_core::Result<Tensor> {
+    nll_rows_sliced(head, hidden, targets, SLICE_ELEMS)
+}
+
+/// [`nll_rows`] with at most `slice_elems` logits held at once per part.
+fn nll_rows_sliced(
+    head: &FrozenLinear,
+    hidden: &Tensor,
+    targets: &[u32],
+    slice_elems: usize,
+) -> candle_core::Result<Tensor> {
+    let (rows, _) = hidden.dims2()?;
+    if rows != targets.len() {
+        candle_core::bail!("{rows} rows but {} targets", targets.len());
+    }
+    let (vocab, _) = head.shape()?;
+    if let Some(t) = targets.iter().find(|t| **t as usize >= vocab) {
+        candle_core::bail!("target {t} is outside the vocabulary of {vocab} entries");
+    }
+    hidden.contiguous()?.apply_op1(HeadNll {
+        head: head.clone(),
+        targets: Arc::new(targets.to_vec()),
+        with_gradient: hidden.track_op(),
+        gradient: Arc::new(Mutex::new(None)),
+        slice_elems,
+    })
+}
+
+/// Where vocabulary entry `target` falls in the slice of `n` entries from `start`, if it does.
+fn index_in_slice(target: u32, start: usize, n: usize) -> Option<usize> {
+    (target as usize).checked_sub(start).filter(|i| *i < n)
+}
+
+/// The vocabulary entries of part `p` of `PARTS`.
+fn part_range(vocab: usize, p: usize) -> Range<usize> {
+    vocab * p / PARTS..vocab * (p + 1) / PARTS
+}
+
+/// The custom op behind [`nll_rows`].
+#[derive(Clone)]
+struct HeadNll {
+    head: FrozenLinear,
+    targets: Arc<Vec<u32>>,
+    /// Whether the forward pass builds the gradient (the input is tracked).
+    with_gradient: bool,
+    /// Each row's `∂NLL/∂h` (rows, width), built by the forward pass for the backward pass.
+    gradient: Arc<Mutex<Option<Tensor>>>,
+    /// Logits held at once per part.
+    slice_elems: usize,
+}
+
+/// One part's running sums over its share of the vocabulary.
+struct Part {
+    /// Per row: the running max of the logits, `Σ exp(logit − max)`, and the target's logit if
+    /// the target is in this part.
+    state: Vec<(f32, f32, Option<f32>)>,
+    /// With the gradient: per row `Σ exp(logit − max) · W[v]`, (rows × width) row-major.
+    weighted: Vec<f32>,
+    /// With the gradient: `W[target]` for the rows whose target is in this part.
+    target_rows: Vec<(usize, Vec<f32>)>,
+}
+
+impl HeadNll {
+    /// The running sums of the vocabulary entries in `range`, on the calling thread.
+    fn part(
+        &self,
+        hidden: &[f32],
+        width: usize,
+        range: Range<usize>,
+        avx2: bool,
+    ) -> candle_core::Result<Part> {
+        let rows = self.targets.len();
+        let per_slice = (self.slice_elems / rows.max(1)).max(1);
+        let mut part = Part {
+            state: vec![(f32::NEG_INFINITY, 0.0, None); rows],
+            weighted: vec![0.0; if self.with_gradient { rows * width } else { 0 }],
+            target_rows: Vec::new(),
+        };
+        let mut w = Vec::new();
+        let mut logits = vec![0f32; rows * per_slice.min(range.len())];
+        let mut start = range.start;
+        while start < range.end {
+            let n = per_slice.min(range.end - start);
+            self.head.rows_into(start, n, &mut w)?;
+            let logits = &mut logits[..rows * n];
+            serial_gemm::a_times_bt(logits, hidden, &w, rows, n, width);
+            for (r, row) in logits.chunks_exact_mut(n).enumerate() {
+                let s = &mut part.state[r];
+                if let Some(i) = index_in_slice(self.targets[r], start, n) {
+                    s.2 = Some(row[i]);
+                    if self.with_gradient {
+                        part.target_rows
+                            .push((r, w[i * width..(i + 1) * width].to_vec()));
+                    }
+                }
+                let (max, sum) = crate::nn::fast_exp::softmax_step(row, s.0, avx2);
+                let rescale = crate::nn::fast_exp::exp(s.0 - max);
+                s.1 = s.1 * rescale + sum;
+                s.0 = max;
+                if self.with_gradient && rescale != 1.0 {
+                    for x in &mut part.weighted[r * width..(r + 1) * width] {
+                        *x *= rescale;
+                    }
+                }
+            }
+            if self.with_gradient {
+                serial_gemm::add_a_times_b(&mut part.weighted, logits, &w, rows, width, n);
+            }
+            start += n;
+        }
+        Ok(part)
+    }
+}
+
+impl CustomOp1 for HeadNll {
+    fn name(&self) -> &'static str {
+        "aginet-head-nll"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let hidden = crate::nn::storage::contiguous_f32(storage, layout, "head NLL")?;
+        let (rows, width) = layout.shape().dims2()?;
+        let (vocab, _) = self.head.shape()?;
+        let avx2 = crate::nn::fast_exp::has_avx2_fma();
+        let parts = (0..PARTS)
+            .into_par_iter()
+            .map(|p| self.part(hidden, width, part_range(vocab, p), avx2))
+            .collect::<candle_core::Result<Vec<Part>>>()?;
+
+        let mut nll = Vec::with_capacity(rows);
+        let mut gradient = vec![0f32; if self.with_gradient { rows * width } else { 0 }];
+        for r in 0..rows {
+            let max = parts
+                .iter()
+                .map(|p| p.state[r].0)
+                .fold(f32::NEG_INFINITY, f32::max);
+            let scales: Vec<f32> = (parts.iter())
+                .map(|p| crate::nn::fast_exp::exp(p.state[r].0 - max))
+                .collect();
+            let sum: f32 = parts
+                .iter()
+                .zip(&scales)
+                .map(|(p, c)| p.state[r].1 * c)
+                .sum();
+            let target = parts.iter().find_map(|p| p.state[r].2);
+            nll.push(max + sum.ln() - target.unwrap_or(f32::NAN));
+            if self.with_gradient {
+                let out = &mut gradient[r * width..(r + 1) * width];
+                for (p, c) in parts.iter().zip(&scales) {
+                    let c = c / sum;
+                    for (o, x) in out.iter_mut().zip(&p.weighted[r * width..(r + 1) * width]) {
+                        *o += x * c;
+                    }
+                }
+            }
+        }
+        if self.with_gradient {
+            for (r, values) in parts.iter().flat_map(|p| &p.target_rows) {
+                for (o, x) in gradient[r * width..(r + 1) * width].iter_mut().zip(values) {
+                    *o -= x;
+                }
+            }
+            let gradient = Tensor::from_vec(gradient, (rows, width), &Device::Cpu)?;
+            *self.gradient.lock().expect("not poisoned") = Some(gradient);
+        }
+        Ok((CpuStorage::F32(nll), Shape::from(rows)))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let rows = arg.dim(0)?;
+        let gradient = self.gradient.lock().expect("not poisoned").clone();
+        let Some(gradient) = gradient else {
+            candle_core::bail!("head NLL: backward without a forward pass that built the gradient");
+        };
+        let g = grad_res.detach().reshape((rows, 1))?;
+        Ok(Some(gradient.broadcast_mul(&g)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::on_threads;
+    use crate::test_util::{max_abs_diff, weighted_backward};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Var, D};
+
+    /// Forward and gradient equal the plain head → log-softmax → pick, over several slices.
+    #[test]
+    fn matches_log_softmax_and_its_gradient() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.5, (1000, 64), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let dense_w = q.dequantize(&dev).unwrap();
+        let head = FrozenLinear::quantized(q, crate::nn::frozen::BackwardMode::Dequantize).unwrap();
+        let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (9, 64), &dev).unwrap()).unwrap();
+        let targets: Vec<u32> = vec![0, 999, 5, 500, 123, 77, 640, 1, 998];
+        let weights = Tensor::randn(0f32, 1.0, 9, &dev).unwrap();
+
+        // 9 rows × 111 logits per slice: ten slices, the last one short.
+        let ours = nll_rows_sliced(&head, h.as_tensor(), &targets, 9 * 111).unwrap();
+        let logits = h.as_tensor().matmul(&dense_w.t().unwrap()).unwrap();
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+        let idx = Tensor::new(targets.as_slice(), &dev)
+            .unwrap()
+            .unsqueeze(1)
+            .unwrap();
+        let want = logp
+            .gather(&idx, 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            .neg()
+            .unwrap();
+        let diff = max_abs_diff(&ours, &want);
+        assert!(diff < 1e-4, "forward differs by {diff}");
+
+        let ga = weighted_backward(&ours, &weights);
+        let gb = weighted_backward(&want, &weights);
+        let diff = max_abs_diff(
+            ga.get(h.as_tensor()).unwrap(),
+            gb.get(h.as_tensor()).unwrap(),
+        );
+        assert!(diff < 1e-4, "gradient differs by {diff}");
+    }
+
+    /// The loss and the gradient are the same bits on 1, 2 and 5 threads (the parts are fixed,
+    /// and merged in order).
+    #[test]
+    fn the_result_does_not_depend_on_the_thread_count() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.5, (997, 64), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let head = FrozenLinear::quantized(q, crate::nn::frozen::BackwardMode::Dequantize).unwrap();
+        let h = Tensor::randn(0f32, 1.0, (7, 64), &dev).unwrap();
+        let targets = [0u32, 996, 500, 83, 84, 1, 250];
+        let run = |threads: usize| {
+            on_threads(threads, || {
+                let h = Var::from_tensor(&h).unwrap();
+                let nll = nll_rows_sliced(&head, h.as_tensor(), &targets, 7 * 20).unwrap();
+                let grads = nll.sum_all().unwrap().backward().unwrap();
+                let grad = grads.get(h.as_tensor()).unwrap().flatten_all().unwrap();
+                (
+                    nll.to_vec1::<f32>().unwrap(),
+                    grad.to_vec1::<f32>().unwrap(),
+                )
+            })
+        };
+        let one = run(1);
+        assert!(one.0.iter().chain(&one.1).all(|x| x.is_finite()));
+        assert_eq!(run(2), one);
+        assert_eq!(run(5), one);
+    }
+
+    /// Targets that do not fit the rows or the vocabulary are refused, naming the problem.
+    #[test]
+    fn targets_that_do_not_fit_are_refused() {
+        let dev = Device::Cpu;
+        let w = Tensor::zeros((64, 32), candle_core::DType::F32, &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let head = FrozenLinear::quantized(q, crate::nn::frozen::BackwardMode::Dequantize).unwrap();
+        let cases: [(usize, &[u32], &str); 2] = [
+            (3, &[1, 2], "3 rows but 2 targets"),
+            (2, &[1, 64], "target 64 is outside the vocabulary of 64"),
+        ];
+        for (rows, targets, want) in cases {
+            let h = Tensor::zeros((rows, 32), candle_core::DType::F32, &dev).unwrap();
+            let err = nll_rows(&head, &h, targets).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    /// Untracked input: the same NLL, and no gradient is built.
+    #[test]
+    fn an_untracked_input_gives_the_same_loss_and_builds_no_gradient() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.5, (300, 32), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let head = FrozenLinear::quantized(q, crate::nn::frozen::BackwardMode::Dequantize).unwrap();
+        let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 32), &dev).unwrap()).unwrap();
+        let targets = [3u32, 299, 0, 150, 42];
+        let tracked = nll_rows_sliced(&head, h.as_tensor(), &targets, 5 * 70).unwrap();
+        let detached = h.as_tensor().detach();
+        let op = HeadNll {
+            head: head.clone(),
+            targets: Arc::new(targets.to_vec()),
+            with_gradient: detached.track_op(),
+            gradient: Arc::new(Mutex::new(None)),
+            slice_elems: 5 * 70,
+        };
+        let untracked = detached.apply_op1(op.clone()).unwrap();
+        assert!(!op.with_gradient);
+        assert!(op.gradient.lock().unwrap().is_none());
+        assert_eq!(
+            tracked.to_vec1::<f32>().unwrap(),
+            untracked.to_vec1::<f32>().unwrap()
+        );
+    }
+}
