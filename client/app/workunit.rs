@@ -6,7 +6,7 @@
 //! `delta` and `report` atomically and remove the checkpoint.
 
 use crate::error::{Error, Result};
-use crate::format::adapter::{factor_shapes, Adapter, AdapterHeader, Site};
+use crate::format::adapter::{trainable_names, Adapter, AdapterHeader, Site};
 use crate::format::checkpoint::Checkpoint;
 use crate::format::config::WorkConfig;
 use crate::format::delta::{Delta, DeltaHeader, DELTA_FORMAT, DELTA_VERSION};
@@ -354,12 +354,4 @@ fn delta_of(config: &WorkConfig, start: &Adapter, opt: &AdamW) -> Result<Delta> 
         },
         tensors,
     })
-}
-
-/// Names of the factors that are trained: every B, and every A when `train_a`.
-pub fn trainable_names(sites: &[Site], train_a: bool) -> Vec<String> {
-    factor_shapes(sites, 0, train_a)
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect()
 }

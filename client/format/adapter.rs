@@ -233,3 +233,11 @@ impl Adapter {
         Ok(crate::format::signed::seal(&self.to_bytes()?, key))
     }
 }
+
+/// Names of the factors that are trained: every B, and every A when `train_a`.
+pub fn trainable_names(sites: &[Site], train_a: bool) -> Vec<String> {
+    factor_shapes(sites, 0, train_a)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}

@@ -7,7 +7,6 @@
 
 use crate::error::{Error, Result};
 use crate::format::tensors::{self, NamedTensors};
-use crate::learn::sampler::SamplerState;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -102,4 +101,21 @@ impl Checkpoint {
             v,
         }))
     }
+}
+
+/// What a checkpoint keeps of the training sampler (`learn::sampler::Sampler`): its whole
+/// state, so a resumed run draws the batches an uninterrupted one would.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerState {
+    /// The seed the RNG started from.
+    pub seed: u64,
+    /// The RNG's position in its stream, in 32-bit words (decimal, as it needs 128 bits).
+    pub rng_word_pos: String,
+    /// The current epoch's permutation.
+    pub order: Vec<u32>,
+    /// Next index into `order`.
+    pub cursor: usize,
+    /// Epochs begun so far.
+    pub epoch: u64,
 }

@@ -7,11 +7,8 @@
 use crate::error::{Error, Result};
 use crate::format::adapter::LoraSpec;
 use crate::format::adapter::Site;
-use crate::nn::frozen::BackwardMode;
-use crate::nn::model::bert::BertDims;
-use crate::nn::model::gemma3::Gemma3Dims;
-use crate::nn::model::llama::LlamaConfig;
-use crate::nn::model::mlp::MlpConfig;
+use crate::format::arch::BackwardMode;
+use crate::format::arch::{BertDims, Gemma3Dims, LlamaConfig, MlpConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -94,6 +91,19 @@ pub enum Architecture {
     Bert(BertDims),
 }
 
+/// The reward kinds a report may carry (`report.reward_kind`, the manifest's `task.reward`);
+/// `learn` computes each.
+pub mod reward_kind {
+    /// A decoder's likelihood of the held-out completions' tokens (`learn::eval`).
+    pub const TOKEN_LIKELIHOOD: &str = "token_likelihood";
+    /// A planner's share of held-out tasks its generated plans solve (`learn::plan`).
+    pub const PLAN_SUCCESS: &str = "plan_success";
+    /// A classifier's held-out accuracy (`learn::classify`).
+    pub const ACCURACY: &str = "accuracy";
+    /// An encoder's recall at 5 of held-out queries (`learn::retrieve`).
+    pub const RECALL_AT_5: &str = "recall_at_5";
+}
+
 /// What a kind of network learns, which fixes its loss and its reward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -119,12 +129,9 @@ impl Family {
     /// first.
     pub fn reward_kinds(self) -> &'static [&'static str] {
         match self {
-            Self::Decoder => &[
-                crate::learn::eval::REWARD_KIND,
-                crate::learn::plan::REWARD_KIND,
-            ],
-            Self::Classifier => &[crate::learn::classify::REWARD_KIND],
-            Self::Encoder => &[crate::learn::retrieve::REWARD_KIND],
+            Self::Decoder => &[reward_kind::TOKEN_LIKELIHOOD, reward_kind::PLAN_SUCCESS],
+            Self::Classifier => &[reward_kind::ACCURACY],
+            Self::Encoder => &[reward_kind::RECALL_AT_5],
         }
     }
 

@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::adapter::LoraSpec;
+use crate::format::arch::BackwardMode;
 use crate::format::config::{Architecture, Hyper, WorkConfig, CONFIG_FORMAT, CONFIG_VERSION};
-use crate::nn::frozen::BackwardMode;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,7 @@
 //! imports nothing of the crate but the error type.
 
 pub mod adapter;
+pub mod arch;
 pub mod checkpoint;
 pub mod config;
 pub mod delta;

@@ -2,9 +2,8 @@
 //! images ([`ClassifierObjective`], the training loop's [`Objective`]) and the `accuracy`
 //! reward, the fraction of examples whose highest logit is their label.
 
-use crate::app::workunit::trainable_names;
 use crate::error::Result;
-use crate::format::adapter::{Adapter, LoraSpec};
+use crate::format::adapter::{trainable_names, Adapter, LoraSpec};
 use crate::format::gguf::Gguf;
 use crate::format::tensors::make_trainable;
 use crate::learn::mlp_base::{self, Example};
@@ -15,7 +14,7 @@ use crate::task::image_data::ImageDataset;
 use candle_core::{Device, Tensor, Var};
 
 /// The reward kind of a classifier's work unit.
-pub const REWARD_KIND: &str = "accuracy";
+pub const REWARD_KIND: &str = crate::format::config::reward_kind::ACCURACY;
 
 /// A classifier's objective over a work unit's images.
 pub struct ClassifierObjective<'a> {

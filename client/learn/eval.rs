@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, D};
 use rayon::prelude::*;
 
 /// The reward kind of a decoder's work unit.
-pub const REWARD_KIND: &str = "token_likelihood";
+pub const REWARD_KIND: &str = crate::format::config::reward_kind::TOKEN_LIKELIHOOD;
 
 /// Mean NLL over the batch's counted positions, as a scalar tensor that backpropagates.
 pub fn batch_loss(model: &dyn Decoder, batch: &Batch) -> candle_core::Result<Tensor> {

@@ -10,19 +10,11 @@ use crate::format::config::Hyper;
 use crate::format::tensors::NamedTensors;
 use crate::learn::optim::{clip_global_norm, AdamW};
 use crate::nn::model::mlp::{MlpClassifier, MlpConfig};
+pub use crate::task::digits::Example;
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// One labelled input.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Example {
-    /// Features (the classifier's `n_input` of them).
-    pub input: Vec<f32>,
-    /// Class index.
-    pub label: u32,
-}
 
 /// How the base is trained.
 #[derive(Clone, Debug, PartialEq)]

@@ -12,7 +12,7 @@ use crate::text::tokenizer::Tokenizer;
 use candle_core::Device;
 
 /// The reward kind of a planner's work unit.
-pub const REWARD_KIND: &str = "plan_success";
+pub const REWARD_KIND: &str = crate::format::config::reward_kind::PLAN_SUCCESS;
 /// Most tokens a plan may take (one per move; a walk around 3 walls of a 5×5 grid takes at
 /// most 12 moves).
 const MAX_PLAN_TOKENS: usize = 14;

@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 use std::path::Path;
 
 /// The reward kind of an encoder's work unit.
-pub const REWARD_KIND: &str = "recall_at_5";
+pub const REWARD_KIND: &str = crate::format::config::reward_kind::RECALL_AT_5;
 /// How many of the most similar passages count as found.
 pub const RECALL_K: usize = 5;
 /// The scale of the cosine similarities in the loss (sentence-transformers' default).

@@ -3,10 +3,10 @@
 //! Its whole state (RNG position, current permutation, cursor) goes into the checkpoint, so a
 //! resumed run draws exactly the batches an uninterrupted one would.
 
+use crate::format::checkpoint::SamplerState;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 /// Draws batches of example indices, epoch after epoch.
 #[derive(Clone, Debug)]
@@ -16,22 +16,6 @@ pub struct Sampler {
     order: Vec<u32>,
     cursor: usize,
     epoch: u64,
-}
-
-/// What a checkpoint keeps of a [`Sampler`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SamplerState {
-    /// The seed the RNG started from.
-    pub seed: u64,
-    /// The RNG's position in its stream, in 32-bit words (decimal, as it needs 128 bits).
-    pub rng_word_pos: String,
-    /// The current epoch's permutation.
-    pub order: Vec<u32>,
-    /// Next index into `order`.
-    pub cursor: usize,
-    /// Epochs begun so far.
-    pub epoch: u64,
 }
 
 impl Sampler {

@@ -8,6 +8,7 @@
 //! How `g · W` is computed is a [`BackwardMode`]; `benches/backward.rs` measures the choices and
 //! `docs/backward.md` records why the default is what it is.
 
+pub use crate::format::arch::BackwardMode;
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use std::borrow::Cow;
@@ -21,18 +22,6 @@ const DEQUANTIZE_CHUNK_ELEMS: usize = 4 << 20;
 /// over W, which a batch of this many rows repays many times over (`benches/gemma_train.rs`:
 /// 3× the evaluation throughput on Gemma 3 270M), and the product is the exact one.
 const DEQUANTIZED_FORWARD_MIN_ROWS: usize = 16;
-
-/// How the backward pass computes the input gradient `g · W` through a quantized weight.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackwardMode {
-    /// Dequantize W a slice of rows at a time (at most 16 MiB of f32 at once) and multiply in f32.
-    /// No extra resident memory; the dequantization is repeated every step.
-    Dequantize,
-    /// Keep a transposed Q8_0 copy of W and run `g · W` through the quantized kernel. Faster,
-    /// at the cost of a resident copy of about 1.06 bytes per weight.
-    TransposedQ8,
-}
 
 /// A frozen weight `W` (out × in) applied as `x · Wᵀ`.
 #[derive(Clone, Debug)]

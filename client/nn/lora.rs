@@ -5,18 +5,8 @@
 //! tensor is not); this module only computes.
 
 use crate::nn::frozen::FrozenLinear;
+pub use crate::nn::lora_op::LoraPair;
 use candle_core::Tensor;
-
-/// The two low-rank factors of one adapted layer and their scale.
-#[derive(Clone, Debug)]
-pub struct LoraPair {
-    /// Down-projection, rank × in.
-    pub a: Tensor,
-    /// Up-projection, out × rank.
-    pub b: Tensor,
-    /// `alpha / rank`.
-    pub scale: f64,
-}
 
 /// A frozen linear layer with an optional LoRA adapter.
 #[derive(Clone, Debug)]

@@ -9,9 +9,19 @@
 //! nothing) and returns `∂x = ∂y·W + s·(∂y·B)·A`, `∂A = s·(∂y·B)ᵀ·x` and `∂B = s·∂yᵀ·(x·Aᵀ)`.
 
 use crate::nn::frozen::FrozenLinear;
-use crate::nn::lora::LoraPair;
 use crate::nn::storage::contiguous_f32;
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+
+/// The two low-rank factors of one adapted layer and their scale.
+#[derive(Clone, Debug)]
+pub struct LoraPair {
+    /// Down-projection, rank × in.
+    pub a: Tensor,
+    /// Up-projection, out × rank.
+    pub b: Tensor,
+    /// `alpha / rank`.
+    pub scale: f64,
+}
 
 /// `x·Wᵀ + s·(x·Aᵀ)·Bᵀ` for `x` (…, in) on the CPU; backpropagates into `x`, `A` and `B`.
 pub(crate) fn adapted_forward(

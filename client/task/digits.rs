@@ -116,9 +116,18 @@ pub fn shifted(digit: &Digit, shift: Shift) -> Digit {
     }
 }
 
+/// One labelled input of a classifier (the vision skill's MLP).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Example {
+    /// Features (the classifier's `n_input` of them).
+    pub input: Vec<f32>,
+    /// Class index.
+    pub label: u32,
+}
+
 /// One image as the classifier's input (intensities scaled to [0, 1]) and label.
-pub fn example(digit: &Digit) -> crate::learn::mlp_base::Example {
-    crate::learn::mlp_base::Example {
+pub fn example(digit: &Digit) -> Example {
+    Example {
         input: digit
             .pixels
             .iter()
@@ -167,11 +176,7 @@ pub fn split(images: &[Digit], held_out: bool, shifts: &[Shift]) -> Vec<Digit> {
 }
 
 /// [`split`]'s images as the classifier's examples.
-pub fn examples(
-    images: &[Digit],
-    held_out: bool,
-    shifts: &[Shift],
-) -> Vec<crate::learn::mlp_base::Example> {
+pub fn examples(images: &[Digit], held_out: bool, shifts: &[Shift]) -> Vec<Example> {
     split(images, held_out, shifts)
         .iter()
         .map(example)

@@ -5,8 +5,7 @@
 //! (at least one) is, as for the decoders' data.
 
 use crate::error::{Error, Result};
-use crate::learn::mlp_base::Example;
-use crate::task::digits;
+use crate::task::digits::{self, Example};
 use crate::text::data::{parse_examples, read_maybe_compressed, split, Split};
 use std::path::Path;
 

@@ -11,12 +11,12 @@
 
 use crate::error::{Error, Result};
 use crate::format::adapter::{LoraSpec, Site};
+pub use crate::format::arch::BertDims;
 use crate::format::gguf::Gguf;
 use crate::format::tensors::NamedTensors;
 use crate::nn::lora::LoraLinear;
 use crate::nn::model::{shared, WeightMode};
 use candle_core::{DType, Device, Tensor, D};
-use serde::{Deserialize, Serialize};
 
 /// `general.architecture` of the encoder's GGUF.
 pub const ARCHITECTURE: &str = "bert";
@@ -31,24 +31,6 @@ pub const BLOCK_TARGETS: [&str; 6] = [
 ];
 /// Added to the attention scores of padding keys: their weight underflows to exactly 0.
 const MASKED: f64 = -1e9;
-
-/// The dimensions a skill expects of its BERT base; checked against the GGUF metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BertDims {
-    /// Transformer blocks.
-    pub n_layer: usize,
-    /// Hidden size.
-    pub n_embd: usize,
-    /// Attention heads.
-    pub n_head: usize,
-    /// MLP inner size.
-    pub n_ff: usize,
-    /// Vocabulary size.
-    pub n_vocab: usize,
-    /// Positions the position embedding covers (the longest text).
-    pub n_ctx: usize,
-}
 
 impl BertDims {
     /// Reads the dimensions from a GGUF's `bert.*` metadata and its token list.

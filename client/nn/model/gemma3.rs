@@ -11,6 +11,7 @@
 
 use crate::error::Result;
 use crate::format::adapter::{LoraSpec, Site};
+pub use crate::format::arch::Gemma3Dims;
 use crate::format::gguf::Gguf;
 use crate::format::tensors::NamedTensors;
 use crate::nn::lora::LoraLinear;
@@ -22,7 +23,6 @@ use crate::nn::model::shared;
 use crate::nn::model::{Decoder, Incremental, WeightMode};
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Blocks per attention period: blocks `5, 11, 17, …` attend globally.
@@ -73,26 +73,6 @@ impl Gemma3Config {
     pub fn is_global(layer: usize) -> bool {
         (layer + 1) % GLOBAL_EVERY == 0
     }
-}
-
-/// The dimensions a skill expects of its Gemma 3 base; checked against the GGUF metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Gemma3Dims {
-    /// Transformer blocks.
-    pub n_layer: usize,
-    /// Hidden size.
-    pub n_embd: usize,
-    /// Query heads.
-    pub n_head: usize,
-    /// Key/value heads.
-    pub n_head_kv: usize,
-    /// Size of a head.
-    pub head_dim: usize,
-    /// MLP inner size.
-    pub n_ff: usize,
-    /// Vocabulary size.
-    pub n_vocab: usize,
 }
 
 impl Gemma3Dims {

@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::format::adapter::{LoraSpec, Site};
+pub use crate::format::arch::LlamaConfig;
 use crate::format::gguf::Gguf;
 use crate::format::tensors::NamedTensors;
 use crate::nn::frozen::FrozenLinear;
@@ -13,7 +14,6 @@ use crate::nn::model::shared;
 use crate::nn::model::{Decoder, WeightMode};
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 
 /// Projections of a block that can carry an adapter, by GGUF name.
 pub const BLOCK_TARGETS: [&str; 7] = [
@@ -27,24 +27,6 @@ pub const BLOCK_TARGETS: [&str; 7] = [
 ];
 /// The output head, adaptable too.
 pub const HEAD_TARGET: &str = "output";
-
-/// The dimensions a skill expects of its llama base; checked against the GGUF metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlamaConfig {
-    /// Number of transformer blocks.
-    pub n_layer: usize,
-    /// Hidden size.
-    pub n_embd: usize,
-    /// Query heads.
-    pub n_head: usize,
-    /// Key/value heads (grouped-query attention when fewer than `n_head`).
-    pub n_head_kv: usize,
-    /// MLP inner size.
-    pub n_ff: usize,
-    /// Vocabulary size.
-    pub n_vocab: usize,
-}
 
 impl LlamaConfig {
     /// Size of one attention head.

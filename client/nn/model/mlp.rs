@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::adapter::{LoraSpec, Site};
+pub use crate::format::arch::MlpConfig;
 use crate::format::gguf::Gguf;
 use crate::format::tensors::{self, NamedTensors};
 use crate::nn::frozen::FrozenLinear;
@@ -15,7 +16,6 @@ use crate::nn::lora::LoraLinear;
 use crate::nn::model::{shared, WeightMode};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
 /// `general.architecture` of the classifier's GGUF.
@@ -24,20 +24,6 @@ pub const ARCHITECTURE: &str = "aginet-mlp";
 pub const LAYER_TARGET: &str = "ffn";
 /// The adaptable class head.
 pub const HEAD_TARGET: &str = "output";
-
-/// The classifier's dimensions; checked against the GGUF metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MlpConfig {
-    /// Input features (pixels).
-    pub n_input: usize,
-    /// Width of every hidden layer.
-    pub n_hidden: usize,
-    /// Hidden layers.
-    pub n_layer: usize,
-    /// Classes.
-    pub n_class: usize,
-}
 
 impl MlpConfig {
     /// Reads the dimensions from the GGUF's metadata.
