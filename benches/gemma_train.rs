@@ -75,7 +75,7 @@ fn text_of(tok: &dyn aginet::text::tokenizer::Tokenizer, row: usize) -> String {
 /// loss counts every position, as a causal-LM loss on the whole text does), and one eval row.
 fn data(base: &Path) -> String {
     let g = Gguf::open(base).unwrap();
-    let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
+    let tok = aginet::text::from_gguf(&g).unwrap();
     (0..=BATCH)
         .map(|row| {
             let split = if row == BATCH { "eval" } else { "train" };
@@ -145,7 +145,7 @@ fn child_eval(base: &Path) {
     aginet::nn::allocator::tune();
     let m = manifest();
     let mut g = Gguf::open(base).unwrap();
-    let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
+    let tok = aginet::text::from_gguf(&g).unwrap();
     let sites = m.architecture.sites(&m.lora.targets).unwrap();
     let header = AdapterHeader::new(&m.name, &m.base.sha256, 0, &m.lora);
     let adapter = Adapter::initial(header, &sites, 1).unwrap();

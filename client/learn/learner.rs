@@ -18,7 +18,7 @@ use crate::nn::model::mlp::{MlpClassifier, MlpOptions};
 use crate::nn::model::{self, Decoder, ModelOptions};
 use crate::task::image_data::ImageDataset;
 use crate::text::data::{Dataset, Sequence};
-use crate::text::tokenizer::{self, Tokenizer};
+use crate::text::tokenizer::Tokenizer;
 use candle_core::Device;
 use std::path::Path;
 
@@ -88,7 +88,7 @@ impl Learner {
                 Self::Classifier { model, data }
             }
             Architecture::Bert(expected) => {
-                let tok = tokenizer::from_gguf(g)?;
+                let tok = crate::text::from_gguf(g)?;
                 let data = data
                     .map(|path| PairDataset::read(path, tok.as_ref(), opts.max_seq_len))
                     .transpose()?
@@ -97,7 +97,7 @@ impl Learner {
                 Self::Encoder { model, data, tok }
             }
             _ => {
-                let tok = tokenizer::from_gguf(g)?;
+                let tok = crate::text::from_gguf(g)?;
                 let data = data
                     .map(|path| Dataset::read(path, tok.as_ref(), opts.max_seq_len))
                     .transpose()?

@@ -3,9 +3,6 @@
 //! (`bert`, e.g. all-MiniLM-L6-v2; see `wordpiece.rs`). Other vocabularies are rejected with the
 //! name quoted.
 
-use crate::error::Result;
-use crate::format::gguf::Gguf;
-
 /// Turns text into token ids and back.
 pub trait Tokenizer: Send + Sync {
     /// Token ids of `text`, without BOS or EOS.
@@ -67,28 +64,5 @@ impl Tokenizer for ByteTokenizer {
     }
     fn pad(&self) -> u32 {
         Self::PAD
-    }
-}
-
-/// The tokenizer a GGUF base declares.
-pub fn from_gguf(g: &Gguf) -> Result<Box<dyn Tokenizer>> {
-    let model = g.get_str("tokenizer.ggml.model")?;
-    match model {
-        ByteTokenizer::MODEL_NAME => {
-            let tokens = g.get_strings("tokenizer.ggml.tokens")?;
-            if tokens != ByteTokenizer.token_strings() {
-                return Err(g.error("tokenizer.ggml.tokens is not the aginet byte vocabulary"));
-            }
-            Ok(Box::new(ByteTokenizer))
-        }
-        crate::text::sentencepiece::SentencePiece::MODEL_NAME => Ok(Box::new(
-            crate::text::sentencepiece::SentencePiece::from_gguf(g)?,
-        )),
-        crate::text::wordpiece::WordPiece::MODEL_NAME => {
-            Ok(Box::new(crate::text::wordpiece::WordPiece::from_gguf(g)?))
-        }
-        other => Err(g.error(format!(
-            "tokenizer.ggml.model {other:?} is not supported by this build"
-        ))),
     }
 }

@@ -10,6 +10,6 @@ fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.gguf");
     if let Ok(g) = Gguf::from_reader(path, Box::new(Cursor::new(data.to_vec()))) {
         let _ = aginet::nn::model::llama::LlamaConfig::from_gguf(&g);
-        let _ = aginet::text::tokenizer::from_gguf(&g);
+        let _ = aginet::text::from_gguf(&g);
     }
 });

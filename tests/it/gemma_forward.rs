@@ -63,7 +63,7 @@ fn gemma_forward_matches_the_reference_logits() {
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("../data/gemma3_logits.json")).unwrap();
     let mut g = Gguf::open(&path).unwrap();
-    let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
+    let tok = aginet::text::from_gguf(&g).unwrap();
     let no_adapter = LoraSpec::none();
     let factors = Default::default();
     for (weights, tolerance) in [

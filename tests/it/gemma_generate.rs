@@ -38,7 +38,7 @@ const PROMPTS: [&str; 3] = [
 /// The base with its weights held as `weights`, its tokenizer, and [`PROMPTS`] as token ids.
 fn gemma(weights: WeightMode) -> (Gemma3, Box<dyn Tokenizer>, Vec<Vec<u32>>) {
     let mut g = Gguf::open(&gemma_base()).unwrap();
-    let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
+    let tok = aginet::text::from_gguf(&g).unwrap();
     let model = Gemma3::from_gguf(
         &mut g,
         &Gemma3Options {

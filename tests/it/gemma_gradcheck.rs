@@ -41,7 +41,7 @@ fn random_factors(m: &Manifest) -> NamedTensors {
 fn grads(m: &Manifest, weights: WeightMode, factors: &NamedTensors, seed: u64) -> NamedTensors {
     super::grad_compare::factor_gradients(factors, |live| {
         let mut g = Gguf::open(&gemma_base()).unwrap();
-        let tok = aginet::text::tokenizer::from_gguf(&g).unwrap();
+        let tok = aginet::text::from_gguf(&g).unwrap();
         let decoder = model::load(
             &m.architecture,
             &mut g,

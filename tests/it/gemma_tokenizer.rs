@@ -9,7 +9,7 @@ use aginet::format::gguf::Gguf;
 #[test]
 fn gemma_tokenizer_matches_the_reference_vectors() {
     let path = gemma_base();
-    let tok = aginet::text::tokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
+    let tok = aginet::text::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("../data/gemma3_tokenizer.json")).unwrap();
     assert_eq!(reference["bos"], tok.bos());
@@ -19,7 +19,7 @@ fn gemma_tokenizer_matches_the_reference_vectors() {
 #[test]
 fn gemma_tokenizer_decodes_what_it_encodes() {
     let path = gemma_base();
-    let tok = aginet::text::tokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
+    let tok = aginet::text::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
     for text in [
         "Grid 5x5. Start 1,2. Goal 4,5. Walls 2,2 3,4.\nPlan:",
         " R D D D R R",

@@ -15,7 +15,8 @@ pub use crate::format::arch::BertDims;
 use crate::format::gguf::Gguf;
 use crate::format::tensors::NamedTensors;
 use crate::nn::lora::LoraLinear;
-use crate::nn::model::{shared, WeightMode};
+use crate::nn::model::decoder::WeightMode;
+use crate::nn::model::shared;
 use candle_core::{DType, Device, Tensor, D};
 
 /// `general.architecture` of the encoder's GGUF.

@@ -15,12 +15,12 @@ pub use crate::format::arch::Gemma3Dims;
 use crate::format::gguf::Gguf;
 use crate::format::tensors::NamedTensors;
 use crate::nn::lora::LoraLinear;
+use crate::nn::model::decoder::{head_nll_rows, Decoder, Incremental, WeightMode};
 use crate::nn::model::gated_gelu::gated_gelu;
 use crate::nn::model::kv_cache::KvCache;
 use crate::nn::model::llama::{BLOCK_TARGETS, HEAD_TARGET};
 use crate::nn::model::rope::Rope;
 use crate::nn::model::shared;
-use crate::nn::model::{Decoder, Incremental, WeightMode};
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 use std::sync::Arc;
@@ -253,7 +253,7 @@ impl Decoder for Gemma3 {
     }
 
     fn nll_rows(&self, hidden: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-        super::head_nll_rows(&self.head, hidden, targets)
+        head_nll_rows(&self.head, hidden, targets)
     }
 
     fn incremental(&self) -> Option<&dyn Incremental> {

@@ -9,9 +9,9 @@ use crate::format::gguf::Gguf;
 use crate::format::tensors::NamedTensors;
 use crate::nn::frozen::FrozenLinear;
 use crate::nn::lora::{LoraLinear, LoraPair};
+use crate::nn::model::decoder::{head_nll_rows, Decoder, WeightMode};
 use crate::nn::model::rope::Rope;
 use crate::nn::model::shared;
-use crate::nn::model::{Decoder, WeightMode};
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
@@ -26,7 +26,7 @@ pub const BLOCK_TARGETS: [&str; 7] = [
     "ffn_down",
 ];
 /// The output head, adaptable too.
-pub const HEAD_TARGET: &str = "output";
+pub const HEAD_TARGET: &str = shared::HEAD_TARGET;
 
 impl LlamaConfig {
     /// Size of one attention head.
@@ -352,7 +352,7 @@ impl Decoder for Llama {
     }
 
     fn nll_rows(&self, hidden: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-        super::head_nll_rows(&self.head, hidden, targets)
+        head_nll_rows(&self.head, hidden, targets)
     }
 }
 

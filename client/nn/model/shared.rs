@@ -6,9 +6,12 @@ use crate::format::adapter::{a_name, b_name, LoraSpec, Site};
 use crate::format::tensors::NamedTensors;
 use crate::nn::frozen::FrozenLinear;
 use crate::nn::lora::LoraPair;
-use crate::nn::model::WeightMode;
+use crate::nn::model::decoder::WeightMode;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor, D};
+
+/// The output head of the decoders, adaptable too.
+pub const HEAD_TARGET: &str = "output";
 
 /// A frozen weight held as `mode` says: quantized, or dequantized to f32.
 pub(crate) fn frozen(weight: QTensor, mode: WeightMode, device: &Device) -> Result<FrozenLinear> {
@@ -66,7 +69,7 @@ pub(crate) fn projection_shape(w: &Widths, target: &str) -> Option<(usize, usize
         "attn_output" => (w.n_embd, w.q),
         "ffn_gate" | "ffn_up" => (w.n_ff, w.n_embd),
         "ffn_down" => (w.n_embd, w.n_ff),
-        super::llama::HEAD_TARGET => (w.n_vocab, w.n_embd),
+        HEAD_TARGET => (w.n_vocab, w.n_embd),
         _ => return None,
     })
 }

@@ -40,9 +40,9 @@ pub fn of(
         reward: &manifest.reward.kind,
     };
     let tokenizer = || -> Result<Box<dyn Tokenizer>> {
-        Ok(aginet::text::tokenizer::from_gguf(
-            &aginet::format::gguf::Gguf::open(&base)?,
-        )?)
+        Ok(aginet::text::from_gguf(&aginet::format::gguf::Gguf::open(
+            &base,
+        )?)?)
     };
     let mut reference = json!({
         "skill": skill,
