@@ -7,7 +7,7 @@ use crate::format::adapter::{trainable_names, Adapter, LoraSpec};
 use crate::format::gguf::Gguf;
 use crate::format::tensors::make_trainable;
 use crate::learn::mlp_base::{self, Example};
-use crate::learn::train::Objective;
+use crate::learn::objective::Objective;
 use crate::nn::model::mlp::{MlpClassifier, MlpConfig, MlpOptions};
 use crate::nn::model::WeightMode;
 use crate::task::image_data::ImageDataset;

@@ -13,8 +13,8 @@
 //! them. Only objectives whose loss separates that way ([`Objective::separable`]) are cut.
 
 use crate::error::Result;
+use crate::learn::objective::Objective;
 use crate::learn::optim::AdamW;
-use crate::learn::train::Objective;
 use candle_core::Tensor;
 use rayon::prelude::*;
 

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod learner;
 pub mod micro_batch;
 pub mod mlp_base;
+pub mod objective;
 pub mod optim;
 pub mod plan;
 pub mod retrieve;

@@ -7,7 +7,7 @@
 //! `[CLS] text [SEP]`.
 
 use crate::error::{Error, Result};
-use crate::learn::train::Objective;
+use crate::learn::objective::Objective;
 use crate::nn::model::bert::BertEncoder;
 use crate::text::data::{parse_examples, read_maybe_compressed, split, Split};
 use crate::text::tokenizer::Tokenizer;

@@ -14,6 +14,7 @@ use crate::format::config::WorkConfig;
 use crate::format::tensors::NamedTensors;
 use crate::learn::eval;
 use crate::learn::micro_batch::{batch_gradients, BatchGradients};
+pub use crate::learn::objective::Objective;
 use crate::learn::optim::{clip_global_norm, AdamW};
 use crate::learn::sampler::Sampler;
 use crate::nn::model::Decoder;
@@ -103,21 +104,6 @@ impl TrainState {
             tokens: 0,
             elapsed_before_s: 0.0,
         }
-    }
-}
-
-/// What a step minimises: the loss of some of the training examples, for any kind of model.
-pub trait Objective: Sync {
-    /// The loss of training examples `picked` (indices into the training split), a scalar that
-    /// backpropagates into the optimizer's variables, and how many units it counted (completion
-    /// tokens for a decoder, examples for a classifier).
-    fn loss(&self, picked: &[usize]) -> Result<(Tensor, usize)>;
-
-    /// Whether the loss of a batch is the count-weighted mean of the losses of any split of
-    /// it, so that [`crate::learn::micro_batch`] may compute its parts apart. Not so where examples
-    /// meet in the loss (in-batch negatives).
-    fn separable(&self) -> bool {
-        false
     }
 }
 

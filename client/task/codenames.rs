@@ -9,7 +9,7 @@
 //! server's held-out pairs (other questions and notes about the same codenames) measure that.
 //! The prompt is the query, the completion the passage to retrieve.
 
-use super::Pair;
+use crate::task::pair::Pair;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

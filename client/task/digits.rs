@@ -9,8 +9,8 @@
 //! in five (by its line in the file) is held out: neither it nor any shift of it reaches a work
 //! unit.
 
-use super::Pair;
 use crate::error::{Error, Result};
+use crate::task::pair::Pair;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -16,7 +16,7 @@
 //! it is fixed by the prompt. The problem is read back from the prompt text alone, so the app and
 //! the validator judge generated plans without anything else.
 
-use super::Pair;
+use crate::task::pair::Pair;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashSet, VecDeque};

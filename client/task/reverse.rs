@@ -4,7 +4,7 @@
 //! (the completion uses the prompt's letters, in an order fixed by the prompt), cheap to make
 //! in any amount, and scored by the likelihood of the exact reversal.
 
-use super::{jsonl, Pair};
+use crate::task::pair::{jsonl, Pair};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;

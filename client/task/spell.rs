@@ -5,7 +5,7 @@
 //! the exact reference clearly; the reference is fixed by the prompt, so the server recomputes
 //! the reward from the text alone.
 
-use super::Pair;
+use crate::task::pair::Pair;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashSet;

@@ -1,7 +1,7 @@
 //! The FFI backend: BOINC's own app API through `boinc-api-sys`. Every C return code goes
 //! through [`check`]; all `unsafe` of this backend lives here and in `boinc-api-sys`.
 
-use super::{BoincError, InitData, Status};
+use crate::app::boinc::api::{BoincError, InitData, Status};
 use boinc_api_sys as sys;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;

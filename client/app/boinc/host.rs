@@ -1,7 +1,10 @@
 //! The training loop's [`Host`] under the BOINC client: checkpoints only when the client allows,
 //! reports progress, pauses while suspended, and stops on quit, abort or a lost client.
 
-use super::Session;
+#[cfg(all(feature = "boinc", not(feature = "boinc-native")))]
+use crate::app::boinc::ffi::FfiSession as Session;
+#[cfg(all(feature = "boinc-native", unix))]
+use crate::app::boinc::native::NativeSession as Session;
 use crate::learn::train::{Control, Host};
 use std::time::Duration;
 

@@ -10,12 +10,14 @@
 
 pub mod channel;
 pub mod init_data;
+mod log;
 pub mod monitor;
 pub mod shared_memory;
 pub mod slot_files;
 
-use super::{BoincError, InitData, Status};
+use crate::app::boinc::api::{BoincError, InitData, Status};
 use init_data::{ClientInitData, INIT_DATA_FILE};
+use log::log;
 use monitor::{Link, Monitor};
 use shared_memory::{SharedMemory, MMAP_FILE};
 use slot_files::SlotLock;
@@ -262,23 +264,4 @@ fn attach(slot: &Path, data: &ClientInitData) -> Option<Monitor> {
             None
         }
     }
-}
-
-/// Writes `message` to stderr with the library's prefix, `HH:MM:SS (pid):` in local time.
-pub(crate) fn log(message: &str) {
-    let now = local_hms();
-    eprintln!("{now} ({}): {message}", std::process::id());
-}
-
-/// The local wall-clock time as `HH:MM:SS`.
-fn local_hms() -> String {
-    // SAFETY: `time(NULL)` only reads the clock.
-    let t = unsafe { libc::time(std::ptr::null_mut()) };
-    // SAFETY: all-zero is a valid `tm`, which `localtime_r` fills from a valid `time_t`.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; `localtime_r` is thread-safe.
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return "??:??:??".to_string();
-    }
-    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }

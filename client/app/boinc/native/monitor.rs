@@ -4,7 +4,7 @@
 //! the app's CPU time, checkpoint CPU time and fraction done, and checks that the client lives.
 
 use super::shared_memory::{SharedMemory, Slot};
-use crate::app::boinc::Status;
+use crate::app::boinc::api::Status;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -163,7 +163,7 @@ fn run(
         }
         if !st.status.no_heartbeat {
             if let Some(why) = client_gone(&link, tick, last_heartbeat) {
-                super::log(&format!("{why} - exiting"));
+                crate::app::boinc::native::log::log(&format!("{why} - exiting"));
                 st.status.no_heartbeat = true;
             }
         }
