@@ -1,5 +1,5 @@
 //! The app package's build script: its build metadata, the one string that says what this
-//! binary is (`AGINET_BUILD`, read by `aginet::build_info`): the git commit it was built from
+//! binary is (`AGINET_BUILD`, read by `aginet::app::build_info`): the git commit it was built from
 //! and the BOINC app API it speaks:
 //!
 //! | features                      | BOINC API                                             |

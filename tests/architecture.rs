@@ -51,6 +51,26 @@ fn every_layer_imports_only_from_below_and_no_files_import_in_a_circle() {
 }
 
 #[test]
+fn the_server_tools_use_the_library_but_not_the_app() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("server/src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    assert!(!files.is_empty(), "{}: no sources", root.display());
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let code = code_only(&std::fs::read_to_string(f).unwrap());
+            code.contains("aginet::app") || code.contains("aginet::{app")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "server tools import the volunteer app's layer (aginet::app): {offenders:?}"
+    );
+}
+
+#[test]
 fn a_bad_import_and_a_circle_are_found() {
     let mut graph = Graph::new();
     graph.insert("format::config".into(), ["learn::eval".to_string()].into());
@@ -341,10 +361,10 @@ fn layer_violations(graph: &Graph, file_of: &dyn Fn(&str) -> String) -> Vec<Stri
             match layer_of(dep) {
                 Some(l) if l == layer || allowed.contains(&l) => {}
                 other => problems.push(format!(
-                    "{} ({layer}) imports {dep} ({}): {layer} may import only from {:?}",
+                    "{} ({layer}) imports {dep} ({}): {layer} may import only from {}",
                     file_of(module),
                     other.unwrap_or("no layer"),
-                    allowed
+                    [&[layer][..], allowed].concat().join(", ")
                 )),
             }
         }

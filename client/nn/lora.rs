@@ -22,7 +22,7 @@ impl LoraLinear {
     }
 
     /// Applies the layer to `x` of shape (…, in). On the CPU an adapted layer is one op
-    /// (`client/lora_op.rs`); elsewhere it is written with candle's ops.
+    /// (`client/nn/lora_op.rs`); elsewhere it is written with candle's ops.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.lora {
             Some(l) if x.device().is_cpu() => {
