@@ -118,6 +118,11 @@ impl Gguf {
             .ok_or_else(|| self.error(format!("metadata key {key} is missing")))
     }
 
+    /// Whether the metadata has `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.content.metadata.contains_key(key)
+    }
+
     /// A metadata string.
     pub fn get_str(&self, key: &str) -> Result<&str> {
         self.value(key)?

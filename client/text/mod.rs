@@ -1,18 +1,37 @@
 //! Text: the tokenizers of the skills' bases and the work unit's prompt/completion data.
+//!
+//! A base's tokenizer comes from its GGUF: a Hugging Face `tokenizer.json` the file carries
+//! under `tokenizer.huggingface.json` (GGUF's key for it), else the vocabulary its
+//! `tokenizer.ggml.model` names, built with the `tokenizers` crate (SentencePiece, WordPiece),
+//! or the tiny model's byte vocabulary.
 
 pub mod data;
+pub mod pretrained;
 pub mod sentencepiece;
 pub mod tokenizer;
 pub mod wordpiece;
 
 use crate::error::Result;
 use crate::format::gguf::Gguf;
-use sentencepiece::SentencePiece;
+use pretrained::Pretrained;
 use tokenizer::{ByteTokenizer, Tokenizer};
-use wordpiece::WordPiece;
+
+/// The GGUF key of a base's Hugging Face `tokenizer.json` (the text of the file).
+pub const HF_JSON_KEY: &str = "tokenizer.huggingface.json";
 
 /// The tokenizer a GGUF base declares.
 pub fn from_gguf(g: &Gguf) -> Result<Box<dyn Tokenizer>> {
+    if g.has(HF_JSON_KEY) {
+        let inner = tokenizers::Tokenizer::from_bytes(g.get_str(HF_JSON_KEY)?)
+            .map_err(|e| g.error(format!("metadata key {HF_JSON_KEY}: {e}")))?;
+        let id = |key: &str| g.get_usize(key).map(|v| v as u32);
+        return Ok(Box::new(Pretrained::new(
+            inner,
+            id("tokenizer.ggml.bos_token_id")?,
+            id("tokenizer.ggml.eos_token_id")?,
+            id("tokenizer.ggml.padding_token_id")?,
+        )));
+    }
     let model = g.get_str("tokenizer.ggml.model")?;
     match model {
         ByteTokenizer::MODEL_NAME => {
@@ -22,8 +41,8 @@ pub fn from_gguf(g: &Gguf) -> Result<Box<dyn Tokenizer>> {
             }
             Ok(Box::new(ByteTokenizer))
         }
-        SentencePiece::MODEL_NAME => Ok(Box::new(SentencePiece::from_gguf(g)?)),
-        WordPiece::MODEL_NAME => Ok(Box::new(WordPiece::from_gguf(g)?)),
+        sentencepiece::MODEL_NAME => Ok(Box::new(sentencepiece::from_gguf(g)?)),
+        wordpiece::MODEL_NAME => Ok(Box::new(wordpiece::from_gguf(g)?)),
         other => Err(g.error(format!(
             "tokenizer.ggml.model {other:?} is not supported by this build"
         ))),

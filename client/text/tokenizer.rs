@@ -1,7 +1,6 @@
-//! Tokenizers named by a GGUF's `tokenizer.ggml.model`: the byte vocabulary of the tiny test
-//! model, SentencePiece (`llama`, e.g. Gemma 3; see `sentencepiece.rs`) and BERT's WordPiece
-//! (`bert`, e.g. all-MiniLM-L6-v2; see `wordpiece.rs`). Other vocabularies are rejected with the
-//! name quoted.
+//! agiNet's tokenizer trait and the byte vocabulary of the tiny test model. The skills' real
+//! vocabularies are built with the `tokenizers` crate (`pretrained.rs`, `sentencepiece.rs`,
+//! `wordpiece.rs`); `text::from_gguf` picks one for a base.
 
 /// Turns text into token ids and back.
 pub trait Tokenizer: Send + Sync {
@@ -16,6 +15,10 @@ pub trait Tokenizer: Send + Sync {
     fn eos(&self) -> u32;
     /// Padding id.
     fn pad(&self) -> u32;
+    /// The tokenizer as a Hugging Face `tokenizer.json`, where it has that form.
+    fn to_json(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One token per byte (ids 0–255), then `<s>`, `</s>`, `<pad>` and reserved ids up to 272.

@@ -1,7 +1,8 @@
 //! `init --project DIR`: a new project folder with its keys, its skills (manifest, base, data
 //! pools) and an empty scoreboard. A base missing from the models folder is made when the
 //! project's own tools can make it from what is there: the tiny model from its seed, the memory
-//! skill's encoder from `models/minilm/model` (`models/minilm/fetch.sh`).
+//! skill's encoder from `models/minilm/model` (`models/minilm/fetch.sh`), the language and
+//! planner skills' Gemma 3 base from `models/gemma3-270m/` (`models/gemma3-270m/fetch.sh`).
 
 use crate::project::Project;
 use crate::scoreboard;
@@ -82,6 +83,10 @@ fn write_secret(path: &Path) -> Result<[u8; 32]> {
 /// Where `models/minilm/fetch.sh` puts the memory skill's encoder, under the models folder.
 const MINILM_SOURCE: &str = "minilm/model";
 
+/// Where `models/gemma3-270m/fetch.sh` puts Gemma 3 270M, which the language and planner
+/// skills' base is converted from.
+const GEMMA_SOURCE: &str = "gemma3-270m/gemma-3-270m-q4_k_m.gguf";
+
 /// Copies the manifest, installs the base (checking its sha256) and the data pools of `skill`.
 fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
     let manifest_path = Manifest::path(models, skill);
@@ -112,6 +117,31 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
     {
         // The recipe's conversion, from the files models/minilm/fetch.sh took from PyPI.
         crate::convert_bert::convert(&models.join(MINILM_SOURCE), &base, GgmlDType::Q8_0)?;
+    } else if matches!(manifest.architecture, Architecture::Gemma3(_)) {
+        // The recipe's conversion of the fetched Gemma 3 270M, written where the manifest names
+        // the base (the planner shares the language skill's), so it is made once.
+        let fetched = models.join(GEMMA_SOURCE);
+        if !fetched.exists() {
+            bail!(
+                "{}: missing, and so is {}, which it is made from: run models/gemma3-270m/fetch.sh \
+                 (ci/setup.sh does), or make the base with: {}",
+                shipped.display(),
+                fetched.display(),
+                manifest.base.recipe
+            );
+        }
+        tracing::info!(
+            "skill {skill}: making its base {} from {} (the manifest's recipe; about a minute)",
+            shipped.display(),
+            fetched.display()
+        );
+        let done = crate::convert::convert(&fetched, &shipped)?;
+        tracing::info!(
+            "skill {skill}: {} tensors rewritten from Q5_0 to Q8_0 ({} blocks rounded)",
+            done.tensors,
+            done.inexact_blocks
+        );
+        std::fs::copy(&shipped, &base).with_context(|| format!("copying {}", shipped.display()))?;
     } else {
         bail!(
             "{}: missing; make it with: {}",

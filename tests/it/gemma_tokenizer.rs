@@ -1,4 +1,4 @@
-//! agiNet's SentencePiece tokenizer on Gemma 3's vocabulary, against vectors that transformers'
+//! agiNet's SentencePiece tokenizer (the `tokenizers` crate's BPE, built from the GGUF) on Gemma 3's vocabulary, against vectors that transformers'
 //! GemmaTokenizer (an independent implementation) produced from the same GGUF
 //! (`tests/data/gemma3_tokenizer.json`, made by `models/gemma3-270m/tokenizer_vectors.py`):
 //! Unicode, emoji, byte fallback, leading and repeated spaces, control tokens.
@@ -38,4 +38,21 @@ fn gemma_tokenizer_decodes_what_it_encodes() {
         "",
         "control tokens write nothing"
     );
+}
+
+#[test]
+fn gemma_tokenizer_json_is_the_same_tokenizer() {
+    let path = gemma_base();
+    let tok = aginet::text::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
+    let json = tok
+        .to_json()
+        .expect("the Gemma tokenizer exports as a tokenizer.json");
+    let back = tokenizers::Tokenizer::from_bytes(json.as_bytes()).expect("it loads back");
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("../data/gemma3_tokenizer.json")).unwrap();
+    for v in reference["vectors"].as_array().unwrap() {
+        let text = v["text"].as_str().unwrap();
+        let ids = back.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(ids, tok.encode(text), "{text:?}");
+    }
 }

@@ -2,28 +2,80 @@
 //! Face's `tokenizers` (an independent implementation) produced from the model's tokenizer.json
 //! (`tests/data/minilm_tokenizer.json`, made by `models/minilm/tokenizer_vectors.py`): case,
 //! accents, punctuation, CJK, Hangul, Cyrillic, Arabic, emoji, control characters, whitespace,
-//! overlong words, special tokens written in the text.
+//! overlong words, special tokens written in the text. The same vectors hold for a base that
+//! carries the model's own `tokenizer.json` (GGUF's `tokenizer.huggingface.json`).
 
 use super::fixture::models_dir;
+use aginet::format::gguf::Gguf;
 use aginet::text::tokenizer::Tokenizer;
-use aginet::text::wordpiece::WordPiece;
+use aginet::text::wordpiece;
+use candle_core::quantized::gguf_file::{self, Value as V};
 
-#[test]
-fn minilm_tokenizer_matches_the_reference_vectors() {
-    let path = models_dir().join("minilm/model/vocab.txt");
-    let vocab = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+fn reference() -> serde_json::Value {
+    serde_json::from_str(include_str!("../data/minilm_tokenizer.json")).unwrap()
+}
+
+/// A file of MiniLM's, fetched by `models/minilm/fetch.sh`.
+fn minilm_file(name: &str) -> String {
+    let path = models_dir().join("minilm/model").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}: run models/minilm/fetch.sh (ci/setup.sh does)",
             path.display()
         )
-    });
-    let tokens: Vec<String> = vocab.lines().map(str::to_string).collect();
-    assert_eq!(tokens.len(), 30_522);
-    let tok = WordPiece::new(tokens).unwrap();
-    let reference: serde_json::Value =
-        serde_json::from_str(include_str!("../data/minilm_tokenizer.json")).unwrap();
+    })
+}
+
+fn assert_matches_reference(tok: &dyn Tokenizer) {
+    let reference = reference();
     assert_eq!(reference["cls"], tok.bos());
     assert_eq!(reference["sep"], tok.eos());
     assert_eq!(reference["pad"], tok.pad());
-    super::fixture::assert_encodes_like(&tok, &reference["vectors"], 25);
+    super::fixture::assert_encodes_like(tok, &reference["vectors"], 25);
+}
+
+#[test]
+fn minilm_tokenizer_matches_the_reference_vectors() {
+    let tokens: Vec<String> = minilm_file("vocab.txt")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(tokens.len(), 30_522);
+    assert_matches_reference(&wordpiece::from_tokens(tokens).unwrap());
+}
+
+#[test]
+fn a_base_carrying_its_tokenizer_json_is_tokenized_by_it() {
+    let reference = reference();
+    let id = |key: &str| V::U32(reference[key].as_u64().unwrap() as u32);
+    let metadata = [
+        ("tokenizer.ggml.model", V::String("bert".into())),
+        (
+            aginet::text::HF_JSON_KEY,
+            V::String(minilm_file("tokenizer.json")),
+        ),
+        ("tokenizer.ggml.bos_token_id", id("cls")),
+        ("tokenizer.ggml.eos_token_id", id("sep")),
+        ("tokenizer.ggml.padding_token_id", id("pad")),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("base.gguf");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let meta: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    gguf_file::write(&mut file, &meta, &[]).unwrap();
+    drop(file);
+    let tok = aginet::text::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
+    assert_matches_reference(tok.as_ref());
+    assert!(
+        tok.to_json().is_some(),
+        "it exports as a tokenizer.json again"
+    );
+}
+
+#[test]
+fn a_vocabulary_without_the_bert_specials_is_refused() {
+    let err = wordpiece::from_tokens(vec!["[PAD]".into(), "a".into()])
+        .err()
+        .unwrap();
+    assert!(err.contains("[UNK]") || err.contains("[CLS]"), "{err}");
 }

@@ -88,8 +88,8 @@ pub fn snapshot(project: &Project, out: &Path) -> Result<PathBuf> {
     Ok(out.join("index.html"))
 }
 
-/// The PEFT export of `skill`'s global `version`, with what agiNet computes on the first
-/// held-out example as its reference.
+/// The PEFT export of `skill`'s global `version`, its base's `tokenizer.json`, and what agiNet
+/// computes on the first held-out example as its reference.
 fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     let manifest = project.manifest(skill)?;
@@ -104,6 +104,15 @@ fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Res
         &base_name,
         dir,
     )?;
+
+    // The base's tokenizer as a Hugging Face tokenizer.json, for transformers and PEFT users
+    // (the classifier reads no text; the tiny model's byte vocabulary has no such form).
+    if manifest.architecture.family() != aginet::format::config::Family::Classifier {
+        let gguf = aginet::format::gguf::Gguf::open(&project.base(skill))?;
+        if let Some(json) = aginet::text::from_gguf(&gguf)?.to_json() {
+            write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+        }
+    }
 
     let reference = reference::of(project, &manifest, version, &adapter.tensors)?;
     write_atomic(

@@ -8,6 +8,7 @@ mod boinc_work;
 mod cli;
 mod convert;
 mod demo;
+mod init_all;
 mod language;
 mod memory;
 mod planner;
