@@ -14,6 +14,7 @@
 //! The folder is built beside PUBLIC_DIR and swapped in whole, so a web server never serves a
 //! half-written snapshot.
 
+mod llama_cpp;
 mod metrics;
 mod page;
 mod peft;
@@ -88,8 +89,9 @@ pub fn snapshot(project: &Project, out: &Path) -> Result<PathBuf> {
     Ok(out.join("index.html"))
 }
 
-/// The PEFT export of `skill`'s global `version`, its base's `tokenizer.json`, and what agiNet
-/// computes on the first held-out example as its reference.
+/// The PEFT export of `skill`'s global `version`, its base's `tokenizer.json`, a decoder's
+/// llama.cpp `adapter.gguf`, and what agiNet computes on the first held-out example as its
+/// reference.
 fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     let manifest = project.manifest(skill)?;
@@ -106,11 +108,22 @@ fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Res
     )?;
 
     // The base's tokenizer as a Hugging Face tokenizer.json, for transformers and PEFT users
-    // (the classifier reads no text; the tiny model's byte vocabulary has no such form).
+    // (the classifier reads no text; the tiny model's byte vocabulary has no such form), and a
+    // decoder's adapter for llama.cpp.
     if manifest.architecture.family() != aginet::format::config::Family::Classifier {
         let gguf = aginet::format::gguf::Gguf::open(&project.base(skill))?;
         if let Some(json) = aginet::text::from_gguf(&gguf)?.to_json() {
             write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+        }
+        if llama_cpp::architecture_name(&manifest.architecture).is_some() {
+            llama_cpp::export(
+                &adapter,
+                &sites,
+                &manifest.architecture,
+                &manifest.lora,
+                &gguf,
+                dir,
+            )?;
         }
     }
 

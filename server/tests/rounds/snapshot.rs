@@ -1,5 +1,5 @@
 //! The public snapshot of a project after a short local federation: its checksums and their
-//! signature, its metrics, the PEFT export, the SVG plots, and the page as headless Chromium
+//! signature, its metrics, the PEFT and llama.cpp exports, the SVG plots, and the page as headless Chromium
 //! renders it (Debian's `chromium`, installed by `ci/setup.sh`).
 
 use ed25519_dalek::Verifier;
@@ -36,7 +36,7 @@ fn the_snapshot_is_signed_complete_and_renders_in_chromium() {
         assert_eq!(aginet::format::files::sha256_hex(&bytes), sha, "{rel}");
         listed += 1;
     }
-    assert_eq!(listed, 10, "{sums}");
+    assert_eq!(listed, 11, "{sums}");
     let key = aginet::format::signed::read_public_key(&public.join("project_key.pub")).unwrap();
     assert_eq!(
         std::fs::read(public.join("project_key.pub")).unwrap(),
@@ -103,6 +103,47 @@ fn the_snapshot_is_signed_complete_and_renders_in_chromium() {
     let logits = reference["logits"].as_array().unwrap();
     assert_eq!(logits.len(), tokens);
     assert_eq!(logits[0].as_array().unwrap().len(), 272);
+    assert!(
+        !export.join("tokenizer.json").exists(),
+        "the tiny model's byte vocabulary has no tokenizer.json form"
+    );
+
+    // The llama.cpp export: an adapter GGUF with llama.cpp's keys and tensor names, the same
+    // factors as the PEFT export (A is never permuted).
+    let path = export.join("adapter.gguf");
+    let mut file = std::fs::File::open(&path).unwrap();
+    let gguf = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    let text = |k: &str| gguf.metadata[k].to_string().unwrap().clone();
+    assert_eq!(text("general.type"), "adapter");
+    assert_eq!(text("adapter.type"), "lora");
+    assert_eq!(text("general.architecture"), "llama");
+    assert_eq!(gguf.metadata["adapter.lora.alpha"].to_f32().unwrap(), 16.0);
+    assert_eq!(gguf.tensor_infos.len(), 2 * 2 * 7);
+    let info = &gguf.tensor_infos["blk.1.attn_q.weight.lora_a"];
+    assert_eq!(info.shape.dims(), [8, 256]);
+    assert_eq!(
+        gguf.tensor_infos["blk.1.attn_q.weight.lora_b"].shape.dims(),
+        [256, 8]
+    );
+    let a = info
+        .read(
+            &mut file,
+            gguf.tensor_data_offset,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap()
+        .dequantize(&candle_core::Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let peft_a: Vec<f32> = q_a
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(a, peft_a);
 
     // The plots are well-formed SVG, and every relative link of the page exists.
     for plot in ["reward", "results", "hosts", "credit"] {
