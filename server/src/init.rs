@@ -131,7 +131,7 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
             );
         }
         tracing::info!(
-            "skill {skill}: making its base {} from {} (the manifest's recipe; about a minute)",
+            "skill {skill}: making its base {} from {} (the manifest's recipe)",
             shipped.display(),
             fetched.display()
         );

@@ -1,0 +1,89 @@
+"""llama.cpp's own verdict on an agiNet adapter export: loads the base GGUF with the snapshot's
+`adapter.gguf` (llama-cpp-python, which is llama.cpp compiled from source), runs the tokens of
+`reference.json` and compares the logits at its positions with agiNet's.
+
+Exit 0 when, with the adapter, the relative max error (max|diff| / max|reference|) is at most the
+tolerance and the argmax agrees at every position; the base alone (negative control) must then
+be further from agiNet's logits than the adapted run is.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from llama_cpp import Llama, __version__ as llama_cpp_version
+
+
+def logits(base: Path, tokens: list[int], lora: Path | None) -> np.ndarray:
+    kwargs = dict(
+        model_path=str(base),
+        n_ctx=max(64, len(tokens) + 8),
+        n_batch=max(64, len(tokens)),
+        logits_all=True,
+        n_threads=os.cpu_count() or 1,
+        verbose=False,
+    )
+    if lora is not None:
+        kwargs["lora_path"] = str(lora)
+    llm = Llama(**kwargs)
+    llm.eval(tokens)
+    return np.array(llm.scores[: len(tokens)], dtype=np.float64)
+
+
+def compare(name: str, got: np.ndarray, want: np.ndarray) -> dict:
+    diff = np.abs(got - want)
+    figures = {
+        "comparison": name,
+        "max_abs_diff": float(diff.max()),
+        "rel_max_err": float(diff.max() / np.abs(want).max()),
+        "argmax_agree": int((got.argmax(axis=1) == want.argmax(axis=1)).sum()),
+        "positions": int(want.shape[0]),
+    }
+    print(
+        f"{name}: max|diff| {figures['max_abs_diff']:.5g}, rel {figures['rel_max_err']:.3g}, "
+        f"argmax {figures['argmax_agree']}/{figures['positions']}"
+    )
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--adapter", type=Path, required=True, help="the snapshot's adapters/<skill>/v<N>")
+    parser.add_argument("--gguf", type=Path, required=True, help="the skill's base GGUF")
+    parser.add_argument("--tolerance", type=float, default=1e-2)
+    args = parser.parse_args()
+
+    reference = json.loads((args.adapter / "reference.json").read_text())
+    tokens = reference["tokens"]
+    positions = reference["positions"]
+    want = np.array(reference["logits"], dtype=np.float64)
+
+    adapted = logits(args.gguf, tokens, args.adapter / "adapter.gguf")[positions]
+    base = logits(args.gguf, tokens, None)[positions]
+    with_adapter = compare("llama.cpp + adapter vs agiNet", adapted, want)
+    without = compare("llama.cpp base only vs agiNet", base, want)
+    moved = float(np.abs(adapted - base).max())
+    print(f"the adapter moves llama.cpp's logits by up to {moved:.5g}; max|reference| {np.abs(want).max():.5g}")
+    print(json.dumps({
+        "llama_cpp_python": llama_cpp_version,
+        "skill": reference.get("skill"),
+        "adapter_version": reference.get("adapter_version"),
+        "tolerance": args.tolerance,
+        "adapted": with_adapter,
+        "base_only": without,
+        "adapter_moves_logits_by": moved,
+    }))
+    ok = (
+        with_adapter["rel_max_err"] <= args.tolerance
+        and with_adapter["argmax_agree"] == with_adapter["positions"]
+        and without["max_abs_diff"] > with_adapter["max_abs_diff"]
+    )
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
