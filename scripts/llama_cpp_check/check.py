@@ -1,6 +1,7 @@
 """llama.cpp's own verdict on an agiNet adapter export: loads the base GGUF with the snapshot's
 `adapter.gguf` (llama-cpp-python, which is llama.cpp compiled from source), runs the tokens of
-`reference.json` and compares the logits at its positions with agiNet's.
+`reference.json` and compares the logits at its positions (a decoder) or the sentence embedding
+(the encoder) with agiNet's.
 
 Exit 0 when, with the adapter, the relative max error (max|diff| / max|reference|) is at most the
 tolerance and the argmax agrees at every position; the base alone (negative control) must then
@@ -53,9 +54,31 @@ def logits(base: Path, tokens: list[int], lora: Path | None) -> np.ndarray:
     return np.array(llm.scores[: len(tokens)], dtype=np.float64)
 
 
+def embedding(base: Path, tokens: list[int], lora: Path | None) -> np.ndarray:
+    """The encoder's mean-pooled, L2-normalized embedding of exactly `tokens`."""
+    kwargs = dict(
+        model_path=str(base),
+        embedding=True,
+        pooling_type=llama_cpp_c.LLAMA_POOLING_TYPE_MEAN,
+        n_ctx=max(64, len(tokens) + 8),
+        n_batch=max(64, len(tokens)),
+        n_ubatch=max(64, len(tokens)),
+        n_threads=os.cpu_count() or 1,
+        verbose=False,
+    )
+    if lora is not None:
+        kwargs["lora_path"] = str(lora)
+    llm = Llama(**kwargs)
+    # `embed` tokenizes its text; the reference's own ids are what is compared.
+    llm.tokenize = lambda *args, **kw: list(tokens)
+    return np.array(llm.embed("", normalize=True), dtype=np.float64)[None, :]
+
+
 def compare(name: str, got: np.ndarray, want: np.ndarray) -> dict:
     diff = np.abs(got - want)
+    cosine = (got * want).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
     figures = {
+        "min_cosine": float(cosine.min()),
         "comparison": name,
         "max_abs_diff": float(diff.max()),
         "rel_max_err": float(diff.max() / np.abs(want).max()),
@@ -64,7 +87,7 @@ def compare(name: str, got: np.ndarray, want: np.ndarray) -> dict:
     }
     print(
         f"{name}: max|diff| {figures['max_abs_diff']:.5g}, rel {figures['rel_max_err']:.3g}, "
-        f"argmax {figures['argmax_agree']}/{figures['positions']}"
+        f"argmax {figures['argmax_agree']}/{figures['positions']}, min cosine {figures['min_cosine']:.6f}"
     )
     return figures
 
@@ -78,11 +101,19 @@ def main() -> int:
 
     reference = json.loads((args.adapter / "reference.json").read_text())
     tokens = reference["tokens"]
-    positions = reference["positions"]
-    want = np.array(reference["logits"], dtype=np.float64)
-
-    adapted = logits(args.gguf, tokens, args.adapter / "adapter.gguf")[positions]
-    base = logits(args.gguf, tokens, None)[positions]
+    lora = args.adapter / "adapter.gguf"
+    if "embedding" in reference:
+        # An encoder: its sentence embedding, one row (argmax agreement then means the largest
+        # component).
+        want = np.array(reference["embedding"], dtype=np.float64)[None, :]
+        want = want / np.linalg.norm(want)
+        adapted = embedding(args.gguf, tokens, lora)
+        base = embedding(args.gguf, tokens, None)
+    else:
+        positions = reference["positions"]
+        want = np.array(reference["logits"], dtype=np.float64)
+        adapted = logits(args.gguf, tokens, lora)[positions]
+        base = logits(args.gguf, tokens, None)[positions]
     with_adapter = compare("llama.cpp + adapter vs agiNet", adapted, want)
     without = compare("llama.cpp base only vs agiNet", base, want)
     moved = float(np.abs(adapted - base).max())

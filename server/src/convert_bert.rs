@@ -25,6 +25,7 @@ struct HfConfig {
     max_position_embeddings: usize,
     layer_norm_eps: f64,
     vocab_size: usize,
+    type_vocab_size: usize,
     hidden_act: String,
 }
 
@@ -145,6 +146,11 @@ pub fn convert(input: &Path, output: &Path, quant: GgmlDType) -> Result<usize> {
         // llama.cpp's pooling types: 1 is the mean.
         ("bert.pooling_type", V::U32(1)),
         ("tokenizer.ggml.model", V::String("bert".into())),
+        // llama.cpp's BERT loader refuses a base without it (the rows of token_types.weight).
+        (
+            "tokenizer.ggml.token_type_count",
+            V::U32(config.type_vocab_size as u32),
+        ),
         (
             "tokenizer.ggml.tokens",
             V::Array(vocab.into_iter().map(V::String).collect()),

@@ -1,4 +1,4 @@
-//! A decoder's global adapter as a llama.cpp LoRA adapter, `adapter.gguf`: what llama.cpp and
+//! A decoder's or the encoder's global adapter as a llama.cpp LoRA adapter, `adapter.gguf`: what llama.cpp and
 //! everything built on it (ollama, LM Studio, llama-cpp-python, node-llama-cpp) loads beside the
 //! base GGUF (`llama-cli -m BASE --lora adapter.gguf`).
 //!
@@ -19,16 +19,20 @@ use std::path::Path;
 /// The file name of the export, beside the PEFT files.
 pub const FILE: &str = "adapter.gguf";
 
-/// `general.architecture` of a decoder base llama.cpp knows, `None` for the other families.
+/// `general.architecture` of a base llama.cpp knows (the decoders and the BERT encoder), `None`
+/// for the classifier.
 pub fn architecture_name(architecture: &Architecture) -> Option<&'static str> {
     match architecture {
         Architecture::Llama(_) => Some("llama"),
         Architecture::Gemma3(_) => Some("gemma3"),
-        Architecture::Mlp(_) | Architecture::Bert(_) => None,
+        // llama.cpp's BERT graph routes q, k, v, the attention output and the MLP through its
+        // LoRA-aware products too.
+        Architecture::Bert(_) => Some("bert"),
+        Architecture::Mlp(_) => None,
     }
 }
 
-/// Writes `adapter` over `base` (a decoder of `architecture`) as `dir/adapter.gguf`. Fails when a
+/// Writes `adapter` over `base` (of `architecture`) as `dir/adapter.gguf`. Fails when a
 /// site has no weight of its name in the base (a head tied to the embeddings), which llama.cpp
 /// could not attach the adapter to.
 pub fn export(

@@ -89,8 +89,8 @@ pub fn snapshot(project: &Project, out: &Path) -> Result<PathBuf> {
     Ok(out.join("index.html"))
 }
 
-/// The PEFT export of `skill`'s global `version`, its base's `tokenizer.json`, a decoder's
-/// llama.cpp `adapter.gguf`, and what agiNet computes on the first held-out example as its
+/// The PEFT export of `skill`'s global `version`, its base's `tokenizer.json`, the llama.cpp
+/// `adapter.gguf` (decoders and the encoder), and what agiNet computes on the first held-out example as its
 /// reference.
 fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
@@ -108,8 +108,8 @@ fn export_skill(project: &Project, skill: &str, version: u64, dir: &Path) -> Res
     )?;
 
     // The base's tokenizer as a Hugging Face tokenizer.json, for transformers and PEFT users
-    // (the classifier reads no text; the tiny model's byte vocabulary has no such form), and a
-    // decoder's adapter for llama.cpp.
+    // (the classifier reads no text; the tiny model's byte vocabulary has no such form), and the
+    // adapter for llama.cpp.
     if manifest.architecture.family() != aginet::format::config::Family::Classifier {
         let gguf = aginet::format::gguf::Gguf::open(&project.base(skill))?;
         if let Some(json) = aginet::text::from_gguf(&gguf)?.to_json() {
