@@ -6,7 +6,7 @@
 //!
 //! | layer | holds |
 //! |---|---|
-//! | [`format`] | the files: work unit config, manifest, adapter, delta, report, checkpoint, GGUF, signed files |
+//! | [`format`](mod@format) | the files: work unit config, manifest, adapter, delta, report, checkpoint, GGUF, signed files |
 //! | [`text`] | tokenizers and the work unit's text data |
 //! | [`nn`] | numeric kernels, the frozen quantized layer, LoRA, the model architectures |
 //! | [`task`] | the skills' data recipes and the vision data reader |

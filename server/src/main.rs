@@ -112,7 +112,7 @@ enum Command {
         /// Seconds between passes.
         #[arg(long, default_value_t = 10.0)]
         interval: f64,
-        /// Make one pass and exit (for a BOINC <task> or cron line instead of a daemon).
+        /// Make one pass and exit (for a BOINC `<task>` or cron line instead of a daemon).
         #[arg(long)]
         once: bool,
     },

@@ -8,7 +8,7 @@
 //! candle computes it as separate tensor ops with `powf` and `tanh` from libm, one value at a
 //! time, and its autograd keeps the GELU output and the product for the backward pass; on Gemma's
 //! 18 × (tokens × 2048) MLP activations that was about a tenth of a training step. Here `e^z`
-//! is [`crate::nn::fast_exp::exp`], so the loops vectorise; the backward pass
+//! is `nn::fast_exp::exp`, so the loops vectorise; the backward pass
 //! recomputes `s` from the inputs, which the graph keeps anyway. Every value is computed on its
 //! own, so results do not depend on the thread count.
 
