@@ -33,7 +33,7 @@ struct Options {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fedavg,fedavgm,fedadam,fedyogi"
+        default_value = "fedavg,fedavgm,fedadam,fedyogi,diloco"
     )]
     strategies: Vec<String>,
     /// Draws of the work units' shards (`demo --shard-seed`) every figure is averaged over.

@@ -1,15 +1,18 @@
-//! Server optimizers (FedOpt, Reddi et al. 2021): each round, the weighted mean of the clients'
+//! Server optimizers (FedOpt, Reddi et al. 2021; DiLoCo's outer Nesterov momentum, Douillard et
+//! al. 2023): each round, the weighted mean of the clients'
 //! deltas is the pseudo-gradient `Δ`, and a strategy turns it into the step applied to the
 //! global adapter. One file per strategy, with its equation and defaults (Flower's).
 //!
 //! All work on flat f32 slices, tensor by tensor; their state (`m`, `v`) is kept per tensor and
 //! checkpointed with each global version.
 
+mod diloco;
 mod fedadam;
 mod fedavg;
 mod fedavgm;
 mod fedyogi;
 
+pub use diloco::DiLoCo;
 pub use fedadam::FedAdam;
 pub use fedavg::FedAvg;
 pub use fedavgm::FedAvgM;
@@ -29,6 +32,8 @@ pub enum Strategy {
     Fedadam,
     /// Yogi on the server.
     Fedyogi,
+    /// DiLoCo's outer Nesterov momentum.
+    Diloco,
 }
 
 /// Per-tensor optimizer state: first and second moments (empty when unused).
@@ -73,6 +78,13 @@ impl Strategy {
             Self::Fedyogi => {
                 let d = FedYogi::default();
                 Box::new(FedYogi {
+                    eta: eta.unwrap_or(d.eta),
+                    ..d
+                })
+            }
+            Self::Diloco => {
+                let d = DiLoCo::default();
+                Box::new(DiLoCo {
                     eta: eta.unwrap_or(d.eta),
                     ..d
                 })
@@ -133,5 +145,10 @@ mod tests {
         let (a, b) = two_rounds(Strategy::Fedyogi);
         close(a, 0.01 * 0.05 / (0.05 + 1e-3));
         close(b, a as f64 + 0.01 * 0.095 / (0.005f64.sqrt() + 1e-3));
+        // DiLoCo, η = 0.7, μ = 0.9: m = 0.5, x = 0.7·(0.5 + 0.45) = 0.665;
+        // then m = 0.95, x = 0.665 + 0.7·(0.5 + 0.855) = 1.6135.
+        let (a, b) = two_rounds(Strategy::Diloco);
+        close(a, 0.665);
+        close(b, 1.6135);
     }
 }
