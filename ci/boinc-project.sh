@@ -29,7 +29,9 @@
 #
 # Environment: AGINET_SERVER (an aginet-server binary; default: cargo build --release),
 # AGINET_SKILLS (default "tiny"), AGINET_MIN_UNSENT (4), AGINET_BATCH (2), AGINET_CRON_S (10),
-# AGINET_AGGREGATE_PERIOD ("1 min"), AGINET_SNAPSHOT_PERIOD ("1 min"), and BOINC_SRC /
+# AGINET_AGGREGATE_PERIOD ("1 min"), AGINET_AGGREGATE_ARGS (none; e.g. "--min-deltas 8
+# --strategy diloco": FedBuff's buffer when the period is short), AGINET_SNAPSHOT_PERIOD
+# ("1 min"), and BOINC_SRC /
 # AGINET_CACHE as ci/boinc-server-build.sh reads them. Budget: about 5 minutes the first time
 # (BOINC's build, the release binaries), 20 seconds once they are cached.
 set -euo pipefail
@@ -193,7 +195,7 @@ configure_project() {
   wrap aginet_compare "'$server' validate --project '$ap' --compare \"\$@\""
   wrap aginet_assimilate "'$server' assimilate --project '$ap' --boinc '$p' \"\$@\""
   wrap aginet_work_generator "'$server' work-generator --project '$ap' --boinc '$p' --min-unsent ${AGINET_MIN_UNSENT:-4} --batch ${AGINET_BATCH:-2} --interval 2 \"\$@\""
-  wrap aginet_aggregate "'$server' aggregate --project '$ap' \"\$@\""
+  wrap aginet_aggregate "'$server' aggregate --project '$ap' ${AGINET_AGGREGATE_ARGS:-} \"\$@\""
   wrap aginet_snapshot "'$server' snapshot --project '$ap' --out '$DIR/public' \"\$@\""
 
   python3 - "$p/config.xml" "${AGINET_AGGREGATE_PERIOD:-1 min}" "${AGINET_SNAPSHOT_PERIOD:-1 min}" <<'EOF'

@@ -62,6 +62,13 @@ struct OptimizerHeader {
 pub enum Outcome {
     /// The queue was empty.
     Nothing,
+    /// Fewer fresh deltas than the buffer asks for (`min_deltas`); nothing was consumed.
+    Waiting {
+        /// Deltas queued within the staleness bound.
+        fresh: usize,
+        /// The buffer size asked for.
+        min_deltas: usize,
+    },
     /// Version `version` was written from `deltas` deltas.
     NewVersion {
         /// The new global version.
@@ -85,13 +92,17 @@ fn optimizer_path(project: &Project, skill: &str, version: u64) -> PathBuf {
 }
 
 /// Runs one aggregation round for `skill` with `strategy` (its server learning rate replaced by
-/// `server_lr` when given), reading deltas with `threads` decoder threads.
+/// `server_lr` when given), reading deltas with `threads` decoder threads, once the queue holds
+/// at least `min_deltas` deltas within the staleness bound (FedBuff's buffer, Nguyen et al.
+/// 2022: run often with a buffer of K, a project makes a global version per K results instead
+/// of one a night; 1 aggregates whatever is queued).
 pub fn aggregate(
     project: &Project,
     skill: &str,
     strategy: Strategy,
     server_lr: Option<f32>,
     threads: usize,
+    min_deltas: usize,
 ) -> Result<Outcome> {
     let manifest = project.manifest(skill)?;
     if manifest.lora.train_a {
@@ -127,6 +138,12 @@ pub fn aggregate(
             norm: entry.norm,
         });
         consumed.push(sha.clone());
+    }
+    if members.len() < min_deltas.max(1) {
+        return Ok(Outcome::Waiting {
+            fresh: members.len(),
+            min_deltas,
+        });
     }
     clip_to_median(&mut members);
 

@@ -194,12 +194,15 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
             instance += 1;
         }
         let reward =
-            match aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2)? {
+            match aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2, 1)?
+            {
                 AggregateOutcome::NewVersion { version, .. } => project.held_out_reward(
                     &manifest,
                     &project.global_adapter(&manifest, version)?.tensors,
                 )?,
-                AggregateOutcome::Nothing => *rewards.last().expect("start reward"),
+                AggregateOutcome::Nothing | AggregateOutcome::Waiting { .. } => {
+                    *rewards.last().expect("start reward")
+                }
             };
         rewards.push(reward);
         println!(

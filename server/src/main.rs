@@ -174,6 +174,11 @@ enum Command {
         /// The server learning rate η (default: the strategy's, as Flower sets it).
         #[arg(long)]
         server_lr: Option<f32>,
+        /// Aggregate a skill only once this many deltas (within the staleness bound) are
+        /// queued, else leave them for a later call: FedBuff's buffer, for running `aggregate`
+        /// often (a BOINC task every few minutes) instead of nightly.
+        #[arg(long, default_value_t = 1)]
+        min_deltas: usize,
     },
     /// Rewrite a GGUF base with its Q5_0 tensors as Q8_0 (exact: scale/8, values ×8), for
     /// candle's fast Q8_0 kernels; prints how many tensors and any inexact blocks.
@@ -351,6 +356,7 @@ fn run(cli: Cli) -> Result<()> {
             skill,
             threads,
             server_lr,
+            min_deltas,
         } => {
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -361,8 +367,11 @@ fn run(cli: Cli) -> Result<()> {
                 None => p.settings.skills.clone(),
             };
             for skill in skills {
-                match aggregate::aggregate(&p, &skill, strategy, server_lr, threads)? {
+                match aggregate::aggregate(&p, &skill, strategy, server_lr, threads, min_deltas)? {
                     aggregate::Outcome::Nothing => println!("{skill}: no queued deltas"),
+                    aggregate::Outcome::Waiting { fresh, min_deltas } => {
+                        println!("{skill}: {fresh} fresh deltas queued, waiting for {min_deltas}")
+                    }
                     aggregate::Outcome::NewVersion {
                         version,
                         deltas,

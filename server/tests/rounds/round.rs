@@ -267,3 +267,36 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn aggregate_waits_for_its_buffer_of_deltas() {
+    let dir = tempfile::tempdir().unwrap();
+    let (project, _) = project_with_queue(dir.path(), 2);
+    let skill = project.join("skills/tiny");
+    let queued = std::fs::read_dir(skill.join("queue")).unwrap().count();
+    let aggregate = |min: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aginet-server"))
+            .args(["aggregate", "--project", project.to_str().unwrap()])
+            .args(["--min-deltas", min])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let waiting = aggregate("3");
+    assert!(
+        waiting.contains("tiny: 2 fresh deltas queued, waiting for 3"),
+        "{waiting}"
+    );
+    assert_eq!(
+        std::fs::read_dir(skill.join("queue")).unwrap().count(),
+        queued
+    );
+    assert!(
+        !skill.join("rounds/v000001.json").exists(),
+        "no version made"
+    );
+    let made = aggregate("2");
+    assert!(made.contains("tiny: version 1 from 2 deltas"), "{made}");
+    assert!(skill.join("rounds/v000001.json").exists());
+}
