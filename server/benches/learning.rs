@@ -7,7 +7,7 @@
 //! BOINC, its rejected work units are issued again to the honest volunteers).
 //!
 //! `cargo build --release --workspace && cargo bench -p aginet-server --bench learning
-//! [-- --rounds R --steps S --volunteers V --strategies fedavg,fedadam --seeds 0,1,2 --orders 5
+//! [-- --rounds R --steps S --volunteers V --strategies fedavg,fedadam,fedavg+buf1 --seeds 0,1,2 --orders 5
 //! --clean-only --models DIR]`
 //! (the federation runs the release `aginet` app beside `aginet-server`; the defaults are the
 //! short budget, 5 × 8 × 15, every strategy, three draws, five orders).
@@ -29,7 +29,8 @@ struct Options {
     /// Optimizer steps per work unit.
     #[arg(long, default_value_t = 15)]
     steps: u32,
-    /// Server strategies to run.
+    /// Server strategies to run; `STRATEGY+bufK` aggregates as results arrive, once K are
+    /// queued (FedBuff, `demo --buffer K`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -102,11 +103,14 @@ fn federate(
     hostile: usize,
     shard_seed: u64,
 ) -> (f64, f64) {
+    // `STRATEGY+bufK`: buffered asynchronous aggregation with a buffer of K (`demo --buffer`).
+    let (strategy, buffer) = strategy.split_once("+buf").unwrap_or((strategy, "0"));
     let out = run(server()
         .args(["demo", "--volunteers", &o.volunteers.to_string()])
         .args(["--rounds", &o.rounds.to_string()])
         .args(["--steps", &o.steps.to_string()])
         .args(["--strategy", strategy, "--hostile", &hostile.to_string()])
+        .args(["--buffer", buffer])
         .args(["--shard-seed", &shard_seed.to_string()])
         .arg("--project")
         .arg(project)

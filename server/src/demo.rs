@@ -59,6 +59,11 @@ pub struct DemoOptions {
     /// instead of the default mix (one interrupted, one corrupt, one poisoning); 0: all honest.
     #[arg(long)]
     pub hostile: Option<usize>,
+    /// Buffered asynchronous aggregation (FedBuff): `aggregate --min-deltas K` after every
+    /// accepted result, so a round's volunteers, who all started from one version, make up to
+    /// volunteers/K versions and later results arrive stale. 0: one aggregation per round.
+    #[arg(long, default_value_t = 0)]
+    pub buffer: usize,
 }
 
 /// What a volunteer does with its work unit.
@@ -164,6 +169,15 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
             let files = [wu.join("delta"), wu.join("report")];
             if !tally.assimilate(&project, &files, &wu_name(wu), &format!("volunteer-{i}"))? {
                 failed.push(wu.clone());
+            } else if opts.buffer > 0 {
+                aggregate::aggregate(
+                    &project,
+                    &opts.skill,
+                    opts.strategy,
+                    opts.server_lr,
+                    2,
+                    opts.buffer,
+                )?;
             }
         }
         // BOINC issues another instance of a work unit whose result failed validation (the
@@ -188,22 +202,42 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
                     &format!("volunteer-{volunteer}"),
                 )? {
                     still_failed.push(wu.clone());
+                } else if opts.buffer > 0 {
+                    aggregate::aggregate(
+                        &project,
+                        &opts.skill,
+                        opts.strategy,
+                        opts.server_lr,
+                        2,
+                        opts.buffer,
+                    )?;
                 }
             }
             failed = still_failed;
             instance += 1;
         }
-        let reward =
-            match aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2, 1)?
-            {
-                AggregateOutcome::NewVersion { version, .. } => project.held_out_reward(
-                    &manifest,
-                    &project.global_adapter(&manifest, version)?.tensors,
-                )?,
-                AggregateOutcome::Nothing | AggregateOutcome::Waiting { .. } => {
-                    *rewards.last().expect("start reward")
-                }
-            };
+        let outcome = if opts.buffer > 0 {
+            // Versions were made as results arrived; report the latest.
+            match project.adapter_version(&opts.skill)? {
+                0 => AggregateOutcome::Nothing,
+                version => AggregateOutcome::NewVersion {
+                    version,
+                    deltas: 0,
+                    dropped: 0,
+                },
+            }
+        } else {
+            aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2, 1)?
+        };
+        let reward = match outcome {
+            AggregateOutcome::NewVersion { version, .. } => project.held_out_reward(
+                &manifest,
+                &project.global_adapter(&manifest, version)?.tensors,
+            )?,
+            AggregateOutcome::Nothing | AggregateOutcome::Waiting { .. } => {
+                *rewards.last().expect("start reward")
+            }
+        };
         rewards.push(reward);
         println!(
             "{round:<6} {:>8} {:>8} {:>8}  {:<60} {reward:>12.6} {:>10.4}",
