@@ -9,6 +9,9 @@
 //! As BOINC does for a result that fails validation (`max_error_results` in the work unit
 //! template), each rejected work unit is issued again, to an honest volunteer, before the round
 //! is aggregated; its new result is `<wu>_<n>` on the scoreboard, with the credit.
+//!
+//! With `--buffer K` the round is not aggregated at its end: `aggregate --min-deltas K` runs
+//! after every accepted result (FedBuff), as a project running the aggregate task often would.
 
 use crate::aggregate::{self, Outcome as AggregateOutcome};
 use crate::assimilate::{self, Outcome as AssimilateOutcome};
