@@ -29,8 +29,8 @@ struct Options {
     /// Optimizer steps per work unit.
     #[arg(long, default_value_t = 15)]
     steps: u32,
-    /// Server strategies to run; `STRATEGY+bufK` aggregates as results arrive, once K are
-    /// queued (FedBuff, `demo --buffer K`).
+    /// Server strategies to run; `STRATEGY+lrX` sets the server learning rate, `STRATEGY+bufK`
+    /// aggregates as results arrive, once K are queued (FedBuff, `demo --buffer K`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -103,10 +103,20 @@ fn federate(
     hostile: usize,
     shard_seed: u64,
 ) -> (f64, f64) {
-    // `STRATEGY+bufK`: buffered asynchronous aggregation with a buffer of K (`demo --buffer`).
+    // `STRATEGY+lrX`: server learning rate X (`demo --server-lr`); `STRATEGY+bufK`: buffered
+    // asynchronous aggregation with a buffer of K (`demo --buffer`).
     let (strategy, buffer) = strategy.split_once("+buf").unwrap_or((strategy, "0"));
-    let out = run(server()
-        .args(["demo", "--volunteers", &o.volunteers.to_string()])
+    let (strategy, server_lr) = match strategy.split_once("+lr") {
+        Some((s, lr)) => (s, Some(lr)),
+        None => (strategy, None),
+    };
+    let mut demo = server();
+    demo.arg("demo");
+    if let Some(lr) = server_lr {
+        demo.args(["--server-lr", lr]);
+    }
+    let out = run(demo
+        .args(["--volunteers", &o.volunteers.to_string()])
         .args(["--rounds", &o.rounds.to_string()])
         .args(["--steps", &o.steps.to_string()])
         .args(["--strategy", strategy, "--hostile", &hostile.to_string()])
