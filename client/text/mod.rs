@@ -24,13 +24,7 @@ pub fn from_gguf(g: &Gguf) -> Result<Box<dyn Tokenizer>> {
     if g.has(HF_JSON_KEY) {
         let inner = tokenizers::Tokenizer::from_bytes(g.get_str(HF_JSON_KEY)?)
             .map_err(|e| g.error(format!("metadata key {HF_JSON_KEY}: {e}")))?;
-        let id = |key: &str| g.get_usize(key).map(|v| v as u32);
-        return Ok(Box::new(Pretrained::new(
-            inner,
-            id("tokenizer.ggml.bos_token_id")?,
-            id("tokenizer.ggml.eos_token_id")?,
-            id("tokenizer.ggml.padding_token_id")?,
-        )));
+        return Ok(Box::new(Pretrained::with_gguf_ids(inner, g)?));
     }
     let model = g.get_str("tokenizer.ggml.model")?;
     match model {

@@ -3,6 +3,8 @@
 //! `wordpiece.rs`), or what a `tokenizer.json` holds. The same object serializes back to a
 //! `tokenizer.json`, which the snapshot ships beside an exported adapter.
 
+use crate::error::Result;
+use crate::format::gguf::Gguf;
 use crate::text::tokenizer::Tokenizer;
 
 /// A `tokenizers` tokenizer and the ids agiNet's sequences start, end and pad with.
@@ -29,9 +31,16 @@ impl Pretrained {
         }
     }
 
-    /// The `tokenizers` tokenizer.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.inner
+    /// [`Pretrained::new`] with the ids a GGUF base names (`tokenizer.ggml.bos_token_id`,
+    /// `eos_token_id`, `padding_token_id`).
+    pub fn with_gguf_ids(inner: tokenizers::Tokenizer, g: &Gguf) -> Result<Self> {
+        let id = |key: &str| g.get_usize(key).map(|v| v as u32);
+        Ok(Self::new(
+            inner,
+            id("tokenizer.ggml.bos_token_id")?,
+            id("tokenizer.ggml.eos_token_id")?,
+            id("tokenizer.ggml.padding_token_id")?,
+        ))
     }
 }
 

@@ -106,13 +106,7 @@ pub fn from_gguf(g: &Gguf) -> Result<Pretrained> {
     tokenizer
         .add_tokens(added)
         .map_err(|e| g.error(e.to_string()))?;
-    let id = |key: &str| g.get_usize(key).map(|v| v as u32);
-    Ok(Pretrained::new(
-        tokenizer,
-        id("tokenizer.ggml.bos_token_id")?,
-        id("tokenizer.ggml.eos_token_id")?,
-        id("tokenizer.ggml.padding_token_id")?,
-    ))
+    Pretrained::with_gguf_ids(tokenizer, g)
 }
 
 /// The merges SentencePiece's scores imply: each split of a normal piece into two normal

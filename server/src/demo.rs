@@ -13,7 +13,7 @@
 //! With `--buffer K` the round is not aggregated at its end: `aggregate --min-deltas K` runs
 //! after every accepted result (FedBuff), as a project running the aggregate task often would.
 
-use crate::aggregate::{self, Outcome as AggregateOutcome};
+use crate::aggregate;
 use crate::assimilate::{self, Outcome as AssimilateOutcome};
 use crate::project::Project;
 use crate::strategy::Strategy;
@@ -149,6 +149,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         })
         .collect();
     for round in 1..=opts.rounds {
+        let round_start_version = project.adapter_version(&opts.skill)?;
         let dir = opts.project.join("work").join(format!("round-{round}"));
         let wus = crate::make_work::make_work(&project, &opts.skill, opts.volunteers as u64, &dir)?;
         if let Some(steps) = opts.steps {
@@ -172,15 +173,8 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
             let files = [wu.join("delta"), wu.join("report")];
             if !tally.assimilate(&project, &files, &wu_name(wu), &format!("volunteer-{i}"))? {
                 failed.push(wu.clone());
-            } else if opts.buffer > 0 {
-                aggregate::aggregate(
-                    &project,
-                    &opts.skill,
-                    opts.strategy,
-                    opts.server_lr,
-                    2,
-                    opts.buffer,
-                )?;
+            } else {
+                aggregate_buffered(&project, opts)?;
             }
         }
         // BOINC issues another instance of a work unit whose result failed validation (the
@@ -205,41 +199,24 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
                     &format!("volunteer-{volunteer}"),
                 )? {
                     still_failed.push(wu.clone());
-                } else if opts.buffer > 0 {
-                    aggregate::aggregate(
-                        &project,
-                        &opts.skill,
-                        opts.strategy,
-                        opts.server_lr,
-                        2,
-                        opts.buffer,
-                    )?;
+                } else {
+                    aggregate_buffered(&project, opts)?;
                 }
             }
             failed = still_failed;
             instance += 1;
         }
-        let outcome = if opts.buffer > 0 {
-            // Versions were made as results arrived; report the latest.
-            match project.adapter_version(&opts.skill)? {
-                0 => AggregateOutcome::Nothing,
-                version => AggregateOutcome::NewVersion {
-                    version,
-                    deltas: 0,
-                    dropped: 0,
-                },
-            }
+        if opts.buffer == 0 {
+            aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2, 1)?;
+        }
+        let version = project.adapter_version(&opts.skill)?;
+        let reward = if version == round_start_version {
+            *rewards.last().expect("start reward")
         } else {
-            aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2, 1)?
-        };
-        let reward = match outcome {
-            AggregateOutcome::NewVersion { version, .. } => project.held_out_reward(
+            project.held_out_reward(
                 &manifest,
                 &project.global_adapter(&manifest, version)?.tensors,
-            )?,
-            AggregateOutcome::Nothing | AggregateOutcome::Waiting { .. } => {
-                *rewards.last().expect("start reward")
-            }
+            )?
         };
         rewards.push(reward);
         println!(
@@ -318,6 +295,22 @@ impl Tally {
             }
         }
     }
+}
+
+/// With `--buffer K`, FedBuff's step after an accepted result: a version once K fresh deltas
+/// are queued (`aggregate --min-deltas K`). Without it, nothing: the round is aggregated whole.
+fn aggregate_buffered(project: &Project, opts: &DemoOptions) -> Result<()> {
+    if opts.buffer > 0 {
+        aggregate::aggregate(
+            project,
+            &opts.skill,
+            opts.strategy,
+            opts.server_lr,
+            2,
+            opts.buffer,
+        )?;
+    }
+    Ok(())
 }
 
 /// The work unit's name: its folder's.

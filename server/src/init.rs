@@ -80,6 +80,33 @@ fn write_secret(path: &Path) -> Result<[u8; 32]> {
     Ok(secret)
 }
 
+/// The recipe's conversion of the fetched Gemma 3 270M (`models/gemma3-270m/fetch.sh`) into
+/// `shipped`, the base the manifest of `skill` names; fails naming the fetch script when the
+/// fetched GGUF is missing too.
+fn make_gemma_base(models: &Path, skill: &str, shipped: &Path, recipe: &str) -> Result<()> {
+    let fetched = models.join(GEMMA_SOURCE);
+    if !fetched.exists() {
+        bail!(
+            "{}: missing, and so is {}, which it is made from: run models/gemma3-270m/fetch.sh \
+             (ci/setup.sh does), or make the base with: {recipe}",
+            shipped.display(),
+            fetched.display(),
+        );
+    }
+    tracing::info!(
+        "skill {skill}: making its base {} from {} (the manifest's recipe)",
+        shipped.display(),
+        fetched.display()
+    );
+    let done = crate::convert::convert(&fetched, shipped)?;
+    tracing::info!(
+        "skill {skill}: {} tensors rewritten from Q5_0 to Q8_0 ({} blocks rounded)",
+        done.tensors,
+        done.inexact_blocks
+    );
+    Ok(())
+}
+
 /// Where `models/minilm/fetch.sh` puts the memory skill's encoder, under the models folder.
 const MINILM_SOURCE: &str = "minilm/model";
 
@@ -101,6 +128,11 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
 
     let base = dir.join("base.gguf");
     let shipped = models.join(skill).join(&manifest.base.file);
+    if !shipped.exists() && matches!(manifest.architecture, Architecture::Gemma3(_)) {
+        // Written where the manifest names the base (the planner shares the language skill's),
+        // so it is made once, then copied as a shipped base is.
+        make_gemma_base(models, skill, &shipped, &manifest.base.recipe)?;
+    }
     if shipped.exists() {
         std::fs::copy(&shipped, &base).with_context(|| format!("copying {}", shipped.display()))?;
     } else if manifest.task.kind == "reverse" {
@@ -117,31 +149,6 @@ fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
     {
         // The recipe's conversion, from the files models/minilm/fetch.sh took from PyPI.
         crate::convert_bert::convert(&models.join(MINILM_SOURCE), &base, GgmlDType::Q8_0)?;
-    } else if matches!(manifest.architecture, Architecture::Gemma3(_)) {
-        // The recipe's conversion of the fetched Gemma 3 270M, written where the manifest names
-        // the base (the planner shares the language skill's), so it is made once.
-        let fetched = models.join(GEMMA_SOURCE);
-        if !fetched.exists() {
-            bail!(
-                "{}: missing, and so is {}, which it is made from: run models/gemma3-270m/fetch.sh \
-                 (ci/setup.sh does), or make the base with: {}",
-                shipped.display(),
-                fetched.display(),
-                manifest.base.recipe
-            );
-        }
-        tracing::info!(
-            "skill {skill}: making its base {} from {} (the manifest's recipe)",
-            shipped.display(),
-            fetched.display()
-        );
-        let done = crate::convert::convert(&fetched, &shipped)?;
-        tracing::info!(
-            "skill {skill}: {} tensors rewritten from Q5_0 to Q8_0 ({} blocks rounded)",
-            done.tensors,
-            done.inexact_blocks
-        );
-        std::fs::copy(&shipped, &base).with_context(|| format!("copying {}", shipped.display()))?;
     } else {
         bail!(
             "{}: missing; make it with: {}",

@@ -44,26 +44,28 @@ fn minilm_tokenizer_matches_the_reference_vectors() {
     assert_matches_reference(&wordpiece::from_tokens(tokens).unwrap());
 }
 
-#[test]
-fn a_base_carrying_its_tokenizer_json_is_tokenized_by_it() {
+/// A tensorless GGUF in `dir` carrying `json` as its `tokenizer.json`, with MiniLM's ids.
+fn base_carrying(dir: &std::path::Path, json: String) -> std::path::PathBuf {
     let reference = reference();
     let id = |key: &str| V::U32(reference[key].as_u64().unwrap() as u32);
     let metadata = [
         ("tokenizer.ggml.model", V::String("bert".into())),
-        (
-            aginet::text::HF_JSON_KEY,
-            V::String(minilm_file("tokenizer.json")),
-        ),
+        (aginet::text::HF_JSON_KEY, V::String(json)),
         ("tokenizer.ggml.bos_token_id", id("cls")),
         ("tokenizer.ggml.eos_token_id", id("sep")),
         ("tokenizer.ggml.padding_token_id", id("pad")),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("base.gguf");
+    let path = dir.join("base.gguf");
     let mut file = std::fs::File::create(&path).unwrap();
     let meta: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     gguf_file::write(&mut file, &meta, &[]).unwrap();
-    drop(file);
+    path
+}
+
+#[test]
+fn a_base_carrying_its_tokenizer_json_is_tokenized_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = base_carrying(dir.path(), minilm_file("tokenizer.json"));
     let tok = aginet::text::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
     assert_matches_reference(tok.as_ref());
     assert!(
@@ -78,4 +80,20 @@ fn a_vocabulary_without_the_bert_specials_is_refused() {
         .err()
         .unwrap();
     assert!(err.contains("[UNK]") || err.contains("[CLS]"), "{err}");
+}
+
+#[test]
+fn a_malformed_tokenizer_json_is_refused_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut json = minilm_file("tokenizer.json");
+    json.truncate(json.len() / 2);
+    let path = base_carrying(dir.path(), json);
+    let err = aginet::text::from_gguf(&Gguf::open(&path).unwrap())
+        .err()
+        .expect("half a tokenizer.json is refused")
+        .to_string();
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains(aginet::text::HF_JSON_KEY),
+        "{err}"
+    );
 }
