@@ -39,6 +39,22 @@ pub struct Manifest {
     pub reward: RewardSpec,
     /// Defaults for work units.
     pub defaults: Defaults,
+    /// The server optimizer `aggregate` uses for this skill unless told otherwise (absent:
+    /// FedAvg at η 1), chosen per skill from the learning benchmark (`docs/learning.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerDefaults>,
+}
+
+/// The server optimizer a skill aggregates with by default. The names are the server's
+/// (`aggregate --strategy`); the server checks them when it reads the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerDefaults {
+    /// Strategy name (`fedavg`, `fedavgm`, `fedadam`, `fedyogi`, `diloco`).
+    pub strategy: String,
+    /// Server learning rate η (absent: the strategy's own default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_lr: Option<f32>,
 }
 
 /// The base file of a skill.

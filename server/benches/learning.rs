@@ -7,7 +7,7 @@
 //! BOINC, its rejected work units are issued again to the honest volunteers).
 //!
 //! `cargo build --release --workspace && cargo bench -p aginet-server --bench learning
-//! [-- --rounds R --steps S --volunteers V --strategies fedavg,fedadam,fedavg+buf1 --seeds 0,1,2 --orders 5
+//! [-- --skill SKILL --rounds R --steps S --volunteers V --strategies fedavg,fedadam,fedavg+buf1 --seeds 0,1,2 --orders 5
 //! --clean-only --models DIR]`
 //! (the federation runs the release `aginet` app beside `aginet-server`; the defaults are the
 //! short budget, 5 × 8 × 15, every strategy, three draws, five orders).
@@ -20,6 +20,9 @@ use std::time::Instant;
 /// The budget and what is compared.
 #[derive(Parser, Debug)]
 struct Options {
+    /// The skill to train (`tiny`, `vision`, `memory`, `language`, `planner`).
+    #[arg(long, default_value = "tiny")]
+    skill: String,
     /// Volunteers per round.
     #[arg(long, default_value_t = 5)]
     volunteers: usize,
@@ -119,6 +122,7 @@ fn federate(
         .args(["--volunteers", &o.volunteers.to_string()])
         .args(["--rounds", &o.rounds.to_string()])
         .args(["--steps", &o.steps.to_string()])
+        .args(["--skill", &o.skill])
         .args(["--strategy", strategy, "--hostile", &hostile.to_string()])
         .args(["--buffer", buffer])
         .args(["--shard-seed", &shard_seed.to_string()])
@@ -162,13 +166,14 @@ fn shard_lines(work: &Path, split: &str) -> Vec<String> {
 /// reward before and after, as the validator computes it. The validator's bound on a delta's
 /// norm is lifted: one run's delta holds all the federation's rounds.
 fn centralized(
+    o: &Options,
     root: &Path,
     models: &Path,
     union: &[String],
-    steps: u32,
     order: u64,
     tag: &str,
 ) -> (f64, f64) {
+    let steps = o.steps * (o.volunteers * o.rounds) as u32;
     let mut union = union.to_vec();
     if order > 0 {
         use rand::seq::SliceRandom;
@@ -177,7 +182,7 @@ fn centralized(
     let project = root.join(format!("central-{tag}-{order}"));
     let p = project.to_str().unwrap();
     run(server()
-        .args(["init", "--project", p, "--skill", "tiny", "--models"])
+        .args(["init", "--project", p, "--skill", &o.skill, "--models"])
         .arg(models));
     let out = root.join(format!("central-{tag}-{order}-wu"));
     let made = run(server()
@@ -245,7 +250,7 @@ fn main() {
         for order in 0..o.orders {
             let started = Instant::now();
             let tag = format!("seed{seed}");
-            let (before, central) = centralized(root, &models, &union, steps, order, &tag);
+            let (before, central) = centralized(&o, root, &models, &union, order, &tag);
             eprintln!(
                 "shard seed {seed}, centralized, order {order}: {} examples, {steps} steps: \
                  {central:.6} in {:.0?}",
@@ -263,9 +268,10 @@ fn main() {
             (l.min(c), h.max(c))
         });
     println!(
-        "\n{} volunteers × {} rounds × {} steps, {} draws of the shards; held-out reward at \
+        "\n{}: {} volunteers × {} rounds × {} steps, {} draws of the shards; held-out reward at \
          version 0 {start:.6}; centralized ({steps} steps on the union of the {} shards, {} \
          orders of it per draw) mean {central:.6}, from {low:.6} to {high:.6}\n",
+        o.skill,
         o.volunteers,
         o.rounds,
         o.steps,

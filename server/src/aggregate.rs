@@ -22,7 +22,7 @@ use crate::fault;
 use crate::project::Project;
 use crate::queue;
 use crate::sealed::StorageKey;
-use crate::strategy::{Moments, Strategy};
+use crate::strategy::{Choice, Moments, Strategy};
 use aginet::format::files::write_atomic;
 use aginet::format::tensors::{self, NamedTensors};
 use anyhow::{bail, Context, Result};
@@ -77,6 +77,8 @@ pub enum Outcome {
         deltas: usize,
         /// Deltas dropped as stale.
         dropped: usize,
+        /// The server optimizer that made it.
+        choice: Choice,
     },
 }
 
@@ -91,20 +93,27 @@ fn optimizer_path(project: &Project, skill: &str, version: u64) -> PathBuf {
         .join(format!("v{version:06}.state"))
 }
 
-/// Runs one aggregation round for `skill` with `strategy` (its server learning rate replaced by
-/// `server_lr` when given), reading deltas with `threads` decoder threads, once the queue holds
+/// Runs one aggregation round for `skill` with `strategy` (default: the skill manifest's
+/// `[server]` table, else FedAvg) and its server learning rate replaced by `server_lr` when
+/// given ([`Choice::resolve`]), reading deltas with `threads` decoder threads, once the queue holds
 /// at least `min_deltas` deltas within the staleness bound (FedBuff's buffer, Nguyen et al.
 /// 2022: run often with a buffer of K, a project makes a global version per K results instead
 /// of one a night; 1 aggregates whatever is queued).
 pub fn aggregate(
     project: &Project,
     skill: &str,
-    strategy: Strategy,
+    strategy: Option<Strategy>,
     server_lr: Option<f32>,
     threads: usize,
     min_deltas: usize,
 ) -> Result<Outcome> {
     let manifest = project.manifest(skill)?;
+    let manifest_path = project.skill_dir(skill).join("manifest.toml");
+    let choice = Choice::resolve(&manifest, &manifest_path, strategy, server_lr)?;
+    let Choice {
+        strategy,
+        server_lr,
+    } = choice;
     if manifest.lora.train_a {
         bail!("skill {skill}: train_a = true; averaging A and B separately is not exact, refusing to aggregate");
     }
@@ -217,6 +226,7 @@ pub fn aggregate(
         version: next,
         deltas: round.consumed.len(),
         dropped: round.dropped.len(),
+        choice,
     })
 }
 

@@ -16,7 +16,7 @@
 use crate::aggregate;
 use crate::assimilate::{self, Outcome as AssimilateOutcome};
 use crate::project::Project;
-use crate::strategy::Strategy;
+use crate::strategy::{Choice, Strategy};
 use aginet::format::delta::Delta;
 use aginet::format::report::Report;
 use anyhow::{bail, Context, Result};
@@ -48,10 +48,11 @@ pub struct DemoOptions {
     /// Steps per work unit (default: the skill's).
     #[arg(long)]
     pub steps: Option<u32>,
-    /// The server optimizer.
-    #[arg(long, value_enum, default_value = "fedavg")]
-    pub strategy: Strategy,
-    /// The server learning rate η (default: the strategy's, as Flower sets it).
+    /// The server optimizer (default: the skill manifest's `[server]` strategy, else fedavg).
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
+    /// The server learning rate η (default: the manifest's for its strategy, else the
+    /// strategy's, as Flower sets it).
     #[arg(long)]
     pub server_lr: Option<f32>,
     /// Seed mixed into the work units' shard draws (0: the work-unit number alone), to rerun
@@ -126,12 +127,18 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         opts.shard_seed,
     )?;
     let manifest = project.manifest(&opts.skill)?;
+    let choice = Choice::resolve(
+        &manifest,
+        &project.skill_dir(&opts.skill).join("manifest.toml"),
+        opts.strategy,
+        opts.server_lr,
+    )?;
     let start =
         project.held_out_reward(&manifest, &project.global_adapter(&manifest, 0)?.tensors)?;
     let mut rewards = vec![start];
     println!(
-        "agiNet local federation: skill {}, {} volunteers, {} rounds, {:?}",
-        opts.skill, opts.volunteers, opts.rounds, opts.strategy
+        "agiNet local federation: skill {}, {} volunteers, {} rounds, {choice}",
+        opts.skill, opts.volunteers, opts.rounds
     );
     println!("global held-out reward at version 0: {start:.6}");
     println!(

@@ -118,6 +118,8 @@ const GEMMA_SOURCE: &str = "gemma3-270m/gemma-3-270m-q4_k_m.gguf";
 fn add_skill(root: &Path, models: &Path, skill: &str) -> Result<()> {
     let manifest_path = Manifest::path(models, skill);
     let manifest = Manifest::read(&manifest_path)?;
+    // A `[server]` table `aggregate` could not use fails here, not on the night it runs.
+    crate::strategy::Choice::resolve(&manifest, &manifest_path, None, None)?;
     let dir = root.join("skills").join(skill);
     for sub in ["data", "adapters", "queue"] {
         std::fs::create_dir_all(dir.join(sub))

@@ -162,16 +162,18 @@ enum Command {
         /// The project folder.
         #[arg(long)]
         project: PathBuf,
-        /// The server optimizer.
-        #[arg(long, value_enum, default_value = "fedavg")]
-        strategy: strategy::Strategy,
+        /// The server optimizer (default: the skill manifest's `[server]` strategy, else
+        /// fedavg).
+        #[arg(long, value_enum)]
+        strategy: Option<strategy::Strategy>,
         /// Only this skill (default: every skill).
         #[arg(long)]
         skill: Option<String>,
         /// Threads reading and decompressing deltas (default: the machine's cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// The server learning rate η (default: the strategy's, as Flower sets it).
+        /// The server learning rate η (default: the manifest's for its strategy, else the
+        /// strategy's, as Flower sets it).
         #[arg(long)]
         server_lr: Option<f32>,
         /// Aggregate a skill only once this many deltas (within the staleness bound) are
@@ -376,8 +378,9 @@ fn run(cli: Cli) -> Result<()> {
                         version,
                         deltas,
                         dropped,
+                        choice,
                     } => {
-                        println!("{skill}: version {version} from {deltas} deltas ({dropped} dropped as stale)")
+                        println!("{skill}: version {version} from {deltas} deltas ({dropped} dropped as stale), {choice}")
                     }
                 }
             }

@@ -6,12 +6,14 @@
 //! All work on flat f32 slices, tensor by tensor; their state (`m`, `v`) is kept per tensor and
 //! checkpointed with each global version.
 
+mod choice;
 mod diloco;
 mod fedadam;
 mod fedavg;
 mod fedavgm;
 mod fedyogi;
 
+pub use choice::Choice;
 pub use diloco::DiLoCo;
 pub use fedadam::FedAdam;
 pub use fedavg::FedAvg;

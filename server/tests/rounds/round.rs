@@ -300,3 +300,45 @@ fn aggregate_waits_for_its_buffer_of_deltas() {
     assert!(made.contains("tiny: version 1 from 2 deltas"), "{made}");
     assert!(skill.join("rounds/v000001.json").exists());
 }
+
+#[test]
+fn aggregate_uses_the_skills_server_table_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (project, _) = project_with_queue(dir.path(), 2);
+    let skill = project.join("skills/tiny");
+    let manifest = skill.join("manifest.toml");
+    let shipped = std::fs::read_to_string(&manifest).unwrap();
+    let aggregate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aginet-server"))
+            .args(["aggregate", "--project", project.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    std::fs::write(
+        &manifest,
+        format!("{shipped}\n[server]\nstrategy = \"dilocco\"\n"),
+    )
+    .unwrap();
+    let refused = aggregate();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        stderr.contains("manifest.toml: [server] strategy \"dilocco\" is not one of"),
+        "{stderr}"
+    );
+    assert!(!skill.join("rounds/v000001.json").exists(), "nothing made");
+    std::fs::write(
+        &manifest,
+        format!("{shipped}\n[server]\nstrategy = \"diloco\"\nserver_lr = 1.5\n"),
+    )
+    .unwrap();
+    let made = aggregate();
+    let stdout = String::from_utf8_lossy(&made.stdout);
+    assert!(made.status.success(), "{made:?}");
+    assert!(
+        stdout.contains("tiny: version 1 from 2 deltas (0 dropped as stale), diloco at η 1.5"),
+        "{stdout}"
+    );
+    let round = std::fs::read_to_string(skill.join("rounds/v000001.json")).unwrap();
+    assert!(round.contains("\"strategy\": \"diloco\""), "{round}");
+}
