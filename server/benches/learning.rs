@@ -33,7 +33,8 @@ struct Options {
     #[arg(long, default_value_t = 15)]
     steps: u32,
     /// Server strategies to run; `STRATEGY+lrX` sets the server learning rate, `STRATEGY+bufK`
-    /// aggregates as results arrive, once K are queued (FedBuff, `demo --buffer K`).
+    /// aggregates as results arrive, once K are queued (FedBuff, `demo --buffer K`), and a
+    /// last `+staleN` sets the staleness bound (`demo --max-staleness N`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -107,7 +108,12 @@ fn federate(
     shard_seed: u64,
 ) -> (f64, f64) {
     // `STRATEGY+lrX`: server learning rate X (`demo --server-lr`); `STRATEGY+bufK`: buffered
-    // asynchronous aggregation with a buffer of K (`demo --buffer`).
+    // asynchronous aggregation with a buffer of K (`demo --buffer`); `+staleN` last: the
+    // staleness bound N (`demo --max-staleness`).
+    let (strategy, stale) = match strategy.split_once("+stale") {
+        Some((s, n)) => (s, Some(n)),
+        None => (strategy, None),
+    };
     let (strategy, buffer) = strategy.split_once("+buf").unwrap_or((strategy, "0"));
     let (strategy, server_lr) = match strategy.split_once("+lr") {
         Some((s, lr)) => (s, Some(lr)),
@@ -117,6 +123,9 @@ fn federate(
     demo.arg("demo");
     if let Some(lr) = server_lr {
         demo.args(["--server-lr", lr]);
+    }
+    if let Some(n) = stale {
+        demo.args(["--max-staleness", n]);
     }
     let out = run(demo
         .args(["--volunteers", &o.volunteers.to_string()])

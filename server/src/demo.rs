@@ -68,6 +68,10 @@ pub struct DemoOptions {
     /// volunteers/K versions and later results arrive stale. 0: one aggregation per round.
     #[arg(long, default_value_t = 0)]
     pub buffer: usize,
+    /// The staleness bound (`[validate] max_staleness` in `project.toml`: results and deltas
+    /// more versions behind are refused and dropped; default: the project's).
+    #[arg(long)]
+    pub max_staleness: Option<u64>,
 }
 
 /// What a volunteer does with its work unit.
@@ -120,12 +124,16 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
             app.display()
         );
     }
-    let project = crate::init::init(
+    let mut project = crate::init::init(
         &opts.project,
         &opts.models,
         std::slice::from_ref(&opts.skill),
         opts.shard_seed,
     )?;
+    if let Some(bound) = opts.max_staleness {
+        project.settings.validate.max_staleness = bound;
+        project.save_settings()?;
+    }
     let manifest = project.manifest(&opts.skill)?;
     let choice = Choice::resolve(
         &manifest,

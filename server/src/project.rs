@@ -203,6 +203,13 @@ impl Project {
         }
     }
 
+    /// Writes `settings` back to `project.toml` (atomically), for a tool that changes them.
+    pub fn save_settings(&self) -> Result<()> {
+        let toml = toml::to_string_pretty(&self.settings).context("serializing project.toml")?;
+        aginet::format::files::write_atomic(&self.root.join("project.toml"), toml.as_bytes())?;
+        Ok(())
+    }
+
     /// The project folder.
     pub fn root(&self) -> &Path {
         &self.root
