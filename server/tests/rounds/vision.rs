@@ -200,3 +200,25 @@ fn check_export(dir: &Path, project: &Path) {
         );
     }
 }
+
+#[test]
+fn the_demo_takes_its_staleness_bound_and_the_skills_strategy() {
+    digits_fetched();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("demo");
+    let args = ["--skill", "vision", "--rounds", "1", "--volunteers", "3"];
+    let buffered = ["--hostile", "0", "--buffer", "1", "--max-staleness", "0"];
+    let text = crate::common::demo(&project, &[&args[..], &buffered[..]].concat());
+    assert!(
+        text.contains("3 volunteers, 1 rounds, diloco at its default η"),
+        "the vision manifest's [server] strategy: {text}"
+    );
+    let settings = std::fs::read_to_string(project.join("project.toml")).unwrap();
+    assert!(settings.contains("max_staleness = 0"), "{settings}");
+    // With a buffer of 1 each accepted result makes a version, so with a bound of 0 the other
+    // two results of the round, computed from version 0, are refused as stale.
+    assert!(
+        text.contains("stale: adapter version 0 is 1 behind"),
+        "{text}"
+    );
+}
