@@ -143,6 +143,28 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_skill_names_a_strategy_this_server_has() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let mut chosen = Vec::new();
+        for skill in ["tiny", "vision", "memory", "language", "planner"] {
+            let path = Manifest::path(&models, skill);
+            let m = Manifest::read(&path).unwrap();
+            chosen.push(Choice::resolve(&m, &path, None, None).unwrap().to_string());
+        }
+        // docs/learning.md's choices.
+        assert_eq!(
+            chosen,
+            [
+                "fedavg at its default η",
+                "diloco at its default η",
+                "diloco at η 1.5",
+                "diloco at its default η",
+                "diloco at its default η"
+            ]
+        );
+    }
+
+    #[test]
     fn a_bad_server_table_is_refused_naming_the_file() {
         let p = Path::new("skills/x/manifest.toml");
         let typo = manifest(Some(("dilocco", None)));
