@@ -159,7 +159,7 @@ mod tests {
                 "diloco at its default η",
                 "diloco at η 1.5",
                 "diloco at its default η",
-                "diloco at its default η"
+                "fedavg at its default η"
             ]
         );
     }
