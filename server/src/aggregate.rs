@@ -108,8 +108,12 @@ pub fn aggregate(
     min_deltas: usize,
 ) -> Result<Outcome> {
     let manifest = project.manifest(skill)?;
-    let manifest_path = project.skill_dir(skill).join("manifest.toml");
-    let choice = Choice::resolve(&manifest, &manifest_path, strategy, server_lr)?;
+    let choice = Choice::resolve(
+        &manifest,
+        &project.manifest_path(skill),
+        strategy,
+        server_lr,
+    )?;
     let Choice {
         strategy,
         server_lr,

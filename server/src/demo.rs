@@ -132,12 +132,12 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
     )?;
     if let Some(bound) = opts.max_staleness {
         project.settings.validate.max_staleness = bound;
-        project.save_settings()?;
+        project.settings.write(project.root())?;
     }
     let manifest = project.manifest(&opts.skill)?;
     let choice = Choice::resolve(
         &manifest,
-        &project.skill_dir(&opts.skill).join("manifest.toml"),
+        &project.manifest_path(&opts.skill),
         opts.strategy,
         opts.server_lr,
     )?;

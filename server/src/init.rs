@@ -37,12 +37,11 @@ pub fn init(root: &Path, models: &Path, skills: &[String], shard_seed: u64) -> R
     scoreboard::create(&root.join("scoreboard.csv"))?;
     let mut settings = Project::default_settings(skills.clone());
     settings.work.shard_seed = shard_seed;
-    let toml = toml::to_string_pretty(&settings).context("serializing project.toml")?;
     for skill in &skills {
         add_skill(root, models, skill)?;
     }
     // Written last: a project is only valid once everything above exists.
-    write_atomic(&root.join("project.toml"), toml.as_bytes())?;
+    settings.write(root)?;
     Project::open(root)
 }
 

@@ -120,6 +120,15 @@ pub struct Settings {
     pub validate: ValidateSettings,
 }
 
+impl Settings {
+    /// Writes these settings to `root/project.toml` (atomically).
+    pub fn write(&self, root: &Path) -> Result<()> {
+        let toml = toml::to_string_pretty(self).context("serializing project.toml")?;
+        aginet::format::files::write_atomic(&root.join("project.toml"), toml.as_bytes())?;
+        Ok(())
+    }
+}
+
 /// An opened project folder.
 #[derive(Clone, Debug)]
 pub struct Project {
@@ -203,13 +212,6 @@ impl Project {
         }
     }
 
-    /// Writes `settings` back to `project.toml` (atomically), for a tool that changes them.
-    pub fn save_settings(&self) -> Result<()> {
-        let toml = toml::to_string_pretty(&self.settings).context("serializing project.toml")?;
-        aginet::format::files::write_atomic(&self.root.join("project.toml"), toml.as_bytes())?;
-        Ok(())
-    }
-
     /// The project folder.
     pub fn root(&self) -> &Path {
         &self.root
@@ -253,9 +255,12 @@ impl Project {
                 self.settings.skills
             );
         }
-        Ok(Manifest::read(
-            &self.skill_dir(skill).join("manifest.toml"),
-        )?)
+        Ok(Manifest::read(&self.manifest_path(skill))?)
+    }
+
+    /// Where the project's copy of `skill`'s manifest lives.
+    pub fn manifest_path(&self, skill: &str) -> PathBuf {
+        self.skill_dir(skill).join("manifest.toml")
     }
 
     /// The base model file of `skill`.

@@ -314,11 +314,9 @@ fn aggregate_uses_the_skills_server_table_and_refuses_a_bad_one() {
             .output()
             .unwrap()
     };
-    std::fs::write(
-        &manifest,
-        format!("{shipped}\n[server]\nstrategy = \"dilocco\"\n"),
-    )
-    .unwrap();
+    let with_server_table =
+        |table: &str| std::fs::write(&manifest, format!("{shipped}\n[server]\n{table}")).unwrap();
+    with_server_table("strategy = \"dilocco\"\n");
     let refused = aggregate();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{refused:?}");
@@ -327,11 +325,7 @@ fn aggregate_uses_the_skills_server_table_and_refuses_a_bad_one() {
         "{stderr}"
     );
     assert!(!skill.join("rounds/v000001.json").exists(), "nothing made");
-    std::fs::write(
-        &manifest,
-        format!("{shipped}\n[server]\nstrategy = \"diloco\"\nserver_lr = 1.5\n"),
-    )
-    .unwrap();
+    with_server_table("strategy = \"diloco\"\nserver_lr = 1.5\n");
     let made = aggregate();
     let stdout = String::from_utf8_lossy(&made.stdout);
     assert!(made.status.success(), "{made:?}");
