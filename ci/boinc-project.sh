@@ -22,6 +22,8 @@
 #     --credit_from_wu (a work unit's credit is set by make-work --boinc);
 #   script_assimilator --app aginet --script aginet_assimilate;
 #   aginet_work_generator (aginet-server work-generator: keeps AGINET_MIN_UNSENT results unsent);
+#   aginet_validator (aginet-server validator: the resident validator each aginet_validate hands
+#     its result to, with the skill's base loaded once);
 # and as BOINC <task>s (BOINC's cron): aginet_aggregate every AGINET_AGGREGATE_PERIOD (default
 # "1 min" here; a real project runs it nightly), aginet_snapshot every AGINET_SNAPSHOT_PERIOD.
 # The aginet_* commands are one-line wrappers in the project's bin/ (BOINC 1.6.2 passes nothing
@@ -193,6 +195,7 @@ configure_project() {
   local server="$DIR/bin/aginet-server" ap="$DIR/aginet"
   wrap aginet_validate "'$server' validate --project '$ap' \"\$@\""
   wrap aginet_compare "'$server' validate --project '$ap' --compare \"\$@\""
+  wrap aginet_validator "'$server' validator --project '$ap' --boinc '$p' \"\$@\""
   wrap aginet_assimilate "'$server' assimilate --project '$ap' --boinc '$p' \"\$@\""
   wrap aginet_work_generator "'$server' work-generator --project '$ap' --boinc '$p' --min-unsent ${AGINET_MIN_UNSENT:-4} --batch ${AGINET_BATCH:-2} --interval 2 \"\$@\""
   wrap aginet_aggregate "'$server' aggregate --project '$ap' ${AGINET_AGGREGATE_ARGS:-} \"\$@\""
@@ -225,6 +228,7 @@ for cmd in [
     " --init_script aginet_validate --compare_script aginet_compare",
     "script_assimilator -d 3 --app aginet --sleep_interval 1 --script aginet_assimilate",
     "aginet_work_generator",
+    "aginet_validator",
 ]:
     d = ET.SubElement(daemons, "daemon")
     ET.SubElement(d, "cmd").text = cmd

@@ -10,6 +10,7 @@
 # work units completed by the honest client; each honest delta queued once; v1 then v2, with
 # v1 work units carrying v1's adapter and honest results made from it; file_deleter's work; the
 # base downloaded once and kept (sticky); the snapshot's hosts and credit equal to BOINC's; and
+# the resident validator deciding results (honest and hostile) for script_validator; and
 # the validator daemon killed mid-run and restarted losing no result and
 # counting none twice (killed with SIGKILL and started again with bin/start; bin/stop would
 # also shut the scheduler, see below).
@@ -82,7 +83,8 @@ hostile_user=$(sql "SELECT id FROM user WHERE name = 'hostile'")
 killed=0
 until [ -f "$AGINET_PROJECT/skills/tiny/adapters/v000002.sealed" ]; do
   ((SECONDS < DEADLINE)) || fail "no v2 within the budget"
-  if ((killed == 0)) && pgrep -f "aginet-server validate" >/dev/null; then
+  # (`validate --project`: the per-result command, not the resident `validator` daemon.)
+  if ((killed == 0)) && pgrep -f "aginet-server validate --project" >/dev/null; then
     # Not bin/stop: it also shuts the scheduler, which tells every client asking meanwhile
     # that the project is down for maintenance, and they wait an hour (seen here).
     # bin/start starts again only the daemons that are not running.
@@ -194,6 +196,14 @@ check "successful results whose files are not deleted" \
 check "work units whose input files are not deleted" \
   "$(sql "SELECT COUNT(*) FROM workunit WHERE file_delete_state != 2")" 0
 say "uploads kept of rejected results (BOINC keeps them): $(find "$BOINC_PROJECT/upload" -type f | wc -l) files"
+# The resident validator (the aginet_validator daemon) decided the results aginet_validate
+# handed it: one log line per verdict, honest and hostile.
+resident_log="$BOINC_PROJECT/log_$(hostname)/aginet_validator.log"
+resident_valid=$(grep -c ': valid (' "$resident_log" || true)
+resident_invalid=$(grep -c ': invalid (' "$resident_log" || true)
+((resident_valid > 0 && resident_invalid > 0)) ||
+  fail "the resident validator decided $resident_valid valid and $resident_invalid invalid results ($resident_log)"
+say "the resident validator decided $resident_valid valid and $resident_invalid invalid results"
 # Sticky base: on the honest client still, downloaded once.
 honest_project="$DIR/project/volunteers/honest/projects/$PROJECT_FOLDER"
 check "bases on the honest client" "$(find "$honest_project" -name 'tiny_*_model' | wc -l)" 1

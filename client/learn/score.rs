@@ -57,27 +57,94 @@ pub fn rewards(
     factors: &NamedTensors,
     datasets: &[&Path],
 ) -> Result<Vec<f64>> {
-    let device = Device::Cpu;
-    let mut gguf = Gguf::open(base)?;
-    let opts = ModelOptions {
-        weights: WeightMode::Quantized(crate::nn::frozen::BackwardMode::Dequantize),
-        lora: skill.lora,
-        factors,
-        max_seq_len: skill.max_seq_len,
-        device: &device,
-    };
-    let learner = Learner::load(
-        skill.architecture,
-        Some(skill.reward),
-        &mut gguf,
-        None,
-        &opts,
-        base,
-    )?;
-    datasets
-        .iter()
-        .map(|data| learner.reward_of(data, skill.batch_size, skill.max_seq_len, &device))
-        .collect()
+    Scorer::load(base, skill, factors)?.rewards(factors, datasets)
+}
+
+/// A skill's base loaded once to score many adapters of the same shape, one after another:
+/// what a resident validator keeps between results. Each [`Scorer::rewards`] writes the
+/// adapter's values into the factors the model was built with, so every score runs the same
+/// code on the same values as a fresh load would, bit for bit.
+pub struct Scorer {
+    learner: Learner,
+    /// The model's own factor tensors (storage no one else holds), overwritten per score.
+    slots: NamedTensors,
+    batch_size: usize,
+    max_seq_len: usize,
+    device: Device,
+}
+
+impl Scorer {
+    /// Loads `base` for `skill`, with factor tensors shaped as `shapes`' (their values are
+    /// only a start: every score sets its own).
+    pub fn load(base: &Path, skill: &Skill<'_>, shapes: &NamedTensors) -> Result<Self> {
+        let device = Device::Cpu;
+        let mut slots = NamedTensors::new();
+        for (name, t) in shapes {
+            // A copy in storage of its own, so that writing into it touches nothing else.
+            let own = t.to_dtype(candle_core::DType::F32)?.contiguous()?.copy()?;
+            slots.insert(name.clone(), own);
+        }
+        let mut gguf = Gguf::open(base)?;
+        let opts = ModelOptions {
+            weights: WeightMode::Quantized(crate::nn::frozen::BackwardMode::Dequantize),
+            lora: skill.lora,
+            factors: &slots,
+            max_seq_len: skill.max_seq_len,
+            device: &device,
+        };
+        let learner = Learner::load(
+            skill.architecture,
+            Some(skill.reward),
+            &mut gguf,
+            None,
+            &opts,
+            base,
+        )?;
+        Ok(Self {
+            learner,
+            slots,
+            batch_size: skill.batch_size,
+            max_seq_len: skill.max_seq_len,
+            device,
+        })
+    }
+
+    /// The reward of the base with adapter `factors` (the same names and shapes as the
+    /// scorer's) on each data file of `datasets`.
+    pub fn rewards(&mut self, factors: &NamedTensors, datasets: &[&Path]) -> Result<Vec<f64>> {
+        self.set_factors(factors)?;
+        datasets
+            .iter()
+            .map(|data| {
+                self.learner
+                    .reward_of(data, self.batch_size, self.max_seq_len, &self.device)
+            })
+            .collect()
+    }
+
+    /// Writes `factors` into the model's factor tensors; an error names a factor that is
+    /// missing, unknown or of another shape.
+    fn set_factors(&mut self, factors: &NamedTensors) -> Result<()> {
+        let mismatch = |m: String| Error::Tensor(candle_core::Error::Msg(m));
+        if let Some(name) = factors.keys().find(|n| !self.slots.contains_key(*n)) {
+            return Err(mismatch(format!("adapter factor {name} is unknown")));
+        }
+        for (name, slot) in &self.slots {
+            let t = factors
+                .get(name)
+                .ok_or_else(|| mismatch(format!("adapter factor {name} is missing")))?;
+            if t.dims() != slot.dims() {
+                return Err(mismatch(format!(
+                    "adapter factor {name} is {:?}, not {:?}",
+                    t.dims(),
+                    slot.dims()
+                )));
+            }
+            let values = t.to_dtype(candle_core::DType::F32)?.contiguous()?;
+            slot.slice_set(&values, 0, 0)?;
+        }
+        Ok(())
+    }
 }
 
 /// The logits (one row of the vocabulary per position) of the base with `factors` on the

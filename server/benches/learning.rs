@@ -12,7 +12,10 @@
 //! (the federation runs the release `aginet` app beside `aginet-server`; the defaults are the
 //! short budget, 5 × 8 × 15, every strategy, three draws, five orders).
 
+mod common;
+
 use clap::Parser;
+use common::{app, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -61,28 +64,6 @@ struct Options {
 
 fn server() -> Command {
     Command::new(env!("CARGO_BIN_EXE_aginet-server"))
-}
-
-fn app() -> PathBuf {
-    let app = Path::new(env!("CARGO_BIN_EXE_aginet-server")).with_file_name("aginet");
-    assert!(
-        app.exists(),
-        "{} is missing: cargo build --release --workspace",
-        app.display()
-    );
-    app
-}
-
-/// Runs `cmd`; its stdout, or a panic with its output.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("the command starts");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 /// The two numbers of a line `prefix A -> B…`.

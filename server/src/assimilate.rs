@@ -16,6 +16,7 @@ use crate::fault;
 use crate::project::Project;
 use crate::queue;
 use crate::scoreboard::{self, Row};
+use crate::scorers::Scorers;
 use crate::validate::{self, Verdict};
 use aginet::format::files::{sha256_hex, write_atomic};
 use aginet::format::report::Report;
@@ -58,9 +59,11 @@ pub struct Source {
     pub granted_credit: Option<f64>,
 }
 
-/// Assimilates the canonical result of work unit `wu` (files: its delta and report).
+/// Assimilates the canonical result of work unit `wu` (files: its delta and report),
+/// validating it with `scorers` when the validator left no verdict.
 pub fn assimilate(
     project: &Project,
+    scorers: &mut Scorers,
     files: &[PathBuf],
     wu: &str,
     source: &Source,
@@ -81,7 +84,7 @@ pub fn assimilate(
     }
     let verdict = match std::fs::read(project.verdict(&sha)) {
         Ok(json) => serde_json::from_slice(&json).context("verdict file")?,
-        Err(_) => validate::validate(project, files)?,
+        Err(_) => validate::validate(project, scorers, files)?,
     };
     let mut row = Row {
         time: now(),

@@ -9,6 +9,7 @@
 use crate::assimilate::{self, Outcome, Source};
 use crate::boinc_db::BoincDb;
 use crate::project::Project;
+use crate::scorers::Scorers;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -44,7 +45,7 @@ pub fn assimilate_boinc(
     let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
     let wu = &canonical.workunit;
     Ok(
-        match assimilate::assimilate(project, &files, wu, &source)? {
+        match assimilate::assimilate(project, &mut Scorers::new(), &files, wu, &source)? {
             Outcome::Accepted { credit } => format!(
                 "accepted {wu} (result {}, host {}, user {}): credit {credit:.6}",
                 canonical.result, canonical.host, canonical.user

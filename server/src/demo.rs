@@ -16,6 +16,7 @@
 use crate::aggregate;
 use crate::assimilate::{self, Outcome as AssimilateOutcome};
 use crate::project::Project;
+use crate::scorers::Scorers;
 use crate::strategy::{Choice, Strategy};
 use aginet::format::delta::Delta;
 use aginet::format::report::Report;
@@ -141,8 +142,14 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         opts.strategy,
         opts.server_lr,
     )?;
-    let start =
-        project.held_out_reward(&manifest, &project.global_adapter(&manifest, 0)?.tensors)?;
+    // The validator's models, loaded once for the whole federation.
+    let mut scorers = Scorers::new();
+    let version_reward = |scorers: &mut Scorers, version: u64| {
+        project.version_reward_by(&opts.skill, version, |m, f| {
+            scorers.reward(&project, m, f, &project.held_out(&m.name))
+        })
+    };
+    let start = version_reward(&mut scorers, 0)?;
     let mut rewards = vec![start];
     println!(
         "agiNet local federation: skill {}, {} volunteers, {} rounds, {choice}",
@@ -186,7 +193,13 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         for (i, wu) in wus.iter().enumerate() {
             misbehave(Role::of(i, opts.volunteers, opts.hostile), round, wu)?;
             let files = [wu.join("delta"), wu.join("report")];
-            if !tally.assimilate(&project, &files, &wu_name(wu), &format!("volunteer-{i}"))? {
+            if !tally.assimilate(
+                &project,
+                &mut scorers,
+                &files,
+                &wu_name(wu),
+                &format!("volunteer-{i}"),
+            )? {
                 failed.push(wu.clone());
             } else {
                 aggregate_buffered(&project, opts)?;
@@ -209,6 +222,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
                 let files = result_files(replica)?;
                 if !tally.assimilate(
                     &project,
+                    &mut scorers,
                     &files,
                     &wu_name(wu),
                     &format!("volunteer-{volunteer}"),
@@ -228,10 +242,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         let reward = if version == round_start_version {
             *rewards.last().expect("start reward")
         } else {
-            project.held_out_reward(
-                &manifest,
-                &project.global_adapter(&manifest, version)?.tensors,
-            )?
+            version_reward(&mut scorers, version)?
         };
         rewards.push(reward);
         println!(
@@ -278,10 +289,11 @@ struct Tally {
 
 impl Tally {
     /// Assimilates result `files` (delta and report) of work unit `wu` returned by
-    /// `volunteer`; whether it was accepted.
+    /// `volunteer`, validating with `scorers`; whether it was accepted.
     fn assimilate(
         &mut self,
         project: &Project,
+        scorers: &mut Scorers,
         files: &[PathBuf; 2],
         wu: &str,
         volunteer: &str,
@@ -291,7 +303,7 @@ impl Tally {
             user: volunteer.to_string(),
             granted_credit: None,
         };
-        match assimilate::assimilate(project, files, wu, &source) {
+        match assimilate::assimilate(project, scorers, files, wu, &source) {
             Ok(AssimilateOutcome::Accepted { credit }) => {
                 self.accepted += 1;
                 self.credit += credit;

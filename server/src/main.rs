@@ -16,8 +16,10 @@ mod init;
 mod make_work;
 mod project;
 mod queue;
+mod resident;
 mod route;
 mod scoreboard;
+mod scorers;
 mod sealed;
 mod snapshot;
 mod strategy;
@@ -126,9 +128,32 @@ enum Command {
         /// Compare two replicas instead of validating one result.
         #[arg(long)]
         compare: bool,
+        /// The resident validator's socket to hand the result to (default: the project's
+        /// `state/validator.sock`); when none listens there, the result is validated here.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Validate here even when a resident validator listens.
+        #[arg(long)]
+        local: bool,
+        /// Seconds to wait for the resident validator's verdict before validating here.
+        #[arg(long, default_value_t = 600)]
+        resident_timeout: u64,
         /// The result's output files (delta and report, any order).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Run the resident validator: keep each skill's base loaded and validate the results that
+    /// `validate` hands over on a Unix socket (a BOINC daemon in config.xml, or a service).
+    Validator {
+        /// The project folder.
+        #[arg(long)]
+        project: PathBuf,
+        /// The socket to listen on (default: the project's `state/validator.sock`).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The BOINC project folder: stop when its `bin/stop` asks daemons to.
+        #[arg(long)]
+        boinc: Option<PathBuf>,
     },
     /// Assimilate a validated result: queue its delta and log it with its credit; with
     /// --error N, log a failed work unit. ARGS are FILES... WU RUNTIME (or, with --error, WU);
@@ -305,10 +330,17 @@ fn main() -> ExitCode {
     if let Command::Validate {
         project,
         compare,
+        socket,
+        local,
+        resident_timeout,
         files,
     } = &cli.command
     {
-        return run_validate(project, *compare, files);
+        let resident = (!*local && !*compare).then(|| Resident {
+            socket: socket.clone(),
+            timeout: std::time::Duration::from_secs(*resident_timeout),
+        });
+        return run_validate(project, *compare, resident, files);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -322,6 +354,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { .. } => unreachable!("handled in main"),
+        Command::Validator {
+            project,
+            socket,
+            boinc,
+        } => {
+            let socket = socket.unwrap_or_else(|| project::Project::validator_socket(&project));
+            resident::serve::serve(&project, &socket, boinc.as_deref())?;
+        }
         Command::ConvertBase { input, out } => {
             let done = convert::convert(&input, &out)?;
             println!(
@@ -419,6 +459,7 @@ fn run(cli: Cli) -> Result<()> {
                     let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
                     match assimilate::assimilate(
                         &p,
+                        &mut scorers::Scorers::new(),
                         &files,
                         wu,
                         &assimilate::Source {
@@ -559,12 +600,26 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Runs `validate` and maps its outcome to BOINC's exit codes.
-fn run_validate(project: &std::path::Path, compare: bool, files: &[PathBuf]) -> ExitCode {
+/// Where `validate` looks for a resident validator.
+struct Resident {
+    /// Its socket (default: the project's).
+    socket: Option<PathBuf>,
+    /// How long to wait for its verdict.
+    timeout: std::time::Duration,
+}
+
+/// Runs `validate` (handing the result to the resident validator when `resident` says where
+/// one may listen and one does) and maps its outcome to BOINC's exit codes.
+fn run_validate(
+    project: &std::path::Path,
+    compare: bool,
+    resident: Option<Resident>,
+    files: &[PathBuf],
+) -> ExitCode {
     let outcome = project::Project::open(project).and_then(|p| {
         if compare {
             let (a, b) = files.split_at(files.len() / 2);
-            validate::equivalent(a, b).map(|same| {
+            return validate::equivalent(a, b).map(|same| {
                 if same {
                     validate::Verdict::Valid {
                         reward_before: f64::NAN,
@@ -574,10 +629,17 @@ fn run_validate(project: &std::path::Path, compare: bool, files: &[PathBuf]) -> 
                 } else {
                     validate::Verdict::Invalid("the replicas' deltas differ".into())
                 }
-            })
-        } else {
-            validate::validate(&p, files)
+            });
         }
+        if let Some(r) = resident {
+            let socket = r
+                .socket
+                .unwrap_or_else(|| project::Project::validator_socket(project));
+            if let Some(answer) = resident::ask::ask(project, &socket, files, r.timeout) {
+                return answer;
+            }
+        }
+        validate::validate(&p, &mut scorers::Scorers::new(), files)
     });
     match outcome {
         Ok(validate::Verdict::Valid {

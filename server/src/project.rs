@@ -278,6 +278,11 @@ impl Project {
         self.skill_dir(skill).join("data").join("held_out.jsonl")
     }
 
+    /// The resident validator's socket in project folder `root`.
+    pub fn validator_socket(root: &Path) -> PathBuf {
+        root.join("state").join("validator.sock")
+    }
+
     /// sha256s of every delta already accepted, one per line (replays are rejected).
     pub fn seen_deltas(&self) -> PathBuf {
         self.root.join("state").join("seen_deltas")
@@ -421,25 +426,42 @@ impl Project {
         factors: &NamedTensors,
         datasets: &[&Path],
     ) -> Result<Vec<f64>> {
-        let skill = Skill {
+        Ok(score::rewards(
+            &self.base(&manifest.name),
+            &Self::scored_skill(manifest),
+            factors,
+            datasets,
+        )?)
+    }
+
+    /// What the scorer needs of a skill's manifest.
+    pub fn scored_skill(manifest: &Manifest) -> Skill<'_> {
+        Skill {
             architecture: &manifest.architecture,
             lora: &manifest.lora,
             max_seq_len: manifest.defaults.hyper.max_seq_len,
             batch_size: manifest.defaults.hyper.batch_size,
             reward: &manifest.reward.kind,
-        };
-        Ok(score::rewards(
-            &self.base(&manifest.name),
-            &skill,
-            factors,
-            datasets,
-        )?)
+        }
     }
 
     /// The held-out reward of global `version` of `skill`, computed once and cached under
     /// `state/rewards/<skill>/v<N>.json`: a version never changes, and the validator (every
     /// result starts from one) and the snapshot (every version) ask for it again and again.
     pub fn version_reward(&self, skill: &str, version: u64) -> Result<f64> {
+        self.version_reward_by(skill, version, |manifest, factors| {
+            self.held_out_reward(manifest, factors)
+        })
+    }
+
+    /// [`Project::version_reward`], computing a missing one with `held_out` (the held-out
+    /// reward of the skill's base with the given factors).
+    pub fn version_reward_by(
+        &self,
+        skill: &str,
+        version: u64,
+        held_out: impl FnOnce(&Manifest, &NamedTensors) -> Result<f64>,
+    ) -> Result<f64> {
         let path = self
             .root
             .join("state")
@@ -453,7 +475,7 @@ impl Project {
         }
         let manifest = self.manifest(skill)?;
         let adapter = self.global_adapter(&manifest, version)?;
-        let reward = self.held_out_reward(&manifest, &adapter.tensors)?;
+        let reward = held_out(&manifest, &adapter.tensors)?;
         let dir = path.parent().expect("a parent folder");
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
         aginet::format::files::write_atomic(&path, serde_json::to_string(&reward)?.as_bytes())?;

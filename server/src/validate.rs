@@ -16,6 +16,7 @@
 //! split and must agree within `CLAIM_TOLERANCE`: a forged report is rejected.
 
 use crate::project::Project;
+use crate::scorers::Scorers;
 use aginet::format::adapter::factor_shapes;
 use aginet::format::delta::Delta;
 use aginet::format::report::Report;
@@ -69,8 +70,9 @@ pub fn identify(files: &[PathBuf]) -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
-/// Validates one result. `Err` is a transient failure (the project's own files unreadable).
-pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
+/// Validates one result, scoring with `scorers` (loading a skill's base there when it is not
+/// loaded yet). `Err` is a transient failure (the project's own files unreadable).
+pub fn validate(project: &Project, scorers: &mut Scorers, files: &[PathBuf]) -> Result<Verdict> {
     macro_rules! reject {
         ($($arg:tt)*) => { return Ok(Verdict::Invalid(format!($($arg)*))) };
     }
@@ -173,7 +175,9 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
     }
 
     let adapter = project.global_adapter(&manifest, h.adapter_version)?;
-    let reward_before = project.version_reward(&h.skill, h.adapter_version)?;
+    let reward_before = project.version_reward_by(&h.skill, h.adapter_version, |m, f| {
+        scorers.reward(project, m, f, &project.held_out(&m.name))
+    })?;
     let with_delta = match score::apply_delta(&adapter, &delta.tensors) {
         Ok(f) => f,
         Err(e) => reject!("{e}"),
@@ -186,7 +190,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
         datasets.push(eval);
     }
     let paths: Vec<&Path> = datasets.iter().map(PathBuf::as_path).collect();
-    let rewards = project.rewards_on(&manifest, &with_delta, &paths)?;
+    let rewards = scorers.rewards(project, &manifest, &with_delta, &paths)?;
     let reward_after = rewards[0];
     if reward_after < manifest.reward.threshold {
         reject!(
@@ -201,7 +205,7 @@ pub fn validate(project: &Project, files: &[PathBuf]) -> Result<Verdict> {
         Ok(f) => f,
         Err(e) => reject!("{e}"),
     };
-    let reward_probe = project.reward_on(&manifest, &with_probe, &datasets[0])?;
+    let reward_probe = scorers.reward(project, &manifest, &with_probe, &datasets[0])?;
     let mut floor = reward_before * (1.0 - bounds.max_probe_drop);
     if counts_examples {
         floor -= 1.0 / count_lines(&datasets[0])?.max(1) as f64 + 1e-12;
