@@ -35,6 +35,27 @@ pub fn tune() -> bool {
     }
 }
 
+/// Threshold above which [`tune_for_streaming`] has glibc map each block on its own.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const STREAMING_MMAP_THRESHOLD: libc::c_int = 1 << 20;
+
+/// Settings for a program that streams large buffers through a few threads and keeps little
+/// (aggregation): blocks of 1 MiB and more get mappings of their own, returned to the kernel
+/// when freed. glibc's default would raise its threshold past them after the first free, and
+/// serve them from per-thread arenas that keep what is freed, so memory would grow with the
+/// thread count. Call once at start-up instead of [`tune`]; returns whether glibc accepted it.
+pub fn tune_for_streaming() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: as in `tune`.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, STREAMING_MMAP_THRESHOLD) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        true
+    }
+}
+
 /// glibc's tunable that makes malloc ask the kernel for transparent huge pages
 /// (`madvise(MADV_HUGEPAGE)`) on the memory it takes for its heaps (glibc 2.35 and later; older
 /// versions ignore it).

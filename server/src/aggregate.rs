@@ -17,7 +17,7 @@
 //!    then are the consumed deltas removed from the queue. A rerun after a crash recomputes
 //!    the same bytes from the same queue, or finishes the clean-up of a committed round.
 
-use crate::accumulate::{weighted_mean, Member};
+use crate::accumulate::{weighted_mean, Decoding, Member};
 use crate::fault;
 use crate::project::Project;
 use crate::queue;
@@ -95,7 +95,7 @@ fn optimizer_path(project: &Project, skill: &str, version: u64) -> PathBuf {
 
 /// Runs one aggregation round for `skill` with `strategy` (default: the skill manifest's
 /// `[server]` table, else FedAvg) and its server learning rate replaced by `server_lr` when
-/// given ([`Choice::resolve`]), reading deltas with `threads` decoder threads, once the queue holds
+/// given ([`Choice::resolve`]), reading deltas as `decoding` says, once the queue holds
 /// at least `min_deltas` deltas within the staleness bound (FedBuff's buffer, Nguyen et al.
 /// 2022: run often with a buffer of K, a project makes a global version per K results instead
 /// of one a night; 1 aggregates whatever is queued).
@@ -104,7 +104,7 @@ pub fn aggregate(
     skill: &str,
     strategy: Option<Strategy>,
     server_lr: Option<f32>,
-    threads: usize,
+    decoding: Decoding,
     min_deltas: usize,
 ) -> Result<Outcome> {
     let manifest = project.manifest(skill)?;
@@ -161,7 +161,7 @@ pub fn aggregate(
     clip_to_median(&mut members);
 
     let bar = progress_bar(skill, &members);
-    let mean = weighted_mean(&members, threads, &mut |_, bytes| bar.inc(bytes))?;
+    let mean = weighted_mean(&members, decoding, &mut |_, bytes| bar.inc(bytes))?;
     bar.finish_and_clear();
 
     let mut adapter = project.global_adapter(&manifest, current)?;

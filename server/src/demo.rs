@@ -13,6 +13,7 @@
 //! With `--buffer K` the round is not aggregated at its end: `aggregate --min-deltas K` runs
 //! after every accepted result (FedBuff), as a project running the aggregate task often would.
 
+use crate::accumulate::Decoding;
 use crate::aggregate;
 use crate::assimilate::{self, Outcome as AssimilateOutcome};
 use crate::project::Project;
@@ -236,7 +237,14 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
             instance += 1;
         }
         if opts.buffer == 0 {
-            aggregate::aggregate(&project, &opts.skill, opts.strategy, opts.server_lr, 2, 1)?;
+            aggregate::aggregate(
+                &project,
+                &opts.skill,
+                opts.strategy,
+                opts.server_lr,
+                Decoding::threads(2),
+                1,
+            )?;
         }
         let version = project.adapter_version(&opts.skill)?;
         let reward = if version == round_start_version {
@@ -333,7 +341,7 @@ fn aggregate_buffered(project: &Project, opts: &DemoOptions) -> Result<()> {
             &opts.skill,
             opts.strategy,
             opts.server_lr,
-            2,
+            Decoding::threads(2),
             opts.buffer,
         )?;
     }

@@ -194,9 +194,14 @@ enum Command {
         /// Only this skill (default: every skill).
         #[arg(long)]
         skill: Option<String>,
-        /// Threads reading and decompressing deltas (default: the machine's cores).
+        /// Threads reading and decompressing deltas (default: the machine's cores; fewer when
+        /// --decode-memory-mib holds fewer).
         #[arg(long)]
         threads: Option<usize>,
+        /// MiB the decoder threads' buffers may take together (each holds about three
+        /// decompressed deltas and the file it reads).
+        #[arg(long, default_value_t = accumulate::Decoding::DEFAULT_MEMORY >> 20)]
+        decode_memory_mib: u64,
         /// The server learning rate η (default: the manifest's for its strategy, else the
         /// strategy's, as Flower sets it).
         #[arg(long)]
@@ -314,8 +319,15 @@ enum Command {
 const EXIT_TRANSIENT: u8 = 3;
 
 fn main() -> ExitCode {
-    aginet::nn::allocator::restart_with_huge_pages();
-    aginet::nn::allocator::tune();
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Aggregate { .. }) {
+        // Aggregation streams deltas through recycled buffers and computes nothing that huge
+        // pages or a kept heap would speed up.
+        aginet::nn::allocator::tune_for_streaming();
+    } else {
+        aginet::nn::allocator::restart_with_huge_pages();
+        aginet::nn::allocator::tune();
+    }
     // Logs go to stderr; RUST_LOG sets the level (default: info).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -326,7 +338,6 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
     if let Command::Validate {
         project,
         compare,
@@ -397,19 +408,23 @@ fn run(cli: Cli) -> Result<()> {
             strategy,
             skill,
             threads,
+            decode_memory_mib,
             server_lr,
             min_deltas,
         } => {
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            });
+            let decoding = accumulate::Decoding {
+                threads: threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                }),
+                memory: decode_memory_mib << 20,
+            };
             let p = project::Project::open(&project)?;
             let skills = match skill {
                 Some(s) => vec![s],
                 None => p.settings.skills.clone(),
             };
             for skill in skills {
-                match aggregate::aggregate(&p, &skill, strategy, server_lr, threads, min_deltas)? {
+                match aggregate::aggregate(&p, &skill, strategy, server_lr, decoding, min_deltas)? {
                     aggregate::Outcome::Nothing => println!("{skill}: no queued deltas"),
                     aggregate::Outcome::Waiting { fresh, min_deltas } => {
                         println!("{skill}: {fresh} fresh deltas queued, waiting for {min_deltas}")
