@@ -9,10 +9,6 @@
 //! packing. It says how much a lower-precision product could win at most, before any of it is
 //! built. `cargo bench --bench dot_kernels` (x86_64; a kernel the CPU lacks is skipped).
 
-// The AVX-512 intrinsics are stable since Rust 1.89; this measurement needs that toolchain (CI's
-// stable), while the product itself keeps the workspace's older minimum.
-#![allow(clippy::incompatible_msrv)]
-
 use std::time::Instant;
 
 /// Rows of accumulators.

@@ -52,7 +52,7 @@ impl Host for Standalone {
     }
     fn time_to_checkpoint(&mut self, step: u32) -> bool {
         match self.every_steps {
-            Some(n) => step % n.max(1) == 0,
+            Some(n) => step.is_multiple_of(n.max(1)),
             None => self.last.elapsed() >= self.interval,
         }
     }

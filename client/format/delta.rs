@@ -173,7 +173,7 @@ fn interleave_blocks(_planes: [&[u8]; 4], _out: &mut [std::mem::MaybeUninit<u8>]
 /// allocation reused): the header as it is, the data section's byte planes put back into values.
 pub fn unshuffle_into(decompressed: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
     let data = data_start(decompressed).ok_or("not a safetensors file: bad header length")?;
-    if (decompressed.len() - data) % 4 != 0 {
+    if !(decompressed.len() - data).is_multiple_of(4) {
         return Err("data section is not a whole number of f32 values".into());
     }
     out.clear();

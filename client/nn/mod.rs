@@ -11,6 +11,7 @@ pub mod head_loss;
 pub mod lora;
 mod lora_op;
 pub mod model;
+pub mod q8_product;
 mod serial_gemm;
 mod storage;
 pub mod threads;

@@ -225,7 +225,7 @@ impl<'a> Planes<'a> {
         let (header, metadata) =
             SafeTensors::read_metadata(bytes).context("not a safetensors file")?;
         let data = &bytes[8 + header..];
-        if data.len() % 4 != 0 {
+        if !data.len().is_multiple_of(4) {
             bail!("data section is not a whole number of f32 values");
         }
         let n = data.len() / 4;

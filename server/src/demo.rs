@@ -478,7 +478,7 @@ fn misbehave(role: Role, round: usize, wu: &Path) -> Result<()> {
         }
         Role::Poisoned => {
             let mut report = Report::read(&report_path)?;
-            if round % 3 == 0 {
+            if round.is_multiple_of(3) {
                 // A forged report: it claims another delta's hash.
                 report.delta_sha256 = "0".repeat(64);
             } else {

@@ -71,7 +71,7 @@ impl Gemma3Config {
 
     /// Whether block `layer` attends over the whole sequence (else within the sliding window).
     pub fn is_global(layer: usize) -> bool {
-        (layer + 1) % GLOBAL_EVERY == 0
+        (layer + 1).is_multiple_of(GLOBAL_EVERY)
     }
 }
 

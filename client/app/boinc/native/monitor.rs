@@ -158,7 +158,7 @@ fn run(
         if let Some(message) = control.receive() {
             apply_control(&mut st.status, &message);
         }
-        if tick % TICKS_PER_SECOND != 0 {
+        if !tick.is_multiple_of(TICKS_PER_SECOND) {
             continue;
         }
         if !st.status.no_heartbeat {
@@ -194,7 +194,9 @@ fn apply_control(status: &mut Status, message: &str) {
 /// every 10 s when its pid is known), or 30 s passed without a heartbeat (when it is not).
 fn client_gone(link: &Link, tick: u64, last_heartbeat: u64) -> Option<&'static str> {
     if link.client_pid != 0 {
-        if tick % (PID_CHECK_SECONDS * TICKS_PER_SECOND) == 0 && !process_exists(link.client_pid) {
+        if tick.is_multiple_of(PID_CHECK_SECONDS * TICKS_PER_SECOND)
+            && !process_exists(link.client_pid)
+        {
             return Some("BOINC client no longer exists");
         }
         return None;
