@@ -29,6 +29,8 @@ const MR: usize = 6;
 const NV: usize = 2;
 /// Columns (rows of `W`) per tile.
 const NR: usize = 16 * NV;
+/// Bytes of packed weight a thread walks at a time: about half of a Zen 4 core's L2.
+const W_CHUNK_BYTES: usize = 512 << 10;
 
 /// Why a weight cannot be packed.
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +130,14 @@ pub struct QuantizedRows {
 }
 
 impl QuantizedRows {
-    /// Rounds the `m` rows of `k` values in `x` (row-major; `k` a multiple of 32).
+    /// Rounds the `m` rows of `k` values in `x` (row-major; `k` a multiple of 32), a panel
+    /// of rows per task on rayon's pool.
     pub fn new(x: &[f32], m: usize, k: usize) -> Self {
+        Self::new_on(x, m, k, crate::nn::fast_exp::has_avx2_fma())
+    }
+
+    /// [`QuantizedRows::new`], rounding with AVX2 when `avx2` and the CPU has it.
+    fn new_on(x: &[f32], m: usize, k: usize, avx2: bool) -> Self {
         assert_eq!(k % BLOCK, 0, "rows of whole blocks");
         assert_eq!(x.len(), m * k, "x holds m rows of k");
         let blocks = k / BLOCK;
@@ -137,18 +145,23 @@ impl QuantizedRows {
         // Padding rows are zeros: quads of 128 (q = 0) and scale 0.
         let mut quads = vec![0x8080_8080u32; panels * blocks * QUADS * MR];
         let mut scales = vec![0f32; panels * blocks * MR];
-        for (row, values) in x.chunks_exact(k).enumerate() {
-            let (panel, lane) = (row / MR, row % MR);
-            for (b, block) in values.chunks_exact(BLOCK).enumerate() {
-                let at = (panel * blocks + b) * MR + lane;
-                let (d, q) = round_block(block);
-                scales[at] = d;
-                for (j, four) in q.chunks_exact(4).enumerate() {
-                    quads[((panel * blocks + b) * QUADS + j) * MR + lane] =
-                        u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+        let avx2 = avx2 && crate::nn::fast_exp::has_avx2_fma();
+        quads
+            .par_chunks_mut(blocks * QUADS * MR)
+            .zip(scales.par_chunks_mut(blocks * MR))
+            .zip(x.par_chunks(MR * k))
+            .for_each(|((quads, scales), rows)| {
+                for (lane, values) in rows.chunks_exact(k).enumerate() {
+                    for (b, block) in values.chunks_exact(BLOCK).enumerate() {
+                        let mut q = [0u8; BLOCK];
+                        scales[b * MR + lane] = round(block, &mut q, avx2);
+                        for (j, four) in q.chunks_exact(4).enumerate() {
+                            quads[(b * QUADS + j) * MR + lane] =
+                                u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+                        }
+                    }
                 }
-            }
-        }
+            });
         Self {
             m,
             k,
@@ -158,16 +171,38 @@ impl QuantizedRows {
     }
 }
 
-/// A block's scale `max|x| / 127` and its values as `round(x / scale) + 128`.
-fn round_block(block: &[f32]) -> (f32, [u8; BLOCK]) {
+/// [`round_block`], compiled for AVX2 when `avx2` (the same operations: the same bits).
+fn round(block: &[f32], q: &mut [u8; BLOCK], avx2: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the caller found AVX2 and FMA on this CPU.
+        return unsafe { round_block_avx2(block, q) };
+    }
+    let _ = avx2;
+    round_block(block, q)
+}
+
+/// [`round_block`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn round_block_avx2(block: &[f32], q: &mut [u8; BLOCK]) -> f32 {
+    round_block(block, q)
+}
+
+/// Writes a block's values as `round(x / scale) + 128` (ties to even) into `q`; returns the
+/// scale `max|x| / 127`.
+#[inline(always)]
+fn round_block(block: &[f32], q: &mut [u8; BLOCK]) -> f32 {
     let max = block.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = max / 127.0;
     let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
-    let mut q = [128u8; BLOCK];
     for (out, v) in q.iter_mut().zip(block) {
-        *out = ((v * inverse).round().clamp(-127.0, 127.0) as i32 + 128) as u8;
+        *out = ((v * inverse).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
     }
-    (d, q)
+    d
 }
 
 /// `x·Wᵀ`: `x.m` rows of `w.rows()` values, row-major. Row panels run in parallel on rayon's
@@ -185,35 +220,46 @@ fn product_on(x: &QuantizedRows, w: &PackedWeight, vnni: bool) -> Vec<f32> {
     if n == 0 {
         return out;
     }
-    out.par_chunks_mut(MR * n)
+    // One group of row panels per thread; each walks W a chunk of panels at a time (a chunk
+    // stays in L2 while every row panel of the group passes over it).
+    let row_panels = x.m.div_ceil(MR);
+    let per_group = row_panels.div_ceil(rayon::current_num_threads().max(1));
+    let w_panels = n.div_ceil(NR);
+    let chunk = (W_CHUNK_BYTES / (blocks * (QUADS + 2) * NR * 4)).max(1);
+    out.par_chunks_mut(per_group * MR * n)
         .enumerate()
-        .for_each(|(panel, rows)| {
-            let a = Operand {
-                quads: &x.quads[panel * blocks * QUADS * MR..][..blocks * QUADS * MR],
-                scales: &x.scales[panel * blocks * MR..][..blocks * MR],
-            };
-            for wp in 0..n.div_ceil(NR) {
-                let b = WeightPanel {
-                    quads: &w.quads[wp * blocks * QUADS * NR..][..blocks * QUADS * NR],
-                    scales: &w.scales[wp * blocks * NR..][..blocks * NR],
-                    corrections: &w.corrections[wp * blocks * NR..][..blocks * NR],
-                };
-                let cols = (n - wp * NR).min(NR);
-                let tile = Tile {
-                    rows: rows.len() / n,
-                    cols,
-                    first_col: wp * NR,
-                    ldc: n,
-                };
-                #[cfg(target_arch = "x86_64")]
-                if vnni {
-                    // SAFETY: the CPU has AVX-512F and VNNI (checked above); the
-                    // operands hold `blocks` blocks of their panels and `rows` the tile.
-                    unsafe { vnni_tile(blocks, &a, &b, rows, &tile) };
-                    continue;
+        .for_each(|(group, rows)| {
+            let first_panel = group * per_group;
+            for first_wp in (0..w_panels).step_by(chunk) {
+                for (p, rows) in rows.chunks_mut(MR * n).enumerate() {
+                    let panel = first_panel + p;
+                    let a = Operand {
+                        quads: &x.quads[panel * blocks * QUADS * MR..][..blocks * QUADS * MR],
+                        scales: &x.scales[panel * blocks * MR..][..blocks * MR],
+                    };
+                    for wp in first_wp..(first_wp + chunk).min(w_panels) {
+                        let b = WeightPanel {
+                            quads: &w.quads[wp * blocks * QUADS * NR..][..blocks * QUADS * NR],
+                            scales: &w.scales[wp * blocks * NR..][..blocks * NR],
+                            corrections: &w.corrections[wp * blocks * NR..][..blocks * NR],
+                        };
+                        let tile = Tile {
+                            rows: rows.len() / n,
+                            cols: (n - wp * NR).min(NR),
+                            first_col: wp * NR,
+                            ldc: n,
+                        };
+                        #[cfg(target_arch = "x86_64")]
+                        if vnni {
+                            // SAFETY: the CPU has AVX-512F and VNNI (checked above); the
+                            // operands hold `blocks` blocks of their panels and `rows` the tile.
+                            unsafe { vnni_tile(blocks, &a, &b, rows, &tile) };
+                            continue;
+                        }
+                        let _ = vnni;
+                        portable_tile(blocks, &a, &b, rows, &tile);
+                    }
                 }
-                let _ = vnni;
-                portable_tile(blocks, &a, &b, rows, &tile);
             }
         });
     out
@@ -408,8 +454,8 @@ mod tests {
         }
     }
 
-    /// The VNNI kernel (where the CPU has it) and the portable one give the same bits, on any
-    /// thread count.
+    /// The VNNI kernel (where the CPU has it) and the portable one give the same bits, as do the
+    /// AVX2 and scalar rounding of the activations, on any thread count.
     #[test]
     fn every_path_gives_the_same_bits() {
         let (m, n, k) = (17, 77, 160);
@@ -418,6 +464,10 @@ mod tests {
         let fast = product(&x, &w);
         let slow = product_on(&x, &w, false);
         assert_eq!(fast, slow);
+        let rows = activations(m, k);
+        let scalar = QuantizedRows::new_on(&rows, m, k, false);
+        assert_eq!(scalar.quads, x.quads, "AVX2 and scalar rounding agree");
+        assert_eq!(scalar.scales, x.scales);
         let one = crate::test_util::on_threads(1, || product(&x, &w));
         assert_eq!(fast, one);
     }
