@@ -107,11 +107,9 @@ fn shuffle(data: &[u8]) -> Vec<u8> {
 /// Puts the byte planes of `planes` back into 4-byte values, appending them to `out` (whose
 /// spare capacity is written directly, never zero-filled first). The server's hot path: SSE2
 /// interleaves sixteen values at a time, the scalar loop does the rest.
-fn unshuffle(planes: &[u8], out: &mut Vec<u8>) {
-    let n = planes.len() / 4;
-    let (p0, rest) = planes.split_at(n);
-    let (p1, rest) = rest.split_at(n);
-    let (p2, p3) = rest.split_at(n);
+fn unshuffle(planes: [&[u8]; 4], out: &mut Vec<u8>) {
+    let [p0, p1, p2, p3] = planes;
+    let n = p0.len();
     out.reserve(4 * n);
     let spare = &mut out.spare_capacity_mut()[..4 * n];
     let done = interleave_blocks([p0, p1, p2, p3], spare);
@@ -169,17 +167,34 @@ fn interleave_blocks(_planes: [&[u8]; 4], _out: &mut [std::mem::MaybeUninit<u8>]
     0
 }
 
+/// Where a decompressed delta's data section starts, and that section as its four byte planes
+/// (plane k holds every value's byte k, in value order).
+pub fn byte_planes(decompressed: &[u8]) -> std::result::Result<(usize, [&[u8]; 4]), String> {
+    let data = data_start(decompressed).ok_or("not a safetensors file: bad header length")?;
+    let section = &decompressed[data..];
+    if !section.len().is_multiple_of(4) {
+        return Err("data section is not a whole number of f32 values".into());
+    }
+    Ok((data, quarters(section)))
+}
+
+/// `bytes` cut into four equal planes (its length a multiple of four).
+fn quarters(bytes: &[u8]) -> [&[u8]; 4] {
+    let n = bytes.len() / 4;
+    let (p0, rest) = bytes.split_at(n);
+    let (p1, rest) = rest.split_at(n);
+    let (p2, p3) = rest.split_at(n);
+    [p0, p1, p2, p3]
+}
+
 /// The safetensors bytes of a decompressed delta, written into `out` (cleared first, its
 /// allocation reused): the header as it is, the data section's byte planes put back into values.
 pub fn unshuffle_into(decompressed: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
-    let data = data_start(decompressed).ok_or("not a safetensors file: bad header length")?;
-    if !(decompressed.len() - data).is_multiple_of(4) {
-        return Err("data section is not a whole number of f32 values".into());
-    }
+    let (data, planes) = byte_planes(decompressed)?;
     out.clear();
     out.reserve_exact(decompressed.len());
     out.extend_from_slice(&decompressed[..data]);
-    unshuffle(&decompressed[data..], out);
+    unshuffle(planes, out);
     Ok(())
 }
 
@@ -193,12 +208,12 @@ mod shuffle_tests {
         let planes = shuffle(&data);
         assert_eq!(planes, [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]);
         let mut back = vec![9u8];
-        unshuffle(&planes, &mut back);
+        unshuffle(quarters(&planes), &mut back);
         assert_eq!(back[1..], data);
         // Whole SIMD blocks and a tail.
         let data: Vec<u8> = (0..4 * 37).map(|i| (i * 7 % 251) as u8).collect();
         let mut back = Vec::new();
-        unshuffle(&shuffle(&data), &mut back);
+        unshuffle(quarters(&shuffle(&data)), &mut back);
         assert_eq!(back, data);
     }
 }

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::format::adapter::{Adapter, LoraSpec};
 use crate::format::config::Architecture;
 use crate::format::gguf::Gguf;
+use crate::format::manifest::Manifest;
 use crate::format::tensors::NamedTensors;
 use crate::learn::learner::Learner;
 use crate::learn::retrieve;
@@ -26,6 +27,20 @@ pub struct Skill<'a> {
     pub batch_size: usize,
     /// The reward kind (the manifest's `reward.kind`).
     pub reward: &'a str,
+}
+
+impl<'a> Skill<'a> {
+    /// What a skill manifest says of its skill: its architecture, adapter, longest example,
+    /// batch size and reward kind.
+    pub fn of(manifest: &'a Manifest) -> Self {
+        Self {
+            architecture: &manifest.architecture,
+            lora: &manifest.lora,
+            max_seq_len: manifest.defaults.hyper.max_seq_len,
+            batch_size: manifest.defaults.hyper.batch_size,
+            reward: &manifest.reward.kind,
+        }
+    }
 }
 
 /// `adapter + delta` (factor by factor; factors the delta lacks stay as they are).

@@ -198,13 +198,7 @@ fn load_seconds(project: &Path, skill: &str) -> f64 {
             (name.clone(), t.unwrap())
         })
         .collect();
-    let skill = Skill {
-        architecture: &manifest.architecture,
-        lora: &manifest.lora,
-        max_seq_len: manifest.defaults.hyper.max_seq_len,
-        batch_size: manifest.defaults.hyper.batch_size,
-        reward: &manifest.reward.kind,
-    };
+    let skill = Skill::of(&manifest);
     let start = Instant::now();
     let scorer = Scorer::load(&dir.join("base.gguf"), &skill, &factors).unwrap();
     let seconds = start.elapsed().as_secs_f64();

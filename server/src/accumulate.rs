@@ -222,20 +222,9 @@ struct Planes<'a> {
 
 impl<'a> Planes<'a> {
     fn parse(bytes: &'a [u8]) -> Result<Self> {
-        let (header, metadata) =
-            SafeTensors::read_metadata(bytes).context("not a safetensors file")?;
-        let data = &bytes[8 + header..];
-        if !data.len().is_multiple_of(4) {
-            bail!("data section is not a whole number of f32 values");
-        }
-        let n = data.len() / 4;
-        let (p0, rest) = data.split_at(n);
-        let (p1, rest) = rest.split_at(n);
-        let (p2, p3) = rest.split_at(n);
-        Ok(Self {
-            metadata,
-            planes: [p0, p1, p2, p3],
-        })
+        let (_, metadata) = SafeTensors::read_metadata(bytes).context("not a safetensors file")?;
+        let (_, planes) = aginet::format::delta::byte_planes(bytes).map_err(anyhow::Error::msg)?;
+        Ok(Self { metadata, planes })
     }
 
     /// The planes' slices holding tensor `name`'s values, which must be F32 of `shape`.

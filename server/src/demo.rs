@@ -145,12 +145,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
     )?;
     // The validator's models, loaded once for the whole federation.
     let mut scorers = Scorers::new();
-    let version_reward = |scorers: &mut Scorers, version: u64| {
-        project.version_reward_by(&opts.skill, version, |m, f| {
-            scorers.reward(&project, m, f, &project.held_out(&m.name))
-        })
-    };
-    let start = version_reward(&mut scorers, 0)?;
+    let start = scorers.version_reward(&project, &opts.skill, 0)?;
     let mut rewards = vec![start];
     println!(
         "agiNet local federation: skill {}, {} volunteers, {} rounds, {choice}",
@@ -250,7 +245,7 @@ pub fn demo(opts: &DemoOptions) -> Result<Vec<f64>> {
         let reward = if version == round_start_version {
             *rewards.last().expect("start reward")
         } else {
-            version_reward(&mut scorers, version)?
+            scorers.version_reward(&project, &opts.skill, version)?
         };
         rewards.push(reward);
         println!(

@@ -198,8 +198,8 @@ enum Command {
         /// --decode-memory-mib holds fewer).
         #[arg(long)]
         threads: Option<usize>,
-        /// MiB the decoder threads' buffers may take together (each holds about three
-        /// decompressed deltas and the file it reads).
+        /// MiB the decoder threads' buffers may take together (each holds two decompressed
+        /// deltas and the file it reads).
         #[arg(long, default_value_t = accumulate::Decoding::DEFAULT_MEMORY >> 20)]
         decode_memory_mib: u64,
         /// The server learning rate η (default: the manifest's for its strategy, else the

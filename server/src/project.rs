@@ -428,21 +428,10 @@ impl Project {
     ) -> Result<Vec<f64>> {
         Ok(score::rewards(
             &self.base(&manifest.name),
-            &Self::scored_skill(manifest),
+            &Skill::of(manifest),
             factors,
             datasets,
         )?)
-    }
-
-    /// What the scorer needs of a skill's manifest.
-    pub fn scored_skill(manifest: &Manifest) -> Skill<'_> {
-        Skill {
-            architecture: &manifest.architecture,
-            lora: &manifest.lora,
-            max_seq_len: manifest.defaults.hyper.max_seq_len,
-            batch_size: manifest.defaults.hyper.batch_size,
-            reward: &manifest.reward.kind,
-        }
     }
 
     /// The held-out reward of global `version` of `skill`, computed once and cached under

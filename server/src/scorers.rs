@@ -5,7 +5,7 @@
 use crate::project::Project;
 use aginet::format::manifest::Manifest;
 use aginet::format::tensors::NamedTensors;
-use aginet::learn::score::Scorer;
+use aginet::learn::score::{Scorer, Skill};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,7 +45,7 @@ impl Scorers {
         if !fresh {
             let start = Instant::now();
             let base = project.base(&manifest.name);
-            let scorer = Scorer::load(&base, &Project::scored_skill(manifest), factors)
+            let scorer = Scorer::load(&base, &Skill::of(manifest), factors)
                 .with_context(|| format!("loading {}", base.display()))?;
             tracing::debug!(
                 "loaded the {} base in {:.2} s",
@@ -73,6 +73,14 @@ impl Scorers {
         data: &Path,
     ) -> Result<f64> {
         Ok(self.rewards(project, manifest, factors, &[data])?[0])
+    }
+
+    /// [`Project::version_reward`] of `skill`'s global `version`, computed here when it is not
+    /// cached yet.
+    pub fn version_reward(&mut self, project: &Project, skill: &str, version: u64) -> Result<f64> {
+        project.version_reward_by(skill, version, |m, f| {
+            self.reward(project, m, f, &project.held_out(&m.name))
+        })
     }
 
     /// Forgets every loaded scorer (after a failure that may have left one half-written).

@@ -175,9 +175,7 @@ pub fn validate(project: &Project, scorers: &mut Scorers, files: &[PathBuf]) -> 
     }
 
     let adapter = project.global_adapter(&manifest, h.adapter_version)?;
-    let reward_before = project.version_reward_by(&h.skill, h.adapter_version, |m, f| {
-        scorers.reward(project, m, f, &project.held_out(&m.name))
-    })?;
+    let reward_before = scorers.version_reward(project, &h.skill, h.adapter_version)?;
     let with_delta = match score::apply_delta(&adapter, &delta.tensors) {
         Ok(f) => f,
         Err(e) => reject!("{e}"),

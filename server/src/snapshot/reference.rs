@@ -33,11 +33,9 @@ pub fn of(
             .with_context(|| format!("{}: line 1", held_out.display()))?;
     let max = manifest.defaults.hyper.max_seq_len;
     let view = Skill {
-        architecture: &manifest.architecture,
-        lora: &manifest.lora,
         max_seq_len: max,
         batch_size: 1,
-        reward: &manifest.reward.kind,
+        ..Skill::of(manifest)
     };
     let tokenizer = || -> Result<Box<dyn Tokenizer>> {
         Ok(aginet::text::from_gguf(&aginet::format::gguf::Gguf::open(
