@@ -131,6 +131,16 @@ fn the_resident_validator_gives_the_one_shot_verdicts_to_the_bit() {
             "the resident validator answered: {err}"
         );
     }
+    // A request that is not one: refused with the reason, and the validator goes on.
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(project.join("state/validator.sock")).unwrap();
+    std::io::Write::write_all(&mut stream, b"not a request\n").unwrap();
+    let mut reply = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut reply).unwrap();
+    assert!(
+        reply.contains("Refused") && reply.contains("malformed request"),
+        "{reply}"
+    );
     let log = validator.log();
     let handled = log.matches(": valid (").count() + log.matches(": invalid (").count();
     assert_eq!(handled, 5, "every result went through the validator: {log}");
