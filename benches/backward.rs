@@ -7,7 +7,7 @@
 //! per variant. Each case runs in a child process of its own so that its peak RSS (VmHWM) is
 //! its own. Options: `--tokens N` (default 128), `--iters N` (default 20).
 
-use aginet::nn::frozen::{BackwardMode, FrozenLinear};
+use aginet::nn::frozen::{BackwardMode, FrozenLinear, FrozenMode};
 use aginet::nn::lora::{LoraLinear, LoraPair};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor, Var};
@@ -52,7 +52,14 @@ fn run_layers(name: &str, tokens: usize, iters: usize) {
         let w = Tensor::randn(0f32, 0.02, (*out, *inp), &dev).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
         let frozen = match mode {
-            Some(m) => FrozenLinear::quantized(q, m).unwrap(),
+            Some(backward) => FrozenLinear::quantized(
+                q,
+                FrozenMode {
+                    backward,
+                    ..FrozenMode::default()
+                },
+            )
+            .unwrap(),
             None => FrozenLinear::dense(q.dequantize(&dev).unwrap()),
         };
         resident += frozen.resident_bytes();

@@ -6,7 +6,7 @@
 
 use aginet::format::adapter::LoraSpec;
 use aginet::format::gguf::Gguf;
-use aginet::nn::frozen::BackwardMode;
+use aginet::nn::frozen::FrozenMode;
 use aginet::nn::model::gemma3::{Gemma3, Gemma3Options};
 use aginet::nn::model::WeightMode;
 use candle_core::{Device, Tensor};
@@ -37,7 +37,7 @@ fn main() {
             &mut g,
             &Gemma3Options {
                 expected: None,
-                weights: WeightMode::Quantized(BackwardMode::Dequantize),
+                weights: WeightMode::Quantized(FrozenMode::default()),
                 lora: &no_adapter,
                 factors: &factors,
                 max_seq_len: SEQ,

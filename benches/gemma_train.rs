@@ -5,6 +5,7 @@
 //!
 //! `bench/gemma/run.sh` sets up the PyTorch venv and the base and runs this; by hand:
 //! `cargo bench --bench gemma_train -- BASE.gguf [--torch VENV_PYTHON] [--reps N]`.
+//! `AGINET_BENCH_PRODUCTS=f32` or `int8` overrides the manifest's frozen products.
 
 use aginet::format::adapter::{Adapter, AdapterHeader};
 use aginet::format::gguf::Gguf;
@@ -91,6 +92,10 @@ fn manifest() -> Manifest {
     m.lora.train_a = true;
     m.defaults.hyper.batch_size = BATCH;
     m.defaults.hyper.max_seq_len = SEQ + 1;
+    if let Ok(products) = std::env::var("AGINET_BENCH_PRODUCTS") {
+        m.defaults.products = serde_json::from_value(serde_json::Value::String(products))
+            .expect("AGINET_BENCH_PRODUCTS is f32 or int8");
+    }
     m
 }
 
@@ -154,7 +159,10 @@ fn child_eval(base: &Path) {
         &m.architecture,
         &mut g,
         &ModelOptions {
-            weights: WeightMode::Quantized(m.defaults.backward),
+            weights: WeightMode::Quantized(aginet::nn::frozen::FrozenMode {
+                backward: m.defaults.backward,
+                products: m.defaults.products,
+            }),
             lora: &m.lora,
             factors: &adapter.tensors,
             max_seq_len: SEQ + 1,

@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench q8_product [-- --tokens 512 --reps 9]`
 
-use aginet::nn::frozen::{BackwardMode, FrozenLinear};
+use aginet::nn::frozen::{FrozenLinear, FrozenMode};
 use aginet::nn::q8_product::{product, PackedWeight, QuantizedRows};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -52,7 +52,7 @@ fn main() {
         let w = Tensor::randn(0f32, 0.02, (n, k), &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         let packed = PackedWeight::from_q8_0(&q.data().unwrap(), n, k).unwrap();
-        let frozen = FrozenLinear::quantized(q, BackwardMode::Dequantize).unwrap();
+        let frozen = FrozenLinear::quantized(q, FrozenMode::default()).unwrap();
         let x = Tensor::randn(0f32, 1.0, (tokens, k), &dev).unwrap();
         let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
 

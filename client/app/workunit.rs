@@ -18,6 +18,7 @@ use crate::learn::learner::Learner;
 use crate::learn::optim::AdamW;
 use crate::learn::sampler::Sampler;
 use crate::learn::train::{self, Host, Outcome, TrainJob, TrainState};
+use crate::nn::frozen::FrozenMode;
 use crate::nn::model::ModelOptions;
 use crate::nn::model::WeightMode;
 use candle_core::Device;
@@ -210,7 +211,10 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         &mut loaded.gguf,
         Some(&files.data),
         &ModelOptions {
-            weights: WeightMode::Quantized(config.backward),
+            weights: WeightMode::Quantized(FrozenMode {
+                backward: config.backward,
+                products: config.products,
+            }),
             lora: &config.lora,
             factors: &factors,
             max_seq_len: config.hyper.max_seq_len,
@@ -281,7 +285,10 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
         &mut Gguf::open(&files.model)?,
         Some(&files.data),
         &ModelOptions {
-            weights: WeightMode::Quantized(config.backward),
+            weights: WeightMode::Quantized(FrozenMode {
+                backward: config.backward,
+                products: config.products,
+            }),
             lora: &config.lora,
             factors: &applied,
             max_seq_len: config.hyper.max_seq_len,

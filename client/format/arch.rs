@@ -84,3 +84,17 @@ pub enum BackwardMode {
     /// at the cost of a resident copy of about 1.06 bytes per weight.
     TransposedQ8,
 }
+
+/// How the products with a frozen Q8_0 weight are computed (forward, input gradient and the
+/// output head). Part of a work unit's config: it changes the result's bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Products {
+    /// W dequantized a slice at a time and multiplied in f32: the exact product.
+    #[default]
+    F32,
+    /// The activations (or gradients) rounded to 8 bits per block of 32 and multiplied with
+    /// W's int8 quants (`nn::q8_product`): several times the f32 rate where the CPU has
+    /// AVX512-VNNI, the same bits on any CPU.
+    Int8,
+}

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::format::adapter::LoraSpec;
 use crate::format::adapter::Site;
-use crate::format::arch::BackwardMode;
+use crate::format::arch::{BackwardMode, Products};
 use crate::format::arch::{BertDims, Gemma3Dims, LlamaConfig, MlpConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -69,6 +69,9 @@ pub struct WorkConfig {
     pub hyper: Hyper,
     /// How gradients pass through the quantized base.
     pub backward: BackwardMode,
+    /// How the products with the frozen base are computed (`f32` when absent).
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub products: Products,
     /// Worker threads; `null` lets the host decide (BOINC's `ncpus`, or all cores).
     pub threads: Option<usize>,
     /// The reward the run reports when it is not the architecture's first kind (a decoder's
@@ -246,4 +249,9 @@ impl WorkConfig {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("config serializes")
     }
+}
+
+/// Whether `products` is the default, which configs leave out (so older configs keep their bytes).
+fn is_f32(products: &Products) -> bool {
+    *products == Products::F32
 }

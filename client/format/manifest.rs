@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::adapter::LoraSpec;
-use crate::format::arch::BackwardMode;
+use crate::format::arch::{BackwardMode, Products};
 use crate::format::config::{Architecture, Hyper, WorkConfig, CONFIG_FORMAT, CONFIG_VERSION};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -123,6 +123,9 @@ pub struct Defaults {
     pub adapter_seed: u64,
     /// How gradients pass through the base.
     pub backward: BackwardMode,
+    /// How the products with the frozen base are computed (`f32` when absent).
+    #[serde(default)]
+    pub products: Products,
     /// Optimizer and batching.
     pub hyper: Hyper,
 }
@@ -196,6 +199,7 @@ impl Manifest {
             lora: self.lora.clone(),
             hyper: self.defaults.hyper.clone(),
             backward: self.defaults.backward,
+            products: self.defaults.products,
             threads: None,
             reward: (self.reward.kind != self.architecture.family().reward_kinds()[0])
                 .then(|| self.reward.kind.clone()),

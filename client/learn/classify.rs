@@ -74,7 +74,7 @@ mod tests {
     use crate::learn::mlp_base::{train as train_base, BaseTraining};
     use crate::learn::optim::AdamW;
     use crate::learn::train::{train, Outcome, TrainJob, TrainState, Unattended};
-    use crate::nn::frozen::BackwardMode;
+    use crate::nn::frozen::FrozenMode;
     use crate::nn::model::mlp::gguf_bytes;
     use crate::task::digits::{example, pair, shifted, Digit, Shift};
     use candle_core::quantized::GgmlDType;
@@ -152,7 +152,7 @@ mod tests {
         let adapter =
             Adapter::initial(AdapterHeader::new("vision", "sha", 0, &lora), &sites, 1).unwrap();
         let mut g = Gguf::open(&path).unwrap();
-        let mode = WeightMode::Quantized(BackwardMode::Dequantize);
+        let mode = WeightMode::Quantized(FrozenMode::default());
         let (model, vars) = adapted(&mut g, &cfg, &lora, &adapter, mode).unwrap();
         let manifest = crate::format::manifest::Manifest::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),

@@ -10,6 +10,7 @@ use crate::format::manifest::Manifest;
 use crate::format::tensors::NamedTensors;
 use crate::learn::learner::Learner;
 use crate::learn::retrieve;
+use crate::nn::frozen::{FrozenMode, Products};
 use crate::nn::model::WeightMode;
 use crate::nn::model::{self, ModelOptions};
 use candle_core::Device;
@@ -27,6 +28,9 @@ pub struct Skill<'a> {
     pub batch_size: usize,
     /// The reward kind (the manifest's `reward.kind`).
     pub reward: &'a str,
+    /// How the products with the frozen base are computed: as the skill's work units do, so
+    /// the recomputed reward is the volunteers' arithmetic.
+    pub products: Products,
 }
 
 impl<'a> Skill<'a> {
@@ -39,6 +43,7 @@ impl<'a> Skill<'a> {
             max_seq_len: manifest.defaults.hyper.max_seq_len,
             batch_size: manifest.defaults.hyper.batch_size,
             reward: &manifest.reward.kind,
+            products: manifest.defaults.products,
         }
     }
 }
@@ -101,7 +106,10 @@ impl Scorer {
         }
         let mut gguf = Gguf::open(base)?;
         let opts = ModelOptions {
-            weights: WeightMode::Quantized(crate::nn::frozen::BackwardMode::Dequantize),
+            weights: WeightMode::Quantized(FrozenMode {
+                products: skill.products,
+                ..FrozenMode::default()
+            }),
             lora: skill.lora,
             factors: &slots,
             max_seq_len: skill.max_seq_len,
@@ -173,7 +181,8 @@ pub fn logits(
     let device = Device::Cpu;
     let mut gguf = Gguf::open(base)?;
     let opts = ModelOptions {
-        weights: WeightMode::Quantized(crate::nn::frozen::BackwardMode::Dequantize),
+        // f32 products whatever the skill trains with: other frameworks multiply exactly.
+        weights: WeightMode::Quantized(FrozenMode::default()),
         lora: skill.lora,
         factors,
         max_seq_len: skill.max_seq_len.max(tokens.len()),

@@ -8,11 +8,12 @@
 //! How `g · W` is computed is a [`BackwardMode`]; `benches/backward.rs` measures the choices and
 //! `docs/backward.md` records why the default is what it is.
 
-pub use crate::format::arch::BackwardMode;
+pub use crate::format::arch::{BackwardMode, Products};
+use crate::nn::q8_product::{self, PackedWeight, QuantizedRows};
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Largest slice of a dequantized weight held at once, in f32s (16 MiB).
 const DEQUANTIZE_CHUNK_ELEMS: usize = 4 << 20;
@@ -22,6 +23,36 @@ const DEQUANTIZE_CHUNK_ELEMS: usize = 4 << 20;
 /// over W, which a batch of this many rows repays many times over (`benches/gemma_train.rs`:
 /// 3× the evaluation throughput on Gemma 3 270M), and the product is the exact one.
 const DEQUANTIZED_FORWARD_MIN_ROWS: usize = 16;
+
+/// How a quantized frozen weight is used: how gradients pass through it and how its products
+/// are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrozenMode {
+    /// How `g · W` is computed.
+    pub backward: BackwardMode,
+    /// f32 or int8 products.
+    pub products: Products,
+}
+
+impl Default for FrozenMode {
+    /// W dequantized a slice at a time, products in f32.
+    fn default() -> Self {
+        Self {
+            backward: BackwardMode::Dequantize,
+            products: Products::F32,
+        }
+    }
+}
+
+impl FrozenMode {
+    /// The mode with int8 products.
+    pub fn int8() -> Self {
+        Self {
+            products: Products::Int8,
+            ..Self::default()
+        }
+    }
+}
 
 /// A frozen weight `W` (out × in) applied as `x · Wᵀ`.
 #[derive(Clone, Debug)]
@@ -33,10 +64,11 @@ pub enum FrozenLinear {
 }
 
 impl FrozenLinear {
-    /// Wraps a quantized tensor (shape `out × in`); `mode` picks how gradients pass through it.
-    pub fn quantized(weight: QTensor, mode: BackwardMode) -> candle_core::Result<Self> {
-        let (out, _) = weight.shape().dims2()?;
-        let transposed = match mode {
+    /// Wraps a quantized tensor (shape `out × in`); `mode` picks how gradients pass through it
+    /// and how its products are computed.
+    pub fn quantized(weight: QTensor, mode: FrozenMode) -> candle_core::Result<Self> {
+        let (out, inp) = weight.shape().dims2()?;
+        let transposed = match mode.backward {
             BackwardMode::TransposedQ8 if out % GgmlDType::Q8_0.block_size() == 0 => {
                 let dense = weight.dequantize(&weight.device())?;
                 Some(QTensor::quantize(
@@ -46,9 +78,14 @@ impl FrozenLinear {
             }
             _ => None,
         };
+        let int8 = mode.products == Products::Int8
+            && weight.dtype() == GgmlDType::Q8_0
+            && weight.device().is_cpu()
+            && inp % GgmlDType::Q8_0.block_size() == 0;
         Ok(Self::Quantized(QuantizedMatmul {
             weight: Arc::new(weight),
             transposed: transposed.map(Arc::new),
+            int8: int8.then(|| Arc::new(Int8Weight::default())),
         }))
     }
 
@@ -133,6 +170,36 @@ impl FrozenLinear {
         }
     }
 
+    /// Whether the products with this layer's weight are int8 ([`Products::Int8`] on a Q8_0
+    /// weight on the CPU).
+    pub fn int8_products(&self) -> bool {
+        matches!(self, Self::Quantized(op) if op.int8.is_some())
+    }
+
+    /// Rows `start..start + n` of the weight packed for the int8 product into `out` (whose
+    /// buffers are reused), on the calling thread. Only for a layer with
+    /// [`FrozenLinear::int8_products`].
+    pub fn pack_rows_into(
+        &self,
+        start: usize,
+        n: usize,
+        out: &mut PackedWeight,
+    ) -> candle_core::Result<()> {
+        let Self::Quantized(op) = self else {
+            candle_core::bail!("int8 products need a quantized weight");
+        };
+        if op.int8.is_none() {
+            candle_core::bail!("this layer's products are not int8");
+        }
+        let (rows, inp) = op.weight.shape().dims2()?;
+        if start + n > rows {
+            candle_core::bail!("rows {start}..{} of a weight with {rows}", start + n);
+        }
+        let data = op.weight.data()?;
+        out.pack_q8_0(op.rows_bytes(&data, start, n)?, n, inp)
+            .map_err(|e| candle_core::Error::Msg(format!("int8 product: {e}")))
+    }
+
     /// Bytes this layer keeps resident (the weight and any backward copy).
     pub fn resident_bytes(&self) -> usize {
         match self {
@@ -141,6 +208,7 @@ impl FrozenLinear {
                     + op.transposed
                         .as_ref()
                         .map_or(0, |t| t.storage_size_in_bytes())
+                    + op.int8.as_ref().map_or(0, |w| w.resident_bytes())
             }
             Self::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
         }
@@ -153,6 +221,22 @@ pub struct QuantizedMatmul {
     weight: Arc<QTensor>,
     /// `Wᵀ` quantized to Q8_0, present in [`BackwardMode::TransposedQ8`].
     transposed: Option<Arc<QTensor>>,
+    /// With int8 products (a Q8_0 weight on the CPU): the packed weights, made at first use.
+    int8: Option<Arc<Int8Weight>>,
+}
+
+/// A Q8_0 weight laid out for the int8 products, packed at first use and kept.
+#[derive(Debug, Default)]
+struct Int8Weight {
+    /// `W` for the forward product `x·Wᵀ`.
+    forward: OnceLock<PackedWeight>,
+}
+
+impl Int8Weight {
+    /// Bytes of the packed weights made so far.
+    fn resident_bytes(&self) -> usize {
+        self.forward.get().map_or(0, PackedWeight::resident_bytes)
+    }
 }
 
 impl QuantizedMatmul {
@@ -269,6 +353,19 @@ impl QuantizedMatmul {
     }
 }
 
+/// The packed weight in `cell`, packed by `pack` when it is the first use. (Two first uses at
+/// once both pack; one result is kept, and they are the same.)
+fn get_or_pack(
+    cell: &OnceLock<PackedWeight>,
+    pack: impl FnOnce() -> candle_core::Result<Result<PackedWeight, q8_product::PackError>>,
+) -> candle_core::Result<&PackedWeight> {
+    if let Some(w) = cell.get() {
+        return Ok(w);
+    }
+    let w = pack()?.map_err(|e| candle_core::Error::Msg(format!("int8 product: {e}")))?;
+    Ok(cell.get_or_init(|| w))
+}
+
 impl CustomOp1 for QuantizedMatmul {
     fn name(&self) -> &'static str {
         "aginet-frozen-qmatmul"
@@ -288,11 +385,18 @@ impl CustomOp1 for QuantizedMatmul {
         if rows < DEQUANTIZED_FORWARD_MIN_ROWS {
             return self.weight.cpu_fwd(storage, layout);
         }
+        let mut dims = layout.shape().dims().to_vec();
+        *dims.last_mut().expect("a matrix input") = out;
+        if let Some(int8) = &self.int8 {
+            let w = get_or_pack(&int8.forward, || {
+                Ok(PackedWeight::from_q8_0(&self.weight.data()?, out, inp))
+            })?;
+            let y = q8_product::product(&QuantizedRows::new(&values[from..to], rows, inp), w);
+            return Ok((CpuStorage::F32(y), Shape::from(dims)));
+        }
         let device = candle_core::Device::Cpu;
         let x = Tensor::from_slice(&values[from..to], (rows, inp), &device)?;
         let y = self.forward_by_dequantizing(&x, DEQUANTIZE_CHUNK_ELEMS)?;
-        let mut dims = layout.shape().dims().to_vec();
-        *dims.last_mut().expect("a matrix input") = out;
         Ok((
             CpuStorage::F32(y.flatten_all()?.to_vec1()?),
             Shape::from(dims),
@@ -340,7 +444,11 @@ mod tests {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 5, 256), &dev).unwrap()).unwrap();
         let g = Tensor::randn(0f32, 1.0, (3, 5, 64), &dev).unwrap();
         let want = g.broadcast_matmul(&dense_w).unwrap();
-        for mode in [BackwardMode::Dequantize, BackwardMode::TransposedQ8] {
+        for backward in [BackwardMode::Dequantize, BackwardMode::TransposedQ8] {
+            let mode = FrozenMode {
+                backward,
+                ..FrozenMode::default()
+            };
             let layer = FrozenLinear::quantized(q.clone_for_test(), mode).unwrap();
             let y = layer.forward(x.as_tensor()).unwrap();
             let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
@@ -369,6 +477,7 @@ mod tests {
         let op = QuantizedMatmul {
             weight: Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap()),
             transposed: None,
+            int8: None,
         };
         let g = Tensor::randn(0f32, 1.0, (2, 7, 96), &dev).unwrap();
         let whole = op.grad_by_dequantizing(&g, usize::MAX).unwrap();

@@ -23,6 +23,7 @@
 //! result is the same bits whatever the thread count.
 
 use crate::nn::frozen::FrozenLinear;
+use crate::nn::q8_product::{self, PackedWeight, QuantizedRows};
 use crate::nn::serial_gemm;
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -108,6 +109,7 @@ impl HeadNll {
     fn part(
         &self,
         hidden: &[f32],
+        rounded: Option<&QuantizedRows>,
         width: usize,
         range: Range<usize>,
         avx2: bool,
@@ -120,13 +122,22 @@ impl HeadNll {
             target_rows: Vec::new(),
         };
         let mut w = Vec::new();
+        let mut packed = PackedWeight::empty();
         let mut logits = vec![0f32; rows * per_slice.min(range.len())];
         let mut start = range.start;
         while start < range.end {
             let n = per_slice.min(range.end - start);
-            self.head.rows_into(start, n, &mut w)?;
             let logits = &mut logits[..rows * n];
-            serial_gemm::a_times_bt(logits, hidden, &w, rows, n, width);
+            if self.with_gradient || rounded.is_none() {
+                self.head.rows_into(start, n, &mut w)?;
+            }
+            match rounded {
+                Some(x) => {
+                    self.head.pack_rows_into(start, n, &mut packed)?;
+                    q8_product::product_into(x, &packed, logits);
+                }
+                None => serial_gemm::a_times_bt(logits, hidden, &w, rows, n, width),
+            }
             for (r, row) in logits.chunks_exact_mut(n).enumerate() {
                 let s = &mut part.state[r];
                 if let Some(i) = index_in_slice(self.targets[r], start, n) {
@@ -169,9 +180,10 @@ impl CustomOp1 for HeadNll {
         let (rows, width) = layout.shape().dims2()?;
         let (vocab, _) = self.head.shape()?;
         let avx2 = crate::nn::fast_exp::has_avx2_fma();
+        let rounded = (self.head.int8_products()).then(|| QuantizedRows::new(hidden, rows, width));
         let parts = (0..PARTS)
             .into_par_iter()
-            .map(|p| self.part(hidden, width, part_range(vocab, p), avx2))
+            .map(|p| self.part(hidden, rounded.as_ref(), width, part_range(vocab, p), avx2))
             .collect::<candle_core::Result<Vec<Part>>>()?;
 
         let mut nll = Vec::with_capacity(rows);
@@ -244,7 +256,7 @@ mod tests {
         let w = Tensor::randn(0f32, 0.5, (1000, 64), &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         let dense_w = q.dequantize(&dev).unwrap();
-        let head = FrozenLinear::quantized(q, crate::nn::frozen::BackwardMode::Dequantize).unwrap();
+        let head = FrozenLinear::quantized(q, crate::nn::frozen::FrozenMode::default()).unwrap();
         let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (9, 64), &dev).unwrap()).unwrap();
         let targets: Vec<u32> = vec![0, 999, 5, 500, 123, 77, 640, 1, 998];
         let weights = Tensor::randn(0f32, 1.0, 9, &dev).unwrap();
@@ -283,7 +295,7 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 0.5, (997, 64), &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-        let head = FrozenLinear::quantized(q, crate::nn::frozen::BackwardMode::Dequantize).unwrap();
+        let head = FrozenLinear::quantized(q, crate::nn::frozen::FrozenMode::default()).unwrap();
         let h = Tensor::randn(0f32, 1.0, (7, 64), &dev).unwrap();
         let targets = [0u32, 996, 500, 83, 84, 1, 250];
         let run = |threads: usize| {
@@ -304,13 +316,85 @@ mod tests {
         assert_eq!(run(5), one);
     }
 
+    /// With int8 products the loss moves by at most twice the largest logit's rounding bound
+    /// `e` (`Σ_b d_h/2 · Σ|w|`), and each gradient entry by at most `(exp(2e) − 1) · max|W|`
+    /// (every probability moves by a factor within `exp(±2e)`); the bits do not depend on the
+    /// thread count, and evaluation (untracked) gives the training pass's loss.
+    #[test]
+    fn int8_products_stay_within_the_rounding_bound() {
+        let dev = Device::Cpu;
+        let (vocab, width, rows) = (700, 64, 6);
+        let w = Tensor::randn(0f32, 0.5, (vocab, width), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let dense: Vec<f32> = q
+            .dequantize(&dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let copy = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let f32_head =
+            FrozenLinear::quantized(q, crate::nn::frozen::FrozenMode::default()).unwrap();
+        let int8_head =
+            FrozenLinear::quantized(copy, crate::nn::frozen::FrozenMode::int8()).unwrap();
+        assert!(int8_head.int8_products() && !f32_head.int8_products());
+        let h = Tensor::randn(0f32, 1.0, (rows, width), &dev).unwrap();
+        let hv: Vec<f32> = h.flatten_all().unwrap().to_vec1().unwrap();
+        let targets = [0u32, 699, 350, 12, 13, 401];
+        let run = |head: &FrozenLinear, threads: usize| {
+            on_threads(threads, || {
+                let h = Var::from_tensor(&h).unwrap();
+                let nll = nll_rows_sliced(head, h.as_tensor(), &targets, rows * 50).unwrap();
+                let grads = nll.sum_all().unwrap().backward().unwrap();
+                let grad = grads.get(h.as_tensor()).unwrap().flatten_all().unwrap();
+                let eval = nll_rows_sliced(head, &h.as_tensor().detach(), &targets, rows * 50)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let nll = nll.to_vec1::<f32>().unwrap();
+                assert_eq!(eval, nll, "evaluation gives the training pass's loss");
+                (nll, grad.to_vec1::<f32>().unwrap())
+            })
+        };
+        let exact = run(&f32_head, 2);
+        let int8 = run(&int8_head, 1);
+        assert_eq!(run(&int8_head, 3), int8);
+        let max_w = dense.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+        for r in 0..rows {
+            let x = &hv[r * width..][..width];
+            let e = (0..vocab)
+                .map(|v| {
+                    (0..width / 32)
+                        .map(|b| {
+                            let xs = &x[b * 32..][..32];
+                            let d = xs.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
+                            let ws = &dense[v * width + b * 32..][..32];
+                            d / 2.0 * ws.iter().map(|w| w.abs() as f64).sum::<f64>()
+                        })
+                        .sum::<f64>()
+                })
+                .fold(0f64, f64::max);
+            let nll_err = (int8.0[r] - exact.0[r]).abs() as f64;
+            assert!(
+                nll_err <= 2.0 * e + 1e-5,
+                "row {r}: loss moved {nll_err} > 2·{e}"
+            );
+            let bound = ((2.0 * e).exp() - 1.0) * max_w + 1e-5;
+            for c in 0..width {
+                let err = (int8.1[r * width + c] - exact.1[r * width + c]).abs() as f64;
+                assert!(err <= bound, "row {r}: gradient moved {err} > {bound}");
+            }
+        }
+    }
+
     /// Targets that do not fit the rows or the vocabulary are refused, naming the problem.
     #[test]
     fn targets_that_do_not_fit_are_refused() {
         let dev = Device::Cpu;
         let w = Tensor::zeros((64, 32), candle_core::DType::F32, &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-        let head = FrozenLinear::quantized(q, crate::nn::frozen::BackwardMode::Dequantize).unwrap();
+        let head = FrozenLinear::quantized(q, crate::nn::frozen::FrozenMode::default()).unwrap();
         let cases: [(usize, &[u32], &str); 2] = [
             (3, &[1, 2], "3 rows but 2 targets"),
             (2, &[1, 64], "target 64 is outside the vocabulary of 64"),
@@ -328,7 +412,7 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 0.5, (300, 32), &dev).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
-        let head = FrozenLinear::quantized(q, crate::nn::frozen::BackwardMode::Dequantize).unwrap();
+        let head = FrozenLinear::quantized(q, crate::nn::frozen::FrozenMode::default()).unwrap();
         let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 32), &dev).unwrap()).unwrap();
         let targets = [3u32, 299, 0, 150, 42];
         let tracked = nll_rows_sliced(&head, h.as_tensor(), &targets, 5 * 70).unwrap();

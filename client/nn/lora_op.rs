@@ -101,7 +101,7 @@ impl CustomOp3 for AdaptedLinear {
 
 #[cfg(test)]
 mod tests {
-    use crate::nn::frozen::{BackwardMode, FrozenLinear};
+    use crate::nn::frozen::{FrozenLinear, FrozenMode};
     use crate::nn::lora::{LoraLinear, LoraPair};
     use crate::test_util::{max_abs_diff, weighted_backward};
     use candle_core::quantized::{GgmlDType, QTensor};
@@ -116,7 +116,7 @@ mod tests {
         let frozen = [
             FrozenLinear::quantized(
                 QTensor::quantize(&w, GgmlDType::Q8_0).unwrap(),
-                BackwardMode::Dequantize,
+                FrozenMode::default(),
             )
             .unwrap(),
             FrozenLinear::dense(w.clone()),

@@ -65,12 +65,35 @@ pub struct PackedWeight {
     corrections: Vec<i32>,
 }
 
+impl std::fmt::Debug for PackedWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedWeight({}×{})", self.n, self.k)
+    }
+}
+
 impl PackedWeight {
+    /// A weight of no rows, to pack into later ([`PackedWeight::pack_q8_0`]).
+    pub fn empty() -> Self {
+        Self {
+            n: 0,
+            k: 0,
+            quads: Vec::new(),
+            scales: Vec::new(),
+            corrections: Vec::new(),
+        }
+    }
+
     /// Packs `n` rows of `k` values given as Q8_0 blocks, row after row (GGUF's layout).
     pub fn from_q8_0(bytes: &[u8], n: usize, k: usize) -> Result<Self, PackError> {
-        if !k.is_multiple_of(BLOCK) {
-            return Err(PackError::Width(k));
-        }
+        let mut packed = Self::empty();
+        packed.pack_q8_0(bytes, n, k)?;
+        Ok(packed)
+    }
+
+    /// [`PackedWeight::from_q8_0`] into this weight's buffers, which grow as needed and are
+    /// kept: for ops that pack one slice of a large weight after another.
+    pub fn pack_q8_0(&mut self, bytes: &[u8], n: usize, k: usize) -> Result<(), PackError> {
+        self.reshape(n, k)?;
         let blocks = k / BLOCK;
         let want = n * blocks * BLOCK_BYTES;
         if bytes.len() != want {
@@ -81,31 +104,71 @@ impl PackedWeight {
                 want,
             });
         }
-        let panels = n.div_ceil(NR);
-        let mut quads = vec![0u32; panels * blocks * QUADS * NR];
-        let mut scales = vec![0f32; panels * blocks * NR];
-        let mut corrections = vec![0i32; panels * blocks * NR];
-        for row in 0..n {
-            let (panel, lane) = (row / NR, row % NR);
-            for b in 0..blocks {
-                let block = &bytes[(row * blocks + b) * BLOCK_BYTES..][..BLOCK_BYTES];
-                let at = (panel * blocks + b) * NR + lane;
-                scales[at] = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-                let q = &block[2..];
-                corrections[at] = -128 * q.iter().map(|&v| i32::from(v as i8)).sum::<i32>();
-                for (j, four) in q.chunks_exact(4).enumerate() {
-                    quads[((panel * blocks + b) * QUADS + j) * NR + lane] =
-                        u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
-                }
+        for (row, row_bytes) in bytes.chunks_exact(blocks * BLOCK_BYTES).enumerate() {
+            for (b, block) in row_bytes.chunks_exact(BLOCK_BYTES).enumerate() {
+                let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+                let q: &[u8; BLOCK] = block[2..].try_into().expect("32 quants");
+                self.put(row, b, d, q);
             }
         }
-        Ok(Self {
-            n,
-            k,
-            quads,
-            scales,
-            corrections,
-        })
+        Ok(())
+    }
+
+    /// Packs `n` rows of `k` f32 values (row-major), each block of 32 rounded to 8 bits with
+    /// the scale `max|w| / 127` kept in f32: for a weight requantized along another axis.
+    pub fn from_f32_rows(values: &[f32], n: usize, k: usize) -> Result<Self, PackError> {
+        let mut packed = Self::empty();
+        packed.reshape(n, k)?;
+        let want = n * k;
+        if values.len() != want {
+            return Err(PackError::Size {
+                n,
+                k,
+                got: values.len() * 4,
+                want: want * 4,
+            });
+        }
+        let avx2 = crate::nn::fast_exp::has_avx2_fma();
+        for (row, values) in values.chunks_exact(k.max(1)).enumerate() {
+            for (b, block) in values.chunks_exact(BLOCK).enumerate() {
+                let mut q = [0u8; BLOCK];
+                let d = round(block, &mut q, avx2);
+                // Back from `q + 128` to the signed quants.
+                let signed = q.map(|v| (v as i32 - 128) as i8 as u8);
+                packed.put(row, b, d, &signed);
+            }
+        }
+        Ok(packed)
+    }
+
+    /// Sets the shape and sizes the buffers for it.
+    fn reshape(&mut self, n: usize, k: usize) -> Result<(), PackError> {
+        if !k.is_multiple_of(BLOCK) {
+            return Err(PackError::Width(k));
+        }
+        let (panels, blocks) = (n.div_ceil(NR), k / BLOCK);
+        self.n = n;
+        self.k = k;
+        // Padding rows of the last panel keep whatever they held: their outputs are never
+        // stored, and a lane's sums depend on nothing but its own row.
+        self.quads.resize(panels * blocks * QUADS * NR, 0);
+        self.scales.resize(panels * blocks * NR, 0.0);
+        self.corrections.resize(panels * blocks * NR, 0);
+        Ok(())
+    }
+
+    /// Writes block `b` of row `row`: its scale `d` and its 32 signed quants.
+    #[inline]
+    fn put(&mut self, row: usize, b: usize, d: f32, q: &[u8; BLOCK]) {
+        let blocks = self.k / BLOCK;
+        let (panel, lane) = (row / NR, row % NR);
+        let at = (panel * blocks + b) * NR + lane;
+        self.scales[at] = d;
+        self.corrections[at] = -128 * q.iter().map(|&v| i32::from(v as i8)).sum::<i32>();
+        let quads = &mut self.quads[(panel * blocks + b) * QUADS * NR..][..QUADS * NR];
+        for (j, four) in q.chunks_exact(4).enumerate() {
+            quads[j * NR + lane] = u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+        }
     }
 
     /// Rows (the product's output width).
@@ -169,6 +232,11 @@ impl QuantizedRows {
             scales,
         }
     }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
 }
 
 /// [`round_block`], compiled for AVX2 when `avx2` (the same operations: the same bits).
@@ -205,64 +273,81 @@ fn round_block(block: &[f32], q: &mut [u8; BLOCK]) -> f32 {
     d
 }
 
-/// `x·Wᵀ`: `x.m` rows of `w.rows()` values, row-major. Row panels run in parallel on rayon's
-/// pool; the bits do not depend on the thread count or on the CPU.
+/// `x·Wᵀ`: `x.rows()` rows of `w.rows()` values, row-major. Row panels run in parallel on
+/// rayon's pool; the bits do not depend on the thread count or on the CPU.
 pub fn product(x: &QuantizedRows, w: &PackedWeight) -> Vec<f32> {
-    product_on(x, w, true)
+    let mut out = vec![0f32; x.m * w.n];
+    product_on(x, w, &mut out, true, true);
+    out
 }
 
-/// [`product`] with the VNNI kernel when `vnni` and the CPU has it, else the portable one.
-fn product_on(x: &QuantizedRows, w: &PackedWeight, vnni: bool) -> Vec<f32> {
+/// [`product`] written into `out` (`x.rows() × w.rows()`) on the calling thread only: for ops
+/// that share their work across threads themselves. The same bits as [`product`].
+pub fn product_into(x: &QuantizedRows, w: &PackedWeight, out: &mut [f32]) {
+    product_on(x, w, out, true, false);
+}
+
+/// The product into `out`, with the VNNI kernel when `vnni` and the CPU has it (else the
+/// portable one), over rayon's pool when `parallel`.
+fn product_on(x: &QuantizedRows, w: &PackedWeight, out: &mut [f32], vnni: bool, parallel: bool) {
     let vnni = vnni && has_vnni();
     assert_eq!(x.k, w.k, "x's rows and W's rows have the same length");
-    let (n, blocks) = (w.n, w.k / BLOCK);
-    let mut out = vec![0f32; x.m * n];
-    if n == 0 {
-        return out;
+    assert_eq!(
+        out.len(),
+        x.m * w.n,
+        "the output holds x's rows of W's rows"
+    );
+    if w.n == 0 || x.m == 0 {
+        return;
     }
-    // One group of row panels per thread; each walks W a chunk of panels at a time (a chunk
-    // stays in L2 while every row panel of the group passes over it).
     let row_panels = x.m.div_ceil(MR);
+    if !parallel {
+        return row_group(x, w, 0, out, vnni);
+    }
+    // One group of row panels per thread.
     let per_group = row_panels.div_ceil(rayon::current_num_threads().max(1));
-    let w_panels = n.div_ceil(NR);
-    let chunk = (W_CHUNK_BYTES / (blocks * (QUADS + 2) * NR * 4)).max(1);
-    out.par_chunks_mut(per_group * MR * n)
+    out.par_chunks_mut(per_group * MR * w.n)
         .enumerate()
-        .for_each(|(group, rows)| {
-            let first_panel = group * per_group;
-            for first_wp in (0..w_panels).step_by(chunk) {
-                for (p, rows) in rows.chunks_mut(MR * n).enumerate() {
-                    let panel = first_panel + p;
-                    let a = Operand {
-                        quads: &x.quads[panel * blocks * QUADS * MR..][..blocks * QUADS * MR],
-                        scales: &x.scales[panel * blocks * MR..][..blocks * MR],
-                    };
-                    for wp in first_wp..(first_wp + chunk).min(w_panels) {
-                        let b = WeightPanel {
-                            quads: &w.quads[wp * blocks * QUADS * NR..][..blocks * QUADS * NR],
-                            scales: &w.scales[wp * blocks * NR..][..blocks * NR],
-                            corrections: &w.corrections[wp * blocks * NR..][..blocks * NR],
-                        };
-                        let tile = Tile {
-                            rows: rows.len() / n,
-                            cols: (n - wp * NR).min(NR),
-                            first_col: wp * NR,
-                            ldc: n,
-                        };
-                        #[cfg(target_arch = "x86_64")]
-                        if vnni {
-                            // SAFETY: the CPU has AVX-512F and VNNI (checked above); the
-                            // operands hold `blocks` blocks of their panels and `rows` the tile.
-                            unsafe { vnni_tile(blocks, &a, &b, rows, &tile) };
-                            continue;
-                        }
-                        let _ = vnni;
-                        portable_tile(blocks, &a, &b, rows, &tile);
-                    }
+        .for_each(|(group, rows)| row_group(x, w, group * per_group, rows, vnni));
+}
+
+/// The outputs of the row panels from `first_panel` whose rows `out` holds, walking W a chunk
+/// of panels at a time (a chunk stays in L2 while every row panel passes over it).
+fn row_group(x: &QuantizedRows, w: &PackedWeight, first_panel: usize, out: &mut [f32], vnni: bool) {
+    let (n, blocks) = (w.n, w.k / BLOCK);
+    let w_panels = n.div_ceil(NR);
+    let chunk = (W_CHUNK_BYTES / (blocks * (QUADS + 2) * NR * 4).max(1)).max(1);
+    for first_wp in (0..w_panels).step_by(chunk) {
+        for (p, rows) in out.chunks_mut(MR * n).enumerate() {
+            let panel = first_panel + p;
+            let a = Operand {
+                quads: &x.quads[panel * blocks * QUADS * MR..][..blocks * QUADS * MR],
+                scales: &x.scales[panel * blocks * MR..][..blocks * MR],
+            };
+            for wp in first_wp..(first_wp + chunk).min(w_panels) {
+                let b = WeightPanel {
+                    quads: &w.quads[wp * blocks * QUADS * NR..][..blocks * QUADS * NR],
+                    scales: &w.scales[wp * blocks * NR..][..blocks * NR],
+                    corrections: &w.corrections[wp * blocks * NR..][..blocks * NR],
+                };
+                let tile = Tile {
+                    rows: rows.len() / n,
+                    cols: (n - wp * NR).min(NR),
+                    first_col: wp * NR,
+                    ldc: n,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if vnni {
+                    // SAFETY: the CPU has AVX-512F and VNNI (checked by the caller); the
+                    // operands hold `blocks` blocks of their panels and `rows` the tile.
+                    unsafe { vnni_tile(blocks, &a, &b, rows, &tile) };
+                    continue;
                 }
+                let _ = vnni;
+                portable_tile(blocks, &a, &b, rows, &tile);
             }
-        });
-    out
+        }
+    }
 }
 
 /// One row panel of the rounded activations.
@@ -462,7 +547,11 @@ mod tests {
         let w = PackedWeight::from_q8_0(&q8_0_weight(n, k, 7), n, k).unwrap();
         let x = QuantizedRows::new(&activations(m, k), m, k);
         let fast = product(&x, &w);
-        let slow = product_on(&x, &w, false);
+        let mut slow = vec![0f32; m * n];
+        product_on(&x, &w, &mut slow, false, true);
+        let mut serial = vec![0f32; m * n];
+        product_into(&x, &w, &mut serial);
+        assert_eq!(fast, serial);
         assert_eq!(fast, slow);
         let rows = activations(m, k);
         let scalar = QuantizedRows::new_on(&rows, m, k, false);
@@ -470,6 +559,59 @@ mod tests {
         assert_eq!(scalar.scales, x.scales);
         let one = crate::test_util::on_threads(1, || product(&x, &w));
         assert_eq!(fast, one);
+    }
+
+    /// Packing a weight into the buffers of a larger one gives the product of a fresh packing.
+    #[test]
+    fn packing_into_used_buffers_gives_the_same_product() {
+        let (m, k) = (9, 96);
+        let x = QuantizedRows::new(&activations(m, k), m, k);
+        let mut reused = PackedWeight::from_q8_0(&q8_0_weight(70, k, 3), 70, k).unwrap();
+        let small = q8_0_weight(37, k, 4);
+        reused.pack_q8_0(&small, 37, k).unwrap();
+        let fresh = PackedWeight::from_q8_0(&small, 37, k).unwrap();
+        assert_eq!(product(&x, &reused), product(&x, &fresh));
+    }
+
+    /// A weight given in f32 and rounded per block: every output is within the bound of both
+    /// roundings (the activations' and the weight's), against the exact f32 product.
+    #[test]
+    fn an_f32_weight_is_rounded_within_its_bound() {
+        let (m, n, k) = (11, 40, 128);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| (i as f32 * 0.377).cos() * 0.05)
+            .collect();
+        let x = activations(m, k);
+        let got = product(
+            &QuantizedRows::new(&x, m, k),
+            &PackedWeight::from_f32_rows(&w, n, k).unwrap(),
+        );
+        for r in 0..m {
+            for c in 0..n {
+                let (mut exact, mut bound) = (0f64, 0f64);
+                for blk in 0..k / BLOCK {
+                    let xs = &x[r * k + blk * BLOCK..][..BLOCK];
+                    let ws = &w[c * k + blk * BLOCK..][..BLOCK];
+                    let dx = xs.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
+                    let dw = ws.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
+                    for (xv, wv) in xs.iter().zip(ws) {
+                        let (xv, wv) = (*xv as f64, *wv as f64);
+                        exact += xv * wv;
+                        // |x̂ŵ − xw| ≤ |x|·dw/2 + |w|·dx/2 + dx·dw/4.
+                        bound += xv.abs() * dw / 2.0 + wv.abs() * dx / 2.0 + dx * dw / 4.0;
+                    }
+                }
+                let err = (got[r * n + c] as f64 - exact).abs();
+                assert!(
+                    err <= bound * 1.001 + 1e-6,
+                    "[{r},{c}]: error {err} > {bound}"
+                );
+            }
+        }
+        assert!(matches!(
+            PackedWeight::from_f32_rows(&w[1..], n, k),
+            Err(PackError::Size { .. })
+        ));
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     use aginet::learn::mlp_base::adam;
     use aginet::learn::optim::AdamW;
     use aginet::learn::train::{train, Outcome, TrainJob, TrainState, Unattended};
-    use aginet::nn::frozen::BackwardMode;
+    use aginet::nn::frozen::FrozenMode;
     use aginet::nn::model::mlp::MlpConfig;
     use aginet::nn::model::WeightMode;
     use aginet::task::image_data::ImageDataset;
@@ -138,7 +138,7 @@ fn a_short_lora_fine_tune_raises_the_base_s_accuracy_on_shifted_digits() {
     let sites = cfg.sites(&lora.targets).unwrap();
     let header = AdapterHeader::new("vision", "sha", 0, &lora);
     let adapter = Adapter::initial(header, &sites, 1).unwrap();
-    let mode = WeightMode::Quantized(BackwardMode::Dequantize);
+    let mode = WeightMode::Quantized(FrozenMode::default());
     let (model, vars) = adapted(&mut g, &cfg, &lora, &adapter, mode).unwrap();
     let before = reward(&model, &data.eval, &Device::Cpu).unwrap();
     let mut config = super::fixture::tiny_manifest().work_config(1, 0);

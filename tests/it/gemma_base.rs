@@ -45,7 +45,10 @@ fn a_gemma_base_with_other_dimensions_than_the_skill_pins_is_refused() {
             architecture,
             &mut Gguf::open(&gemma_base()).unwrap(),
             &ModelOptions {
-                weights: WeightMode::Quantized(m.defaults.backward),
+                weights: WeightMode::Quantized(aginet::nn::frozen::FrozenMode {
+                    backward: m.defaults.backward,
+                    products: m.defaults.products,
+                }),
                 lora: &m.lora,
                 factors: &aginet::format::adapter::Adapter::initial(
                     aginet::format::adapter::AdapterHeader::new(

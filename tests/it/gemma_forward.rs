@@ -10,7 +10,7 @@
 use super::fixture::gemma_base;
 use aginet::format::adapter::LoraSpec;
 use aginet::format::gguf::Gguf;
-use aginet::nn::frozen::BackwardMode;
+use aginet::nn::frozen::FrozenMode;
 use aginet::nn::model::gemma3::{Gemma3, Gemma3Options};
 use aginet::nn::model::WeightMode;
 use candle_core::{Device, Tensor};
@@ -68,7 +68,7 @@ fn gemma_forward_matches_the_reference_logits() {
     let factors = Default::default();
     for (weights, tolerance) in [
         (WeightMode::DenseF32, 1e-5),
-        (WeightMode::Quantized(BackwardMode::Dequantize), 1e-1),
+        (WeightMode::Quantized(FrozenMode::default()), 1e-1),
     ] {
         let model = Gemma3::from_gguf(
             &mut g,

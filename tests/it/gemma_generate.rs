@@ -7,7 +7,7 @@ use super::fixture::gemma_base;
 use aginet::format::adapter::LoraSpec;
 use aginet::format::gguf::Gguf;
 use aginet::learn::generate::greedy;
-use aginet::nn::frozen::BackwardMode;
+use aginet::nn::frozen::FrozenMode;
 use aginet::nn::model::gemma3::{Gemma3, Gemma3Options};
 use aginet::nn::model::{Decoder, WeightMode};
 use aginet::text::tokenizer::Tokenizer;
@@ -63,7 +63,7 @@ fn gemma(weights: WeightMode) -> (Gemma3, Box<dyn Tokenizer>, Vec<Vec<u32>>) {
 #[test]
 fn cached_generation_equals_running_the_whole_sequence() {
     let device = Device::Cpu;
-    let (model, tok, prompts) = gemma(WeightMode::Quantized(BackwardMode::Dequantize));
+    let (model, tok, prompts) = gemma(WeightMode::Quantized(FrozenMode::default()));
     let longest = prompts.iter().map(Vec::len).max().unwrap();
     let generate = |model: &dyn Decoder, max_new, max_len| {
         let started = Instant::now();

@@ -17,7 +17,7 @@ use aginet::format::gguf::Gguf;
 use aginet::format::manifest::Manifest;
 use aginet::format::tensors::NamedTensors;
 use aginet::learn::eval::batch_loss;
-use aginet::nn::frozen::BackwardMode;
+use aginet::nn::frozen::FrozenMode;
 use aginet::nn::model::{self, ModelOptions, WeightMode};
 use aginet::text::data::{Batch, Dataset};
 use candle_core::Device;
@@ -75,7 +75,7 @@ fn concatenated(grads: &NamedTensors) -> Vec<f32> {
 fn gemma_adapter_gradients_through_the_quantized_base_match_the_f32_reference() {
     let m = Manifest::load(&models_dir(), "language").unwrap();
     let factors = random_factors(&m);
-    let quantized_mode = WeightMode::Quantized(BackwardMode::Dequantize);
+    let quantized_mode = WeightMode::Quantized(FrozenMode::default());
     let reference = grads(&m, WeightMode::DenseF32, &factors, BATCH_SEED);
     let quantized = grads(&m, quantized_mode, &factors, BATCH_SEED);
     assert_eq!(

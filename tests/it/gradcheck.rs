@@ -13,7 +13,7 @@ use aginet::format::config::Architecture;
 use aginet::format::gguf::Gguf;
 use aginet::format::tensors::NamedTensors;
 use aginet::learn::eval::batch_loss;
-use aginet::nn::frozen::BackwardMode;
+use aginet::nn::frozen::{BackwardMode, FrozenMode};
 use aginet::nn::model::llama::{Llama, LoadOptions, HEAD_TARGET};
 use aginet::nn::model::tiny::{tiny_model_bytes, TinyQuant};
 use aginet::nn::model::WeightMode;
@@ -74,6 +74,10 @@ fn check(quant: TinyQuant, mode: BackwardMode) {
     std::fs::write(&path, tiny_model_bytes(0, quant).unwrap()).unwrap();
     let factors = random_factors();
     let reference = adapter_grads(&path, WeightMode::DenseF32, &factors);
+    let mode = FrozenMode {
+        backward: mode,
+        ..FrozenMode::default()
+    };
     let quantized = adapter_grads(&path, WeightMode::Quantized(mode), &factors);
     assert_eq!(
         reference.len(),

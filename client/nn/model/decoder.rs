@@ -1,7 +1,7 @@
 //! What every decoder offers the training and generation code (`Decoder`, `Incremental`), the
 //! shared head-and-loss step, and how a base's frozen weights are held (`WeightMode`).
 
-use crate::format::arch::BackwardMode;
+use crate::nn::frozen::FrozenMode;
 use crate::nn::lora::LoraLinear;
 use crate::nn::model::kv_cache::KvCache;
 use candle_core::Tensor;
@@ -61,8 +61,9 @@ pub(crate) fn head_nll_rows(
 /// How a base's frozen weights are held while training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightMode {
-    /// As shipped, quantized; gradients pass through them as the mode says.
-    Quantized(BackwardMode),
+    /// As shipped, quantized; gradients pass through them and products are computed as the
+    /// mode says.
+    Quantized(FrozenMode),
     /// Dequantized to f32 with plain autograd: the reference the quantized path is checked against.
     DenseF32,
 }

@@ -264,7 +264,7 @@ pub fn gguf_bytes(
 mod tests {
     use super::*;
     use crate::format::adapter::{a_name, b_name};
-    use crate::nn::frozen::BackwardMode;
+    use crate::nn::frozen::FrozenMode;
     use crate::test_util::max_abs_diff;
     use candle_core::Var;
 
@@ -340,7 +340,7 @@ mod tests {
             &mut g,
             &options(
                 &cfg,
-                WeightMode::Quantized(BackwardMode::Dequantize),
+                WeightMode::Quantized(FrozenMode::default()),
                 &none,
                 &empty,
             ),
@@ -381,7 +381,7 @@ mod tests {
             factors.insert(b_name(&s.name), b.as_tensor().clone());
             bs.push(b);
         }
-        let mode = WeightMode::Quantized(BackwardMode::Dequantize);
+        let mode = WeightMode::Quantized(FrozenMode::default());
         let adapted =
             MlpClassifier::from_gguf(&mut g, &options(&cfg, mode, &lora, &factors)).unwrap();
         let none = LoraSpec::none();

@@ -133,7 +133,7 @@ fn the_exact_encoder_reproduces_sentence_transformers() {
 
 #[test]
 fn the_q8_0_base_stays_close_to_sentence_transformers() {
-    let quantized = WeightMode::Quantized(aginet::nn::frozen::BackwardMode::Dequantize);
+    let quantized = WeightMode::Quantized(aginet::nn::frozen::FrozenMode::default());
     check("q8_0", quantized, 0.9997, 6e-3);
 }
 
