@@ -78,6 +78,51 @@ fn main() {
                 })
                 .collect(),
         );
+        if name == "head slice" {
+            // The head's gradient product P·W for one slice: Wᵀ packed from the Q8_0 rows,
+            // P rounded, the product; one thread, as the head's parts run.
+            let bytes = QTensor::quantize(&w, GgmlDType::Q8_0)
+                .unwrap()
+                .data()
+                .unwrap()
+                .to_vec();
+            let p: Vec<f32> = (0..tokens * n)
+                .map(|i| ((i % 977) as f32 / 977.0))
+                .collect();
+            let mut t = PackedWeight::empty();
+            let pack_ms = median(
+                (0..reps)
+                    .map(|_| {
+                        let start = Instant::now();
+                        t.pack_q8_0_transposed(&bytes, n, k).unwrap();
+                        start.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect(),
+            );
+            let mut out = vec![0f32; tokens * k];
+            let round_ms = median(
+                (0..reps)
+                    .map(|_| {
+                        let start = Instant::now();
+                        std::hint::black_box(QuantizedRows::new_on_this_thread(&p, tokens, n));
+                        start.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect(),
+            );
+            let pr = QuantizedRows::new_on_this_thread(&p, tokens, n);
+            let product_ms = median(
+                (0..reps)
+                    .map(|_| {
+                        let start = Instant::now();
+                        aginet::nn::q8_product::product_into(&pr, &t, &mut out);
+                        start.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect(),
+            );
+            println!(
+                "head P·W, one thread: pack Wᵀ {pack_ms:.2} ms, round P {round_ms:.2} ms, product {product_ms:.2} ms"
+            );
+        }
         let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs()));
         let diff = reference
             .iter()

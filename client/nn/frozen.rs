@@ -185,6 +185,31 @@ impl FrozenLinear {
         n: usize,
         out: &mut PackedWeight,
     ) -> candle_core::Result<()> {
+        self.with_int8_rows(start, n, |bytes, inp| out.pack_q8_0(bytes, n, inp))
+    }
+
+    /// The transpose of rows `start..start + n` (`n` a multiple of 32) packed for the int8
+    /// product `P·W[start..start + n]` into `out`, on the calling thread
+    /// ([`PackedWeight::pack_q8_0_transposed`]).
+    pub fn pack_rows_transposed_into(
+        &self,
+        start: usize,
+        n: usize,
+        out: &mut PackedWeight,
+    ) -> candle_core::Result<()> {
+        self.with_int8_rows(start, n, |bytes, inp| {
+            out.pack_q8_0_transposed(bytes, n, inp)
+        })
+    }
+
+    /// `pack(bytes, row length)` on the Q8_0 bytes of rows `start..start + n`, for a layer with
+    /// int8 products.
+    fn with_int8_rows(
+        &self,
+        start: usize,
+        n: usize,
+        pack: impl FnOnce(&[u8], usize) -> Result<(), q8_product::PackError>,
+    ) -> candle_core::Result<()> {
         let Self::Quantized(op) = self else {
             candle_core::bail!("int8 products need a quantized weight");
         };
@@ -196,7 +221,7 @@ impl FrozenLinear {
             candle_core::bail!("rows {start}..{} of a weight with {rows}", start + n);
         }
         let data = op.weight.data()?;
-        out.pack_q8_0(op.rows_bytes(&data, start, n)?, n, inp)
+        pack(op.rows_bytes(&data, start, n)?, inp)
             .map_err(|e| candle_core::Error::Msg(format!("int8 product: {e}")))
     }
 

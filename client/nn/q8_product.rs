@@ -114,6 +114,75 @@ impl PackedWeight {
         Ok(())
     }
 
+    /// Packs `Wᵀ` for `W` given as `n` rows of `k` values in Q8_0 blocks (GGUF's layout; `n`
+    /// and `k` whole blocks), into this weight's buffers: `k` rows of `n` values, each block of
+    /// 32 along W's rows rounded again to 8 bits with an f32 scale, for the product `P·W` that
+    /// sums over W's rows (`P·W = P·(Wᵀ)ᵀ`).
+    pub fn pack_q8_0_transposed(
+        &mut self,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+    ) -> Result<(), PackError> {
+        if !k.is_multiple_of(BLOCK) {
+            return Err(PackError::Width(k));
+        }
+        self.reshape(k, n)?;
+        let k_blocks = k / BLOCK;
+        let want = n * k_blocks * BLOCK_BYTES;
+        if bytes.len() != want {
+            return Err(PackError::Size {
+                n,
+                k,
+                got: bytes.len(),
+                want,
+            });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::nn::fast_exp::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA; the sizes were checked above.
+            unsafe { self.transposed_tiles_avx2(bytes, n, k) };
+            return Ok(());
+        }
+        self.transposed_tiles(bytes, n, k, false);
+        Ok(())
+    }
+
+    /// [`PackedWeight::transposed_tiles`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn transposed_tiles_avx2(&mut self, bytes: &[u8], n: usize, k: usize) {
+        self.transposed_tiles(bytes, n, k, true);
+    }
+
+    /// The packing of [`PackedWeight::pack_q8_0_transposed`] (shape and sizes checked), one
+    /// 32 × 32 tile at a time: W's rows `vb` (a block of Wᵀ's values) by W's block `b` (32 rows
+    /// of Wᵀ), held as `tile[row of Wᵀ][value]`.
+    #[inline(always)]
+    fn transposed_tiles(&mut self, bytes: &[u8], n: usize, k: usize, avx2: bool) {
+        let k_blocks = k / BLOCK;
+        let mut tile = [[0f32; BLOCK]; BLOCK];
+        for vb in 0..n / BLOCK {
+            for b in 0..k_blocks {
+                for (vi, column) in (0..BLOCK).map(|vi| (vi, vb * BLOCK + vi)) {
+                    let block = &bytes[(column * k_blocks + b) * BLOCK_BYTES..][..BLOCK_BYTES];
+                    let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+                    for (row, &q) in tile.iter_mut().zip(&block[2..]) {
+                        row[vi] = d * f32::from(q as i8);
+                    }
+                }
+                for (j, values) in tile.iter().enumerate() {
+                    let mut q = [0u8; BLOCK];
+                    let d = round(values, &mut q, avx2);
+                    self.put_offset(b * BLOCK + j, vb, d, &q);
+                }
+            }
+        }
+    }
+
     /// Packs `n` rows of `k` f32 values (row-major), each block of 32 rounded to 8 bits with
     /// the scale `max|w| / 127` kept in f32: for a weight requantized along another axis.
     pub fn from_f32_rows(values: &[f32], n: usize, k: usize) -> Result<Self, PackError> {
@@ -133,9 +202,7 @@ impl PackedWeight {
             for (b, block) in values.chunks_exact(BLOCK).enumerate() {
                 let mut q = [0u8; BLOCK];
                 let d = round(block, &mut q, avx2);
-                // Back from `q + 128` to the signed quants.
-                let signed = q.map(|v| (v as i32 - 128) as i8 as u8);
-                packed.put(row, b, d, &signed);
+                packed.put_offset(row, b, d, &q);
             }
         }
         Ok(packed)
@@ -171,6 +238,22 @@ impl PackedWeight {
         }
     }
 
+    /// [`PackedWeight::put`] for quants given as `q + 128`, as [`round_block`] writes them.
+    #[inline]
+    fn put_offset(&mut self, row: usize, b: usize, d: f32, q: &[u8; BLOCK]) {
+        let blocks = self.k / BLOCK;
+        let (panel, lane) = (row / NR, row % NR);
+        let at = (panel * blocks + b) * NR + lane;
+        self.scales[at] = d;
+        let sum = q.iter().map(|&v| i32::from(v)).sum::<i32>() - 128 * BLOCK as i32;
+        self.corrections[at] = -128 * sum;
+        let quads = &mut self.quads[(panel * blocks + b) * QUADS * NR..][..QUADS * NR];
+        for (j, four) in q.chunks_exact(4).enumerate() {
+            let offset = u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+            quads[j * NR + lane] = offset ^ 0x8080_8080;
+        }
+    }
+
     /// Rows (the product's output width).
     pub fn rows(&self) -> usize {
         self.n
@@ -196,11 +279,18 @@ impl QuantizedRows {
     /// Rounds the `m` rows of `k` values in `x` (row-major; `k` a multiple of 32), a panel
     /// of rows per task on rayon's pool.
     pub fn new(x: &[f32], m: usize, k: usize) -> Self {
-        Self::new_on(x, m, k, crate::nn::fast_exp::has_avx2_fma())
+        Self::new_on(x, m, k, true, true)
     }
 
-    /// [`QuantizedRows::new`], rounding with AVX2 when `avx2` and the CPU has it.
-    fn new_on(x: &[f32], m: usize, k: usize, avx2: bool) -> Self {
+    /// [`QuantizedRows::new`] on the calling thread only: for ops that share their work across
+    /// threads themselves. The same bits.
+    pub fn new_on_this_thread(x: &[f32], m: usize, k: usize) -> Self {
+        Self::new_on(x, m, k, true, false)
+    }
+
+    /// [`QuantizedRows::new`], rounding with AVX2 when `avx2` and the CPU has it, a panel per
+    /// task on rayon's pool when `parallel`.
+    fn new_on(x: &[f32], m: usize, k: usize, avx2: bool, parallel: bool) -> Self {
         assert_eq!(k % BLOCK, 0, "rows of whole blocks");
         assert_eq!(x.len(), m * k, "x holds m rows of k");
         let blocks = k / BLOCK;
@@ -209,22 +299,33 @@ impl QuantizedRows {
         let mut quads = vec![0x8080_8080u32; panels * blocks * QUADS * MR];
         let mut scales = vec![0f32; panels * blocks * MR];
         let avx2 = avx2 && crate::nn::fast_exp::has_avx2_fma();
-        quads
-            .par_chunks_mut(blocks * QUADS * MR)
-            .zip(scales.par_chunks_mut(blocks * MR))
-            .zip(x.par_chunks(MR * k))
-            .for_each(|((quads, scales), rows)| {
-                for (lane, values) in rows.chunks_exact(k).enumerate() {
-                    for (b, block) in values.chunks_exact(BLOCK).enumerate() {
-                        let mut q = [0u8; BLOCK];
-                        scales[b * MR + lane] = round(block, &mut q, avx2);
-                        for (j, four) in q.chunks_exact(4).enumerate() {
-                            quads[(b * QUADS + j) * MR + lane] =
-                                u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
-                        }
+        let panel = |((quads, scales), rows): ((&mut [u32], &mut [f32]), &[f32])| {
+            for (lane, values) in rows.chunks_exact(k).enumerate() {
+                for (b, block) in values.chunks_exact(BLOCK).enumerate() {
+                    let mut q = [0u8; BLOCK];
+                    scales[b * MR + lane] = round(block, &mut q, avx2);
+                    for (j, four) in q.chunks_exact(4).enumerate() {
+                        quads[(b * QUADS + j) * MR + lane] =
+                            u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
                     }
                 }
-            });
+            }
+        };
+        if k > 0 {
+            if parallel {
+                quads
+                    .par_chunks_mut(blocks * QUADS * MR)
+                    .zip(scales.par_chunks_mut(blocks * MR))
+                    .zip(x.par_chunks(MR * k))
+                    .for_each(panel);
+            } else {
+                quads
+                    .chunks_mut(blocks * QUADS * MR)
+                    .zip(scales.chunks_mut(blocks * MR))
+                    .zip(x.chunks(MR * k))
+                    .for_each(panel);
+            }
+        }
         Self {
             m,
             k,
@@ -250,14 +351,44 @@ fn round(block: &[f32], q: &mut [u8; BLOCK], avx2: bool) -> f32 {
     round_block(block, q)
 }
 
-/// [`round_block`] compiled for AVX2.
+/// [`round_block`] with AVX2: the same operations on eight values at a time (the largest
+/// magnitude, one division for the scale and one for its inverse, a multiply and a
+/// round-to-nearest-even per value), so the same bits for finite values.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA.
+/// The CPU has AVX2 and FMA; `block` holds 32 values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn round_block_avx2(block: &[f32], q: &mut [u8; BLOCK]) -> f32 {
-    round_block(block, q)
+    use std::arch::x86_64::*;
+    assert_eq!(block.len(), BLOCK, "a block of 32 values");
+    let p = block.as_ptr();
+    let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(p.add(8 * i)));
+    let sign = _mm256_set1_ps(-0.0);
+    let abs = |x: __m256| _mm256_andnot_ps(sign, x);
+    let m = _mm256_max_ps(
+        _mm256_max_ps(abs(v[0]), abs(v[1])),
+        _mm256_max_ps(abs(v[2]), abs(v[3])),
+    );
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let max = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps::<1>(m2, m2)));
+    let d = max / 127.0;
+    let inverse = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+    let offset = _mm256_set1_epi32(128);
+    let r: [__m256i; 4] = std::array::from_fn(|i| {
+        let scaled = _mm256_mul_ps(v[i], inverse);
+        let rounded = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(scaled);
+        _mm256_add_epi32(_mm256_cvtps_epi32(rounded), offset)
+    });
+    // 1…255 each: packed to bytes within 128-bit lanes, then the dwords put back in order.
+    let bytes = _mm256_packus_epi16(
+        _mm256_packs_epi32(r[0], r[1]),
+        _mm256_packs_epi32(r[2], r[3]),
+    );
+    let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(q.as_mut_ptr().cast(), ordered);
+    d
 }
 
 /// Writes a block's values as `round(x / scale) + 128` (ties to even) into `q`; returns the
@@ -554,7 +685,10 @@ mod tests {
         assert_eq!(fast, serial);
         assert_eq!(fast, slow);
         let rows = activations(m, k);
-        let scalar = QuantizedRows::new_on(&rows, m, k, false);
+        let scalar = QuantizedRows::new_on(&rows, m, k, false, true);
+        let serial = QuantizedRows::new_on_this_thread(&rows, m, k);
+        assert_eq!(serial.quads, x.quads);
+        assert_eq!(serial.scales, x.scales);
         assert_eq!(scalar.quads, x.quads, "AVX2 and scalar rounding agree");
         assert_eq!(scalar.scales, x.scales);
         let one = crate::test_util::on_threads(1, || product(&x, &w));
@@ -611,6 +745,31 @@ mod tests {
         assert!(matches!(
             PackedWeight::from_f32_rows(&w[1..], n, k),
             Err(PackError::Size { .. })
+        ));
+    }
+
+    /// `Wᵀ` packed straight from W's Q8_0 blocks is the transposed f32 weight rounded per
+    /// block: the same bits as packing that transpose.
+    #[test]
+    fn the_transposed_packing_rounds_the_transpose() {
+        let (m, n, k) = (8, 64, 96);
+        let bytes = q8_0_weight(n, k, 11);
+        let w = dequantized(&bytes);
+        let mut t = vec![0f32; n * k];
+        for v in 0..n {
+            for c in 0..k {
+                t[c * n + v] = w[v * k + c] as f32;
+            }
+        }
+        let mut packed = PackedWeight::from_q8_0(&q8_0_weight(200, k, 1), 200, k).unwrap();
+        packed.pack_q8_0_transposed(&bytes, n, k).unwrap();
+        let want = PackedWeight::from_f32_rows(&t, k, n).unwrap();
+        let p = QuantizedRows::new(&activations(m, n), m, n);
+        assert_eq!(packed.rows(), k);
+        assert_eq!(product(&p, &packed), product(&p, &want));
+        assert!(matches!(
+            packed.pack_q8_0_transposed(&bytes, n - 1, k),
+            Err(PackError::Width(_))
         ));
     }
 
