@@ -3,7 +3,8 @@
 //! GEMM) against the int8 product (`aginet::nn::q8_product`: x rounded to 8 bits per block,
 //! VNNI), on rayon's pool (every core), median of several runs each.
 //!
-//! `cargo bench --bench q8_product [-- --tokens 512 --reps 9]`
+//! `cargo bench --bench q8_product [-- --tokens 512 --reps 9]`; `AGINET_INT8_KERNEL=avx2` times
+//! the AVX2 kernel on a VNNI machine (the same bits, the speed of a CPU without VNNI).
 
 use aginet::nn::frozen::{FrozenLinear, FrozenMode};
 use aginet::nn::q8_product::{product, PackedWeight, QuantizedRows};

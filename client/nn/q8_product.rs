@@ -408,20 +408,24 @@ fn round_block(block: &[f32], q: &mut [u8; BLOCK]) -> f32 {
 /// rayon's pool; the bits do not depend on the thread count or on the CPU.
 pub fn product(x: &QuantizedRows, w: &PackedWeight) -> Vec<f32> {
     let mut out = vec![0f32; x.m * w.n];
-    product_on(x, w, &mut out, true, true);
+    product_on(x, w, &mut out, Kernel::best(), true);
     out
 }
 
 /// [`product`] written into `out` (`x.rows() × w.rows()`) on the calling thread only: for ops
 /// that share their work across threads themselves. The same bits as [`product`].
 pub fn product_into(x: &QuantizedRows, w: &PackedWeight, out: &mut [f32]) {
-    product_on(x, w, out, true, false);
+    product_on(x, w, out, Kernel::best(), false);
 }
 
-/// The product into `out`, with the VNNI kernel when `vnni` and the CPU has it (else the
-/// portable one), over rayon's pool when `parallel`.
-fn product_on(x: &QuantizedRows, w: &PackedWeight, out: &mut [f32], vnni: bool, parallel: bool) {
-    let vnni = vnni && has_vnni();
+/// The product into `out` with `kernel`, over rayon's pool when `parallel`.
+fn product_on(
+    x: &QuantizedRows,
+    w: &PackedWeight,
+    out: &mut [f32],
+    kernel: Kernel,
+    parallel: bool,
+) {
     assert_eq!(x.k, w.k, "x's rows and W's rows have the same length");
     assert_eq!(
         out.len(),
@@ -433,18 +437,24 @@ fn product_on(x: &QuantizedRows, w: &PackedWeight, out: &mut [f32], vnni: bool, 
     }
     let row_panels = x.m.div_ceil(MR);
     if !parallel {
-        return row_group(x, w, 0, out, vnni);
+        return row_group(x, w, 0, out, kernel);
     }
     // One group of row panels per thread.
     let per_group = row_panels.div_ceil(rayon::current_num_threads().max(1));
     out.par_chunks_mut(per_group * MR * w.n)
         .enumerate()
-        .for_each(|(group, rows)| row_group(x, w, group * per_group, rows, vnni));
+        .for_each(|(group, rows)| row_group(x, w, group * per_group, rows, kernel));
 }
 
 /// The outputs of the row panels from `first_panel` whose rows `out` holds, walking W a chunk
 /// of panels at a time (a chunk stays in L2 while every row panel passes over it).
-fn row_group(x: &QuantizedRows, w: &PackedWeight, first_panel: usize, out: &mut [f32], vnni: bool) {
+fn row_group(
+    x: &QuantizedRows,
+    w: &PackedWeight,
+    first_panel: usize,
+    out: &mut [f32],
+    kernel: Kernel,
+) {
     let (n, blocks) = (w.n, w.k / BLOCK);
     let w_panels = n.div_ceil(NR);
     let chunk = (W_CHUNK_BYTES / (blocks * (QUADS + 2) * NR * 4).max(1)).max(1);
@@ -467,15 +477,15 @@ fn row_group(x: &QuantizedRows, w: &PackedWeight, first_panel: usize, out: &mut 
                     first_col: wp * NR,
                     ldc: n,
                 };
-                #[cfg(target_arch = "x86_64")]
-                if vnni {
-                    // SAFETY: the CPU has AVX-512F and VNNI (checked by the caller); the
-                    // operands hold `blocks` blocks of their panels and `rows` the tile.
-                    unsafe { vnni_tile(blocks, &a, &b, rows, &tile) };
-                    continue;
+                match kernel {
+                    // SAFETY (both): `Kernel::best` found the CPU features; the operands hold
+                    // `blocks` blocks of their panels and `rows` the tile.
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Vnni => unsafe { vnni_tile(blocks, &a, &b, rows, &tile) },
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => unsafe { avx2_tile(blocks, &a, &b, rows, &tile) },
+                    Kernel::Portable => portable_tile(blocks, &a, &b, rows, &tile),
                 }
-                let _ = vnni;
-                portable_tile(blocks, &a, &b, rows, &tile);
             }
         }
     }
@@ -504,15 +514,100 @@ struct Tile {
     ldc: usize,
 }
 
-/// Whether the VNNI kernel can run.
-fn has_vnni() -> bool {
+/// The tile kernels. Each computes the same exact integer sums and scales them in the same
+/// order, so each gives the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// AVX512-VNNI: 64 multiply-adds per instruction.
     #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
+    Vnni,
+    /// AVX2 (`vpmaddubsw`, `vpmaddwd`): 32 per three instructions, about the f32 FMA rate.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// One value at a time.
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs, or a slower one that `AGINET_INT8_KERNEL` names
+    /// (`avx2`, `portable`: for benchmarks; every kernel gives the same bits).
+    fn best() -> Self {
+        static CHOICE: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *CHOICE.get_or_init(|| {
+            let best = Self::fastest();
+            match std::env::var("AGINET_INT8_KERNEL").as_deref() {
+                #[cfg(target_arch = "x86_64")]
+                Ok("avx2") if best == Self::Vnni => Self::Avx2,
+                Ok("portable") => Self::Portable,
+                _ => best,
+            }
+        })
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The fastest kernel this CPU runs.
+    fn fastest() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
+                return Self::Vnni;
+            }
+            if crate::nn::fast_exp::has_avx2_fma() {
+                return Self::Avx2;
+            }
+        }
+        Self::Portable
+    }
+}
+
+/// The tile with AVX2: per block, the integer sums of a row and 8 columns in one register
+/// (`vpmaddubsw` of `|w|` by `x` with `w`'s sign, whose pairs of products stay within 16 bits
+/// since `|x| ≤ 127` and `|w| ≤ 128`, then `vpmaddwd` by ones), then scaled and added into f32
+/// sums as the other kernels do.
+///
+/// # Safety
+/// The CPU has AVX2; `a` and `b` hold `blocks` blocks; `out` holds the tile's rows at `ldc`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_tile(blocks: usize, a: &Operand, b: &WeightPanel, out: &mut [f32], t: &Tile) {
+    use std::arch::x86_64::*;
+    const V: usize = NR / 8;
+    let mut sums = [[_mm256_setzero_ps(); V]; MR];
+    let ones = _mm256_set1_epi16(1);
+    let flip = _mm256_set1_epi8(-128);
+    for blk in 0..blocks {
+        let mut dots = [[_mm256_setzero_si256(); V]; MR];
+        for q in 0..QUADS {
+            let wq = b.quads[(blk * QUADS + q) * NR..][..NR].as_ptr();
+            let w: [__m256i; V] = std::array::from_fn(|j| _mm256_loadu_si256(wq.add(8 * j).cast()));
+            let magnitude: [__m256i; V] = std::array::from_fn(|j| _mm256_abs_epi8(w[j]));
+            let xq = &a.quads[(blk * QUADS + q) * MR..][..MR];
+            for (row, &x) in dots.iter_mut().zip(xq) {
+                // `q + 128` back to the signed `q`.
+                let x = _mm256_xor_si256(_mm256_set1_epi32(x as i32), flip);
+                for ((dot, w), m) in row.iter_mut().zip(&w).zip(&magnitude) {
+                    let pairs = _mm256_maddubs_epi16(*m, _mm256_sign_epi8(x, *w));
+                    *dot = _mm256_add_epi32(*dot, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        let ws = b.scales[blk * NR..][..NR].as_ptr();
+        let w_scale: [__m256; V] = std::array::from_fn(|j| _mm256_loadu_ps(ws.add(8 * j)));
+        let x_scale = &a.scales[blk * MR..][..MR];
+        for ((row, dot_row), &xs) in sums.iter_mut().zip(&dots).zip(x_scale) {
+            let xs = _mm256_set1_ps(xs);
+            for ((sum, dot), ws) in row.iter_mut().zip(dot_row).zip(&w_scale) {
+                let scale = _mm256_mul_ps(*ws, xs);
+                *sum = _mm256_add_ps(*sum, _mm256_mul_ps(_mm256_cvtepi32_ps(*dot), scale));
+            }
+        }
+    }
+    for (i, row) in sums.iter().enumerate().take(t.rows) {
+        let mut values = [0f32; NR];
+        for (j, v) in row.iter().enumerate() {
+            _mm256_storeu_ps(values.as_mut_ptr().add(8 * j), *v);
+        }
+        let first = i * t.ldc + t.first_col;
+        out[first..first + t.cols].copy_from_slice(&values[..t.cols]);
     }
 }
 
@@ -611,7 +706,7 @@ mod tests {
             let d = half::f16::from_f32(0.002 + (next() % 1000) as f32 * 1e-5);
             bytes.extend_from_slice(&d.to_le_bytes());
             for _ in 0..BLOCK {
-                bytes.push(((next() % 255) as i32 - 127) as i8 as u8);
+                bytes.push(((next() % 256) as i32 - 128) as i8 as u8);
             }
         }
         bytes
@@ -679,7 +774,13 @@ mod tests {
         let x = QuantizedRows::new(&activations(m, k), m, k);
         let fast = product(&x, &w);
         let mut slow = vec![0f32; m * n];
-        product_on(&x, &w, &mut slow, false, true);
+        product_on(&x, &w, &mut slow, Kernel::Portable, true);
+        #[cfg(target_arch = "x86_64")]
+        if crate::nn::fast_exp::has_avx2_fma() {
+            let mut avx2 = vec![0f32; m * n];
+            product_on(&x, &w, &mut avx2, Kernel::Avx2, true);
+            assert_eq!(avx2, slow, "AVX2 and portable kernels agree");
+        }
         let mut serial = vec![0f32; m * n];
         product_into(&x, &w, &mut serial);
         assert_eq!(fast, serial);
