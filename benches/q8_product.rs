@@ -88,7 +88,7 @@ fn main() {
                 .unwrap()
                 .to_vec();
             let p: Vec<f32> = (0..tokens * n)
-                .map(|i| ((i % 977) as f32 / 977.0))
+                .map(|i| (i % 977) as f32 / 977.0)
                 .collect();
             let mut t = PackedWeight::empty();
             let pack_ms = median(
