@@ -339,5 +339,5 @@ fn main() {
         ratio(|r| r.eval.map(|m| m.0)),
         ratio(|r| r.eval.map(|m| m.1)),
     );
-    println!("\ntargets: train ≥ 1.5×, train RSS ≤ 0.5×, eval ≥ 1×");
+    println!("\ntargets: train ≥ 2×, train RSS ≤ 0.4×, eval ≥ 1.5×");
 }
