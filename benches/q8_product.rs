@@ -87,9 +87,7 @@ fn main() {
                 .data()
                 .unwrap()
                 .to_vec();
-            let p: Vec<f32> = (0..tokens * n)
-                .map(|i| (i % 977) as f32 / 977.0)
-                .collect();
+            let p: Vec<f32> = (0..tokens * n).map(|i| (i % 977) as f32 / 977.0).collect();
             let mut t = PackedWeight::empty();
             let pack_ms = median(
                 (0..reps)
