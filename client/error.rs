@@ -35,6 +35,10 @@ pub enum Error {
     /// Training produced a non-finite loss or gradient.
     #[error("training diverged at step {step}: {msg}")]
     Diverged { step: u32, msg: String },
+    /// The compute device (a GPU) cannot be opened or used: no such device, no driver, or a
+    /// build without GPU support.
+    #[error("device: {0}")]
+    Device(String),
     /// A tensor operation failed: a bug, not bad input.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),

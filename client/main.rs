@@ -7,6 +7,7 @@ mod under_boinc;
 use aginet::app::workunit::{self, RunOutcome, WorkFiles};
 use aginet::format::config::WorkConfig;
 use aginet::learn::train::{Control, Host};
+use aginet::nn::device::DeviceRequest;
 use aginet::{app::exit, nn::threads};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -20,6 +21,10 @@ struct Cli {
     /// Without a command, run the task the BOINC client started this process for.
     #[command(subcommand)]
     command: Option<Command>,
+    /// The GPU the BOINC client assigns, in the form older clients pass it (`--device N`);
+    /// `init_data.xml`'s `gpu_device_num` wins when the client writes it.
+    #[arg(long, hide = true, value_name = "N")]
+    device: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +41,10 @@ enum Command {
         /// Checkpoint after every N steps (default: every 60 seconds).
         #[arg(long)]
         checkpoint_every: Option<u32>,
+        /// Where to train: cpu, or cuda[:N] / metal[:N] in a build with that feature
+        /// (default: the build's GPU 0 if it has one, else the CPU).
+        #[arg(long)]
+        device: Option<DeviceRequest>,
     },
 }
 
@@ -69,9 +78,15 @@ fn main() -> ExitCode {
             dir,
             threads,
             checkpoint_every,
-        }) => run(dir, threads, checkpoint_every),
+            device,
+        }) => run(
+            dir,
+            threads,
+            checkpoint_every,
+            device.unwrap_or_else(DeviceRequest::preferred),
+        ),
         #[cfg(any(feature = "boinc", feature = "boinc-native"))]
-        None => under_boinc::run(),
+        None => under_boinc::run(cli.device),
         #[cfg(not(any(feature = "boinc", feature = "boinc-native")))]
         None => {
             eprintln!("error: this build has no BOINC support (feature `boinc` or `boinc-native`); use `aginet run --dir WU_DIR`");
@@ -89,7 +104,12 @@ fn huge_pages_note() -> &'static str {
     }
 }
 
-fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> ExitCode {
+fn run(
+    dir: PathBuf,
+    threads: Option<usize>,
+    checkpoint_every: Option<u32>,
+    device: DeviceRequest,
+) -> ExitCode {
     let files = WorkFiles::in_dir(&dir);
     // The config is read twice (here for the thread count, then by the run) because the
     // thread pools must be sized before any tensor work.
@@ -99,16 +119,23 @@ fn run(dir: PathBuf, threads: Option<usize>, checkpoint_every: Option<u32>) -> E
     threads::configure(n);
     aginet::nn::allocator::tune();
     eprintln!(
-        "aginet {}, {n} threads{}",
+        "aginet {}, {n} threads, device {device}{}",
         aginet::app::build_info::VERSION,
         huge_pages_note()
     );
+    let device = match device.open() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e} (`--device cpu` trains on the CPU)");
+            return ExitCode::from(exit::code(&e));
+        }
+    };
     let mut host = Standalone {
         every_steps: checkpoint_every,
         interval: Duration::from_secs(60),
         last: Instant::now(),
     };
-    match workunit::run(&files, n, &mut host) {
+    match workunit::run_on(&files, n, &device, &mut host) {
         Ok(RunOutcome::Finished(report)) => {
             eprintln!(
                 "done: {} steps, reward {:.6} -> {:.6}, delta sha256 {}",

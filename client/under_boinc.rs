@@ -12,6 +12,7 @@ use crate::config_threads;
 use aginet::app::boinc::{BoincHost, Session, StopReason};
 use aginet::app::exit;
 use aginet::app::workunit::{self, RunOutcome, WorkFiles};
+use aginet::nn::device::DeviceRequest;
 use aginet::nn::threads;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,8 +20,9 @@ use std::process::ExitCode;
 /// Exit status of an aborted task (BOINC's `EXIT_ABORTED_BY_CLIENT`).
 const EXIT_ABORTED_BY_CLIENT: u8 = 194;
 
-/// Runs the task the client started this process for.
-pub fn run() -> ExitCode {
+/// Runs the task the client started this process for. `legacy_device` is the `--device N` an
+/// older client appends for a GPU app version.
+pub fn run(legacy_device: Option<usize>) -> ExitCode {
     let session = match Session::init() {
         Ok(s) => s,
         Err(e) => {
@@ -41,14 +43,19 @@ pub fn run() -> ExitCode {
         .unwrap_or_else(threads::available);
     threads::configure(n);
     aginet::nn::allocator::tune();
+    let request = assigned_device(&session, legacy_device);
     eprintln!(
-        "aginet {} under BOINC, {n} threads{}",
+        "aginet {} under BOINC, {n} threads, device {request}{}",
         aginet::app::build_info::VERSION,
         crate::huge_pages_note()
     );
+    let device = match request.open() {
+        Ok(d) => d,
+        Err(e) => fail(session, exit::code(&e), &e.to_string()),
+    };
 
     let mut host = BoincHost::new(&session);
-    match workunit::run(&files, n, &mut host) {
+    match workunit::run_on(&files, n, &device, &mut host) {
         Ok(RunOutcome::Finished(report)) => {
             eprintln!(
                 "done: {} steps, reward {:.6} -> {:.6}",
@@ -90,6 +97,16 @@ fn resolve_files(session: &Session) -> Result<WorkFiles, aginet::app::boinc::Boi
         report: session.resolve("report")?,
         checkpoint: PathBuf::from("checkpoint"),
     })
+}
+
+/// Where the client says to compute: the GPU of `init_data.xml`'s `gpu_device_num`, else the one
+/// of an older client's `--device N`, else the CPU (a CPU app version: BOINC assigns no GPU).
+fn assigned_device(session: &Session, legacy_device: Option<usize>) -> DeviceRequest {
+    let from_init_data = session.init_data().ok().and_then(|d| d.gpu());
+    match from_init_data.or(legacy_device) {
+        Some(n) => DeviceRequest::Gpu(n),
+        None => DeviceRequest::Cpu,
+    }
 }
 
 /// The CPUs the client gives this task, when it says.

@@ -21,6 +21,9 @@ pub const IO: u8 = 7;
 /// Training diverged (non-finite loss or gradient).
 pub const DIVERGED: u8 = 8;
 
+/// The GPU asked for cannot be used (no such device, no driver, no GPU support in the build).
+pub const DEVICE: u8 = 9;
+
 /// The exit code for a library error.
 pub fn code(e: &Error) -> u8 {
     match e {
@@ -30,6 +33,7 @@ pub fn code(e: &Error) -> u8 {
         Error::Data { .. } => DATA,
         Error::Io { .. } | Error::Format { .. } => IO,
         Error::Diverged { .. } => DIVERGED,
+        Error::Device(_) => DEVICE,
         _ => INTERNAL,
     }
 }

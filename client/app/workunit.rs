@@ -184,10 +184,22 @@ fn usable_checkpoint(files: &WorkFiles, key: &str, host: &mut dyn Host) -> Optio
     }
 }
 
-/// Runs (or resumes) the work unit. `threads` is only recorded; the caller sets up the pools.
+/// Runs (or resumes) the work unit on the CPU. `threads` is only recorded; the caller sets up
+/// the pools.
 pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<RunOutcome> {
+    run_on(files, threads, &Device::Cpu, host)
+}
+
+/// [`run`] with the training on `device` (a GPU, say). The files stay on the host, and the
+/// claimed reward is computed on the CPU as the server computes it, whatever trained.
+pub fn run_on(
+    files: &WorkFiles,
+    threads: usize,
+    device: &Device,
+    host: &mut dyn Host,
+) -> Result<RunOutcome> {
     let started = Instant::now();
-    let device = crate::nn::device::compute_device()?;
+    let device = device.clone();
     let mut loaded = load(files)?;
     let config = loaded.config.clone();
     let resume = usable_checkpoint(files, &loaded.inputs_key, host);
@@ -277,7 +289,7 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
     drop(learner);
     let mut applied = NamedTensors::new();
     for (name, t) in crate::learn::score::apply_delta(&loaded.adapter, &delta.tensors)? {
-        applied.insert(name, t.to_device(&device)?);
+        applied.insert(name, t);
     }
     let scorer = Learner::load(
         &config.architecture,
@@ -292,12 +304,15 @@ pub fn run(files: &WorkFiles, threads: usize, host: &mut dyn Host) -> Result<Run
             lora: &config.lora,
             factors: &applied,
             max_seq_len: config.hyper.max_seq_len,
-            device: &device,
+            device: &Device::Cpu,
         },
         &files.config,
     )?;
-    let reward_after =
-        scorer.eval_reward(config.hyper.batch_size, config.hyper.max_seq_len, &device)?;
+    let reward_after = scorer.eval_reward(
+        config.hyper.batch_size,
+        config.hyper.max_seq_len,
+        &Device::Cpu,
+    )?;
     let delta_bytes = delta.to_bytes()?;
     files::write_atomic(&files.delta, &delta_bytes)?;
     let report = Report {

@@ -25,7 +25,7 @@ impl LoraLinear {
     /// (`client/nn/lora_op.rs`); elsewhere it is written with candle's ops.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.lora {
-            Some(l) if x.device().is_cpu() => {
+            Some(l) if !crate::nn::device::generic_ops(x.device()) => {
                 crate::nn::lora_op::adapted_forward(&self.frozen, l, x)
             }
             _ => self.composite_forward(x),

@@ -14,6 +14,7 @@ mod gemma_forward;
 mod gemma_generate;
 mod gemma_gradcheck;
 mod gemma_tokenizer;
+mod generic_ops;
 mod grad_compare;
 mod gradcheck;
 mod huge_pages;

@@ -52,7 +52,7 @@ pub struct Status {
 }
 
 /// The fields of the client's `init_data.xml` the app uses.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct InitData {
     /// CPUs the client gives this task.
     pub ncpus: f64,
@@ -62,4 +62,13 @@ pub struct InitData {
     pub wu_name: String,
     /// Result name.
     pub result_name: String,
+    /// The GPU the client assigned to this task (BOINC's device number; negative: none).
+    pub gpu_device_num: i32,
+}
+
+impl InitData {
+    /// The GPU the client assigned, if any.
+    pub fn gpu(&self) -> Option<usize> {
+        usize::try_from(self.gpu_device_num).ok()
+    }
 }

@@ -87,6 +87,7 @@ impl FfiSession {
             checkpoint_period: raw.checkpoint_period,
             wu_name: text(&raw.wu_name),
             result_name: text(&raw.result_name),
+            gpu_device_num: raw.gpu_device_num,
         })
     }
 

@@ -51,7 +51,7 @@ pub(crate) fn head_nll_rows(
     hidden: &Tensor,
     targets: &Tensor,
 ) -> candle_core::Result<Tensor> {
-    if !head.is_adapted() && hidden.device().is_cpu() {
+    if !head.is_adapted() && !crate::nn::device::generic_ops(hidden.device()) {
         return crate::nn::head_loss::nll_rows(head.frozen(), hidden, &targets.to_vec1::<u32>()?);
     }
     let logp = candle_nn::ops::log_softmax(&head.forward(hidden)?, candle_core::D::Minus1)?;

@@ -33,7 +33,7 @@ pub fn gated_gelu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
             up.shape()
         );
     }
-    if !gate.device().is_cpu() {
+    if crate::nn::device::generic_ops(gate.device()) {
         return gate.gelu()? * up;
     }
     gate.contiguous()?.apply_op2(&up.contiguous()?, GatedGelu)

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 /// RMSNorm of `x` (…, width) with the frozen per-channel `weight` (width,).
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
-    if !x.device().is_cpu() {
+    if crate::nn::device::generic_ops(x.device()) {
         return candle_nn::ops::rms_norm_slow(x, weight, eps);
     }
     let width = x.dim(D::Minus1)?;

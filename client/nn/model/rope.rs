@@ -58,7 +58,7 @@ impl Rope {
     /// the layout Gemma's GGUF files keep (llama.cpp's "neox" rotary).
     pub fn apply_halves(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, _, t, d) = x.dims4()?;
-        if x.device().is_cpu() {
+        if !crate::nn::device::generic_ops(x.device()) {
             if t > self.cos.dim(0)? {
                 candle_core::bail!("rotary: {t} positions, tables for {}", self.cos.dim(0)?);
             }

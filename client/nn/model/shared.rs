@@ -13,9 +13,14 @@ use candle_core::{Device, Tensor, D};
 /// The output head of the decoders, adaptable too.
 pub const HEAD_TARGET: &str = "output";
 
-/// A frozen weight held as `mode` says: quantized, or dequantized to f32.
+/// A frozen weight held as `mode` says: quantized, or dequantized to f32; always dequantized
+/// where [`crate::nn::device::generic_ops`] holds (a GPU).
 pub(crate) fn frozen(weight: QTensor, mode: WeightMode, device: &Device) -> Result<FrozenLinear> {
     Ok(match mode {
+        // A GPU (or the CPU running the GPU's graph) holds the frozen weights dequantized.
+        WeightMode::Quantized(_) if crate::nn::device::generic_ops(device) => {
+            FrozenLinear::dense(weight.dequantize(device)?)
+        }
         WeightMode::Quantized(backward) => FrozenLinear::quantized(weight, backward)?,
         WeightMode::DenseF32 => FrozenLinear::dense(weight.dequantize(device)?),
     })
@@ -119,7 +124,7 @@ pub(crate) fn attend(
     v: &Tensor,
     mask: &Mask,
 ) -> candle_core::Result<Tensor> {
-    if q.device().is_cpu() {
+    if !crate::nn::device::generic_ops(q.device()) {
         return super::attention::attention(q, k, v, mask.window);
     }
     attend_with(q, k, v, |scores, scale| {

@@ -28,6 +28,7 @@ extern "C" int aginet_boinc_init_data(AGINET_INIT_DATA* out) {
     out->checkpoint_period = aid.checkpoint_period;
     out->fraction_done_start = aid.fraction_done_start;
     out->fraction_done_end = aid.fraction_done_end;
+    out->gpu_device_num = aid.gpu_device_num;
     std::strncpy(out->wu_name, aid.wu_name, sizeof(out->wu_name) - 1);
     std::strncpy(out->result_name, aid.result_name, sizeof(out->result_name) - 1);
     return 0;

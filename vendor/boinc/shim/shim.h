@@ -16,6 +16,8 @@ typedef struct AGINET_INIT_DATA {
     double fraction_done_end;
     char wu_name[256];
     char result_name[256];
+    /* The GPU the client assigned (-1: none, or a client older than 6.13.3). */
+    int gpu_device_num;
 } AGINET_INIT_DATA;
 
 /* boinc_options_defaults(), an inline C++ function. */

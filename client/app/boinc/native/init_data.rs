@@ -31,6 +31,8 @@ pub struct ClientInitData {
     pub client_pid: u32,
     /// CPU seconds the task used in earlier runs.
     pub wu_cpu_time: f64,
+    /// The GPU the client assigned (-1: none).
+    pub gpu_device_num: i32,
 }
 
 impl Default for ClientInitData {
@@ -45,6 +47,7 @@ impl Default for ClientInitData {
             shm_key: 0,
             client_pid: 0,
             wu_cpu_time: 0.0,
+            gpu_device_num: -1,
         }
     }
 }
@@ -115,6 +118,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ClientInitData, InitDataError> {
             "shm_key" => data.shm_key = number()? as i64,
             "client_pid" => data.client_pid = number()?.max(0.0) as u32,
             "wu_cpu_time" => data.wu_cpu_time = number()?,
+            "gpu_device_num" => data.gpu_device_num = number()? as i32,
             _ => {}
         }
     }
@@ -144,6 +148,8 @@ mod tests {
 <checkpoint_period>60.000000</checkpoint_period>
 <fraction_done_start>0.000000</fraction_done_start>
 <fraction_done_end>1.000000</fraction_done_end>
+<gpu_type>NVIDIA</gpu_type>
+<gpu_device_num>1</gpu_device_num>
 <host_info><p_ncpus>16</p_ncpus></host_info>
 </app_init_data>
 ";
@@ -162,6 +168,7 @@ mod tests {
         assert_eq!(d.client_pid, 4242);
         assert_eq!(d.wu_cpu_time, 12.5);
         assert_eq!((d.fraction_done_start, d.fraction_done_end), (0.0, 1.0));
+        assert_eq!(d.gpu_device_num, 1);
     }
 
     #[test]
@@ -169,6 +176,7 @@ mod tests {
         let d = parse("<app_init_data></app_init_data>", Path::new("i.xml")).unwrap();
         assert_eq!(d, ClientInitData::default());
         assert_eq!(d.checkpoint_period, DEFAULT_CHECKPOINT_PERIOD);
+        assert_eq!(d.gpu_device_num, -1, "no GPU unless the client assigns one");
     }
 
     #[test]

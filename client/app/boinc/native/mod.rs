@@ -92,6 +92,7 @@ impl NativeSession {
             checkpoint_period: d.checkpoint_period,
             wu_name: d.wu_name,
             result_name: d.result_name,
+            gpu_device_num: d.gpu_device_num,
         })
     }
 
