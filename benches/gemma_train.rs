@@ -5,6 +5,8 @@
 //!
 //! `bench/gemma/run.sh` sets up the PyTorch venv and the base and runs this; by hand:
 //! `cargo bench --bench gemma_train -- BASE.gguf [--torch VENV_PYTHON] [--reps N]`.
+//! `cargo bench --bench gemma_train -- --write-workunit BASE.gguf DIR [STEPS]` writes the
+//! training work unit alone (`scripts/gpu_check.sh` runs it on a GPU).
 //! `AGINET_BENCH_PRODUCTS=f32` or `int8` overrides the manifest's frozen products.
 
 use aginet::format::adapter::{Adapter, AdapterHeader};
@@ -99,22 +101,26 @@ fn manifest() -> Manifest {
     m
 }
 
+/// Writes the benchmark's training work unit (`model` a symlink to `base`, `data`, `config`
+/// of `steps` steps) into `dir`: what the training child runs, and what `scripts/gpu_check.sh`
+/// runs with `aginet run --device cuda`.
+fn write_workunit(base: &Path, dir: &Path, steps: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::os::unix::fs::symlink(std::fs::canonicalize(base).unwrap(), dir.join("model")).unwrap();
+    std::fs::write(dir.join("data"), data(base)).unwrap();
+    let mut config = manifest().work_config(1, 0);
+    config.base_sha256 = aginet::format::files::sha256_file(base).unwrap();
+    config.steps = steps;
+    std::fs::write(dir.join("config"), config.to_json()).unwrap();
+}
+
 /// Child: training steps of the real app on a work unit; prints `tok_per_s peak_rss_mib`.
 fn child_train(base: &Path) {
     aginet::nn::allocator::restart_with_huge_pages();
     aginet::nn::threads::configure(THREADS);
     aginet::nn::allocator::tune();
     let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(
-        std::fs::canonicalize(base).unwrap(),
-        dir.path().join("model"),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("data"), data(base)).unwrap();
-    let mut config = manifest().work_config(1, 0);
-    config.base_sha256 = aginet::format::files::sha256_file(base).unwrap();
-    config.steps = STEPS + 1;
-    std::fs::write(dir.path().join("config"), config.to_json()).unwrap();
+    write_workunit(base, dir.path(), STEPS + 1);
 
     struct Steps(Vec<f64>);
     impl Host for Steps {
@@ -245,6 +251,10 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("--child-train") => return child_train(Path::new(&args[1])),
         Some("--child-eval") => return child_eval(Path::new(&args[1])),
+        Some("--write-workunit") => {
+            let steps = args.get(3).map_or(STEPS + 1, |n| n.parse().expect("STEPS"));
+            return write_workunit(Path::new(&args[1]), Path::new(&args[2]), steps);
+        }
         _ => {}
     }
     let base = args

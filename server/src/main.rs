@@ -9,6 +9,7 @@ mod boinc_db;
 mod boinc_work;
 mod convert;
 mod convert_bert;
+mod delta_diff;
 mod demo;
 mod digits_base;
 mod fault;
@@ -212,6 +213,17 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         min_deltas: usize,
     },
+    /// How far delta B is from delta A (two runs of one work unit: GPU and CPU, two platforms):
+    /// relative L2 difference and cosine per factor and overall, or "identical".
+    DeltaDiff {
+        /// The reference delta.
+        a: PathBuf,
+        /// The delta compared with it.
+        b: PathBuf,
+        /// Print every factor, not only the overall figures and the farthest factor.
+        #[arg(long)]
+        all: bool,
+    },
     /// Rewrite a GGUF base with its Q5_0 tensors as Q8_0 (exact: scale/8, values ×8), for
     /// candle's fast Q8_0 kernels; prints how many tensors and any inexact blocks.
     ConvertBase {
@@ -372,6 +384,24 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let socket = socket.unwrap_or_else(|| project::Project::validator_socket(&project));
             resident::serve::serve(&project, &socket, boinc.as_deref())?;
+        }
+        Command::DeltaDiff { a, b, all } => {
+            let d = delta_diff::diff(&a, &b)?;
+            if all {
+                for (name, rel, cos) in &d.factors {
+                    println!("{name}\trelative L2 {rel:.3e}\tcosine {cos:.7}");
+                }
+            }
+            if let Some((name, rel, _)) = d.factors.iter().max_by(|x, y| x.1.total_cmp(&y.1)) {
+                println!("farthest factor\t{name}\trelative L2 {rel:.3e}");
+            }
+            let (rel, cos) = d.total;
+            let same = if d.identical {
+                "identical"
+            } else {
+                "different"
+            };
+            println!("all factors\trelative L2 {rel:.3e}\tcosine {cos:.7}\t{same}");
         }
         Command::ConvertBase { input, out } => {
             let done = convert::convert(&input, &out)?;

@@ -170,3 +170,28 @@ fn a_gpu_this_build_lacks_or_cannot_open_fails_with_its_own_exit_code() {
         "{err}"
     );
 }
+
+/// On a CUDA GPU, where the build has the feature and the host has one: the tiny work unit's
+/// delta within 1% of the CPU's (f32 both ways; cuBLAS sums in its own order). Skipped, with
+/// the reason, without a usable GPU; `scripts/gpu_check.sh` runs the same on the device machine.
+#[cfg(feature = "cuda")]
+#[test]
+fn a_work_unit_trains_on_a_cuda_gpu_to_the_cpu_s_delta() {
+    if let Err(e) = aginet::nn::device::DeviceRequest::Gpu(0).open() {
+        eprintln!("skipped: no usable CUDA GPU here ({e})");
+        return;
+    }
+    let run = |device: &str| {
+        let wd = WorkDir::tiny(30);
+        let out = wd.run_app(&["--threads", "2", "--device", device]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        delta_values(&wd.read("delta"))
+    };
+    let (cpu, gpu) = (run("cpu"), run("cuda:0"));
+    let (rel, cos) = super::grad_compare::rel_err_and_cosine_of(&gpu, &cpu);
+    eprintln!("GPU delta against the CPU's: relative L2 {rel:.3e}, cosine {cos:.7}");
+    assert!(
+        rel <= 0.01 && cos >= 0.9999,
+        "relative L2 {rel}, cosine {cos}"
+    );
+}
