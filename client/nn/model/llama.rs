@@ -113,7 +113,7 @@ pub struct Llama {
 /// The token table: quantized rows looked up on demand, or a dense f32 table.
 #[derive(Debug)]
 enum Embedding {
-    Quantized(QTensor),
+    Quantized(Box<QTensor>),
     Dense(Tensor),
 }
 
@@ -248,7 +248,7 @@ impl Llama {
             loader.lora(HEAD_TARGET, HEAD_TARGET)?,
         );
         let embedding = match opts.weights {
-            WeightMode::Quantized(_) => Embedding::Quantized(embd),
+            WeightMode::Quantized(_) => Embedding::Quantized(Box::new(embd)),
             WeightMode::DenseF32 => Embedding::Dense(embd.dequantize(opts.device)?),
         };
         let blocks = (0..cfg.n_layer)
