@@ -111,8 +111,8 @@ device() {
   run_app() { # name device threads
     local name=$1 dev=$2 threads=$3 dir="$w/runs/$1"
     mkdir -p "$w/runs" && cp -r "$w/wu/${name%%-*}" "$dir"
-    rm -f "$dir/model" && ln -s "$w/base.gguf" "$dir/model"
-    [ "${name%%-*}" = tiny ] && cp "$w/wu/tiny/model" "$dir/model"
+    # The Gemma work units share the one base (the tiny one carries its own model).
+    [ "${name%%-*}" = tiny ] || { rm -f "$dir/model" && ln -s "$w/base.gguf" "$dir/model"; }
     sample >"$w/runs/$name.mem" &
     local sampler=$! start end
     start=$(date +%s.%N)
