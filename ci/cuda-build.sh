@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 CUDA_ROOT="$(ci/cuda-toolkit.sh)"
 export CUDA_ROOT PATH="$CUDA_ROOT/bin:$PATH"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+# candle-kernels' builder (cudaforge) compiles the quantized-matmul instances on half the cores
+# by default: one at a time on a 2-core machine.
+export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
 # Its own target folder: switching the feature on and off would rebuild candle each time.
 export CARGO_TARGET_DIR="${CUDA_TARGET_DIR:-target/cuda}"
 
