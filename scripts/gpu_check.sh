@@ -161,6 +161,10 @@ report() {
     echo "language, GPU against this machine's CPU with $products products: $(diffs "$G/cpu/language-$products/delta" "$dir/language-gpu.delta")"
   done
   echo "bench, GPU against the CPU: $(diffs "$dir/bench-cpu.delta" "$dir/bench-gpu.delta")"
+  # Against f32 products the GPU must stay within 1% relative L2: the GPU's graph run on the CPU
+  # ended 1.9e-4 from the CPU's delta on the language work unit (30 steps), the tiny one 6e-6.
+  # int8 against f32 on the CPU alone: 42% on the same work unit, so no bound applies there.
+  echo "bound: GPU against f32 CPU runs within 1e-2 relative L2"
   mkdir -p "$G/returned" && tar -C "$G/returned" -xzf "$dir/logs.tar.gz"
   for run in tiny-gpu language-gpu; do
     cp "$dir/$run.delta" "$G/returned/$run/delta"
