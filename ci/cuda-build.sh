@@ -7,8 +7,9 @@
 #   ci/cuda-build.sh --binary   also links `aginet` with the feature (no BOINC mode: the GPU
 #                               check runs it standalone) and writes target/cuda/aginet-cuda.zst
 #
-# Budget: about 15 minutes on 2 cores from nothing, most of it candle's kernels (the quantized
-# matmul instances); seconds when target/cuda is warm. The GPU it compiles for is
+# Budget: about 13 minutes on 2 cores from nothing, most of it candle's kernels (the quantized
+# matmul instances: 5.5 min; 16.9 min in all before CUDAFORGE_THREADS below halved them);
+# seconds when target/cuda is warm. The GPU it compiles for is
 # CUDA_COMPUTE_CAP (default 90, the H100/H200 the device checks run on; docs/builder.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -23,6 +23,6 @@ cargo test --workspace
 # cache (~/.cache/aginet) is empty. Budget: 10 minutes. Alone: ci/boinc-round.sh.
 ci/boinc-round.sh
 # The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
-# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code. Budget: 15
+# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code. Budget: 13
 # minutes on 2 cores from nothing. Alone: ci/cuda-build.sh (--binary also links the app).
 ci/cuda-build.sh
