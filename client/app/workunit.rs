@@ -199,7 +199,6 @@ pub fn run_on(
     host: &mut dyn Host,
 ) -> Result<RunOutcome> {
     let started = Instant::now();
-    let device = device.clone();
     let mut loaded = load(files)?;
     let config = loaded.config.clone();
     let resume = usable_checkpoint(files, &loaded.inputs_key, host);
@@ -208,11 +207,11 @@ pub fn run_on(
     let trained = trainable_names(&loaded.sites, config.lora.train_a);
     let mut factors = NamedTensors::new();
     for (name, t) in &loaded.adapter.tensors {
-        factors.insert(name.clone(), t.to_device(&device)?);
+        factors.insert(name.clone(), t.to_device(device)?);
     }
     if let Some(c) = &resume {
         for name in &trained {
-            let start = from_checkpoint(files, &c.params, name)?.to_device(&device)?;
+            let start = from_checkpoint(files, &c.params, name)?.to_device(device)?;
             factors.insert(name.clone(), start);
         }
     }
@@ -230,21 +229,21 @@ pub fn run_on(
             lora: &config.lora,
             factors: &factors,
             max_seq_len: config.hyper.max_seq_len,
-            device: &device,
+            device,
         },
         &files.config,
     )?;
     let mut opt = AdamW::new(vars, config.hyper.clone())?;
     let eval_reward = || {
         let max_len = config.hyper.max_seq_len;
-        learner.eval_reward(config.hyper.batch_size, max_len, &device)
+        learner.eval_reward(config.hyper.batch_size, max_len, device)
     };
 
     let mut state = match resume {
         Some(c) => {
             let moments = |group: &NamedTensors| -> Result<Vec<_>> {
                 let on_device =
-                    |n: &String| Ok(from_checkpoint(files, group, n)?.to_device(&device)?);
+                    |n: &String| Ok(from_checkpoint(files, group, n)?.to_device(device)?);
                 trained.iter().map(on_device).collect()
             };
             let (m, v) = (moments(&c.m)?, moments(&c.v)?);
@@ -267,7 +266,7 @@ pub fn run_on(
         None => TrainState::new(learner.n_train(), config.seed, eval_reward()?),
     };
 
-    let objective = learner.objective(&device);
+    let objective = learner.objective(device);
     let job = TrainJob {
         config: &config,
         objective: objective.as_ref(),

@@ -12,9 +12,10 @@
 //! Gemma, where the fused head-and-loss pass sums its softmax over 262,144 logits in another
 //! order). The control, the same graph's gradient on other factors, must fail them. (With fewer
 //! than 16 rows the CPU's frozen product is candle's quantized kernel, which rounds the
-//! activations to 8 bits: an adapted Gemma head on a few completions then differs by 1%.) For a whole work unit the differences grow with the steps through
-//! the optimizer: the delta within 1% relative L2 after 30 steps of the tiny skill (measured
-//! 6.3e-6; another seed gives 45%).
+//! activations to 8 bits: an adapted Gemma head on a few completions then differs by 1%.)
+//! For a whole work unit the differences grow with the steps through the optimizer: the delta
+//! within 1% relative L2 after 30 steps of the tiny skill (measured 6.3e-6; another seed gives
+//! 45%).
 
 use super::fixture::{gemma_base, models_dir, stderr, WorkDir};
 use super::grad_compare::{factor_gradients, random_factors, rel_err_and_cosine};
