@@ -1,43 +1,96 @@
 #!/usr/bin/env bash
-# Builds a fully static volunteer app: glibc linked in (`crt-static`) and no position-independent
-# start-up code, so the file has no dynamic section at all and runs on any x86_64 Linux kernel
-# >= 3.2 whatever its C library and whatever BOINC or C++ libraries it has. Two flavours:
+# Builds a self-contained volunteer app for one platform and checks that it is one:
+# - Linux (x86_64 by default, or --target aarch64-unknown-linux-gnu, cross-compiled with Debian's
+#   gcc-aarch64-linux-gnu): glibc linked in (`crt-static`) and no position-independent start-up
+#   code, so the file has no dynamic section at all and runs on any Linux kernel >= 3.2 whatever
+#   its C library and whatever BOINC or C++ libraries it has.
+# - Windows (--target x86_64-pc-windows-gnu, with Debian's MinGW-w64, its posix-thread
+#   compilers): one .exe with the C++ and Rust runtimes inside, importing only Windows' own DLLs
+#   (checked against a list). Needs --ffi: the protocol in Rust speaks Unix shared memory only.
+# Two flavours:
 # - default: the BOINC client-app protocol in Rust (feature `boinc-native`): no libboinc_api and
 #   no C++ runtime in the file (checked);
 # - --ffi: BOINC's own app API compiled from BOINC's source (feature `boinc-bundled`, the
 #   `-sys` crate's `bundled`), with the C++ runtime linked in statically (libstdc++.a: under
 #   crt-static the linker takes only static archives).
 # Checks that, then prints the path.
-# Usage: ci/build-static.sh [--ffi] [PROFILE]   (default release; the binary is
-#        target/static[-ffi]/x86_64-unknown-linux-gnu/<profile dir>/aginet)
+# Usage: ci/build-static.sh [--ffi] [--target TRIPLE] [PROFILE]   (default release; the binary
+#        is target/static[-ffi]/<triple>/<profile dir>/aginet[.exe])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 FFI=0
-if [ "${1:-}" = "--ffi" ]; then
-  FFI=1
-  shift
-fi
-PROFILE="${1:-release}"
 TARGET=x86_64-unknown-linux-gnu
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --ffi) FFI=1; shift ;;
+    --target) TARGET="$2"; shift 2 ;;
+    *) break ;;
+  esac
+done
+PROFILE="${1:-release}"
 FEATURES=boinc-native
 TARGET_DIR=target/static
 if [ "$FFI" = 1 ]; then
   FEATURES=boinc-bundled
   TARGET_DIR=target/static-ffi
 fi
+EXE=aginet
 # --target keeps these flags off build scripts and proc macros, which must stay dynamic.
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+FLAGS="-C target-feature=+crt-static -C relocation-model=static"
+case "$TARGET" in
+  x86_64-unknown-linux-gnu) ;;
+  aarch64-unknown-linux-gnu)
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+    export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+    ;;
+  x86_64-pc-windows-gnu)
+    if [ "$FFI" = 0 ]; then
+      echo "build-static.sh: $TARGET needs --ffi (the protocol in Rust is Unix-only)" >&2
+      exit 2
+    fi
+    # The posix-thread MinGW compilers: libstdc++ with C++11 threads, and one driver for the C++
+    # archives and the link so that both take the same runtime. rustc ignores crt-static here;
+    # boinc-api-sys links libstdc++.a itself, and Rust's runtime is static on this target.
+    export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc-posix
+    export CC_x86_64_pc_windows_gnu=x86_64-w64-mingw32-gcc-posix
+    export CXX_x86_64_pc_windows_gnu=x86_64-w64-mingw32-g++-posix
+    export AR_x86_64_pc_windows_gnu=x86_64-w64-mingw32-ar
+    FLAGS=""
+    EXE=aginet.exe
+    ;;
+  *)
+    echo "build-static.sh: unknown target $TARGET (x86_64-unknown-linux-gnu, aarch64-unknown-linux-gnu, x86_64-pc-windows-gnu)" >&2
+    exit 2
+    ;;
+esac
+RUSTFLAGS="$FLAGS" \
   cargo build --quiet --profile "$PROFILE" --no-default-features --features "$FEATURES" \
   --target "$TARGET" --target-dir "$TARGET_DIR" --bin aginet
 DIR="$PROFILE"
 [ "$PROFILE" = dev ] && DIR=debug
-BIN="$TARGET_DIR/$TARGET/$DIR/aginet"
-if readelf -d "$BIN" | grep -q "Dynamic section"; then
-  echo "build-static.sh: $BIN has a dynamic section:" >&2
-  readelf -d "$BIN" >&2
-  exit 1
-fi
+BIN="$TARGET_DIR/$TARGET/$DIR/$EXE"
+case "$TARGET" in
+  *-linux-gnu)
+    if readelf -d "$BIN" | grep -q "Dynamic section"; then
+      echo "build-static.sh: $BIN has a dynamic section:" >&2
+      readelf -d "$BIN" >&2
+      exit 1
+    fi
+    ;;
+  *-windows-gnu)
+    # Windows' own DLLs (and the API sets Rust's runtime names); nothing a volunteer lacks.
+    ALLOWED='^(kernel32|advapi32|bcryptprimitives|msvcrt|ntdll|shell32|user32|userenv|ws2_32|api-ms-win-core-[a-z0-9-]+)\.dll$'
+    IMPORTS=$(x86_64-w64-mingw32-objdump -p "$BIN" | sed -n 's/^\s*DLL Name: //p' | tr 'A-Z' 'a-z' | sort -u)
+    if [ -z "$IMPORTS" ] || echo "$IMPORTS" | grep -Ev "$ALLOWED" >/dev/null; then
+      echo "build-static.sh: $BIN imports DLLs Windows does not have:" >&2
+      echo "$IMPORTS" | grep -Ev "$ALLOWED" >&2 || true
+      exit 1
+    fi
+    ;;
+esac
 if [ "$FFI" = 0 ] && { readelf -p .comment "$BIN" 2>/dev/null | grep -q GLIBCXX || nm "$BIN" 2>/dev/null | grep -q "__cxa_"; }; then
   echo "build-static.sh: $BIN carries C++ runtime code" >&2
   exit 1

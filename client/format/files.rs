@@ -43,7 +43,9 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     sync_parent(path)
 }
 
-/// Flushes the folder holding `path`, making a rename in it durable.
+/// Flushes the folder holding `path`, making a rename in it durable. Unix only: Windows opens
+/// no folder as a file (access denied), and NTFS journals the rename itself.
+#[cfg(unix)]
 fn sync_parent(path: &Path) -> Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -51,6 +53,12 @@ fn sync_parent(path: &Path) -> Result<()> {
     };
     let dir = File::open(parent).map_err(|e| Error::io(parent, e))?;
     dir.sync_all().map_err(|e| Error::io(parent, e))
+}
+
+/// See the Unix version: nothing to do on Windows.
+#[cfg(not(unix))]
+fn sync_parent(_path: &Path) -> Result<()> {
+    Ok(())
 }
 
 /// Reads a whole file, naming it on failure.

@@ -111,16 +111,44 @@ fn link(lib_dir: &Path) {
 }
 
 /// Links the C++ runtime BOINC's code needs (the `cc` builds link none themselves). Under
-/// crt-static (the fully static app) its archive, passed to the linker as it is (`-bundle`: it
-/// lives in the C++ compiler's own folder, which the linker driver knows and rustc does not);
-/// otherwise the shared library, as for any C++ dependency.
+/// crt-static (the fully static app) and always for Windows with MinGW (whose app ships as one
+/// .exe; rustc ignores crt-static there) its archive, passed to the linker as it is (`-bundle`:
+/// it lives in the C++ compiler's own folder, which the linker driver knows and rustc does
+/// not); otherwise the shared library, as for any C++ dependency.
 fn link_cpp_runtime() {
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
-    if features.split(',').any(|f| f == "crt-static") {
+    let mingw = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "windows")
+        && std::env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|env| env == "gnu");
+    if mingw || features.split(',').any(|f| f == "crt-static") {
         println!("cargo:rustc-link-lib=static:-bundle=stdc++");
     } else {
         println!("cargo:rustc-link-lib=dylib=stdc++");
     }
+}
+
+/// When cross-compiling: the C++ standard library's header folders of the C++ compiler that
+/// builds the shim (asked with `-v`), so that bindgen's clang parses the same `<string>` and
+/// `<vector>` for the target. clang alone misses them for MinGW (Debian keeps them under
+/// `12-posix`/`12-win32`, which it does not look for). The compiler's own intrinsics folder
+/// is left out: clang has its own. Empty for a native build.
+fn cross_cxx_includes() -> Vec<PathBuf> {
+    if std::env::var("TARGET").ok() == std::env::var("HOST").ok() {
+        return Vec::new();
+    }
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let out = Command::new(compiler.path())
+        .args(["-E", "-x", "c++", "-", "-v"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {} -v: {e}", compiler.path().display()));
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines()
+        .skip_while(|l| !l.starts_with("#include <...> search starts here:"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .map(|l| PathBuf::from(l.trim()))
+        .filter(|p| p.components().any(|c| c.as_os_str() == "c++"))
+        .collect()
 }
 
 /// Whether the archive at `path` defines the global symbol `symbol` (checked with `nm`).
@@ -151,6 +179,11 @@ fn generate_bindings(includes: &[PathBuf]) {
         .header("shim/wrapper.hpp")
         .clang_args(["-x", "c++", "-std=c++11"])
         .clang_args(includes.iter().map(|i| format!("-I{}", i.display())))
+        .clang_args(
+            cross_cxx_includes()
+                .iter()
+                .map(|i| format!("-isystem{}", i.display())),
+        )
         .clang_arg("-Ishim")
         .allowlist_function("boinc_(init_options|finish|fraction_done|time_to_checkpoint|checkpoint_completed|resolve_filename|get_status|is_standalone|begin_critical_section|end_critical_section)")
         .allowlist_function("aginet_boinc_.*")

@@ -20,11 +20,11 @@ const TARBALL_NAME: &str = "boinc-server_release-1.6.2";
 
 /// The app API's own sources (`api/`).
 const API_FILES: &[&str] = &["boinc_api.cpp"];
-/// What the app API needs of `lib/`: found by linking a static probe of every call the shim
-/// and the bindings make. `APP_INIT_DATA` holds host info, preferences, proxy settings and
+/// What the app API needs of `lib/` on Linux: found by linking a static probe of every call the
+/// shim and the bindings make. `APP_INIT_DATA` holds host info, preferences, proxy settings and
 /// coprocessors, which is why `hostinfo`, `prefs`, `proxy_info`, `coproc` and `opencl_boinc`
 /// are here. No file needs OpenSSL, curl or a graphics library.
-const LIB_FILES: &[&str] = &[
+const LINUX_LIB_FILES: &[&str] = &[
     "app_ipc.cpp",
     "coproc.cpp",
     "diagnostics.cpp",
@@ -45,11 +45,11 @@ const LIB_FILES: &[&str] = &[
     "util.cpp",
 ];
 
-/// The feature macros the files above test, as BOINC's configure sets them on Linux and
-/// glibc. Left out on purpose: `HAVE_STRLCPY`/`HAVE_STRLCAT` (glibc before 2.38 has neither;
-/// `str_util.cpp` supplies them). A missing macro can change behaviour silently (without
-/// `HAVE_SIGACTION` no crash handler is installed), so the list is exactly configure's.
-const CONFIG_MACROS: &[&str] = &[
+/// The feature macros the Linux files test, as BOINC's configure sets them on Linux and glibc
+/// (any architecture). Left out on purpose: `HAVE_STRLCPY`/`HAVE_STRLCAT` (glibc before 2.38
+/// has neither; `str_util.cpp` supplies them). A missing macro can change behaviour silently
+/// (without `HAVE_SIGACTION` no crash handler is installed), so the list is exactly configure's.
+const LINUX_CONFIG_MACROS: &[&str] = &[
     "HAVE_DLFCN_H",
     "HAVE_EXECINFO_H",
     "HAVE_FTOK",
@@ -68,38 +68,135 @@ const CONFIG_MACROS: &[&str] = &[
     "HAVE_UNISTD_H",
 ];
 
+/// `lib/` for Windows with MinGW: `lib/Makefile.mingw`'s `LIB_OBJ`, BOINC's own list for this
+/// compiler (the linker takes only the objects the app reaches).
+const WINDOWS_LIB_FILES: &[&str] = &[
+    "app_ipc.cpp",
+    "base64.cpp",
+    "coproc.cpp",
+    "diagnostics.cpp",
+    "diagnostics_win.cpp",
+    "filesys.cpp",
+    "hostinfo.cpp",
+    "md5.cpp",
+    "md5_file.cpp",
+    "mem_usage.cpp",
+    "mfile.cpp",
+    "miofile.cpp",
+    "opencl_boinc.cpp",
+    "procinfo_win.cpp",
+    "procinfo.cpp",
+    "proc_control.cpp",
+    "parse.cpp",
+    "prefs.cpp",
+    "proxy_info.cpp",
+    "str_util.cpp",
+    "shmem.cpp",
+    "stackwalker_win.cpp",
+    "url.cpp",
+    "util.cpp",
+    "win_util.cpp",
+    "wslinfo.cpp",
+];
+
+/// `Makefile.mingw`'s macros (`CCXXFLAGS`: `WINVERFLAGS`, `HAVEFLAGS` and the rest) with
+/// their values; `version.h` is included first as there (`--include`).
+const WINDOWS_DEFINES: &[(&str, Option<&str>)] = &[
+    ("EINSTEINATHOME_CROSS_BUILD", None),
+    ("MINGW_WIN32", None),
+    ("HAVE_STRCASECMP", None),
+    ("_WINDOWS", None),
+    ("_WIN32", None),
+    ("WIN32", None),
+    ("WINVER", Some("0x0500")),
+    ("_WIN32_WINNT", Some("0x0500")),
+    ("_MT", None),
+    ("BOINC", None),
+    ("NODB", None),
+    ("_CONSOLE", None),
+    ("NDEBUG", None),
+];
+
+/// The Windows system libraries BOINC's code calls into (found by linking the app).
+const WINDOWS_SYSTEM_LIBS: &[&str] = &[
+    "advapi32", "shell32", "psapi", "ws2_32", "winmm", "userenv", "ole32", "oleaut32", "wbemuuid",
+];
+
 /// Stops the build with one line naming the path and the problem.
 fn fail(message: String) -> ! {
     eprintln!("error: boinc-api-sys (bundled): {message}");
     std::process::exit(1);
 }
 
-/// Compiles the app API; returns the include folders for the shim and bindgen.
+/// Compiles the app API for the target (Linux with glibc, or Windows with MinGW); returns the
+/// include folders for the shim and bindgen.
 pub fn build(out_dir: &Path) -> Vec<PathBuf> {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if os != "linux" {
-        fail(format!(
-            "the bundled build knows configure's choices for Linux only, not {os:?}; \
+    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    match (os.as_str(), env.as_str()) {
+        ("linux", "gnu") => build_linux(out_dir),
+        ("windows", "gnu") => build_windows(out_dir),
+        _ => fail(format!(
+            "the bundled build knows Linux with glibc and Windows with MinGW, not {os:?}/{env:?}; \
              build BOINC's libraries for it and set BOINC_INCLUDE_DIR and BOINC_LIB_DIR"
-        ));
+        )),
     }
+}
+
+/// Linux: configure's choices written into a `config.h`, the files a static probe needs.
+fn build_linux(out_dir: &Path) -> Vec<PathBuf> {
     let root = source_tree(out_dir);
     let config = out_dir.join("boinc-config");
     write_config(&root, &config);
     let includes = vec![config, root.join("lib"), root.join("api"), root.clone()];
-    for (archive, folder, files) in [("boinc_api", "api", API_FILES), ("boinc", "lib", LIB_FILES)] {
+    compile(&root, &includes, LINUX_LIB_FILES, |_| {});
+    includes
+}
+
+/// Windows: `lib/Makefile.mingw`'s recipe (its file list, macros and include folders; BOINC's
+/// `win_build/config.h` is empty, nothing is configured), and the system libraries to link.
+fn build_windows(out_dir: &Path) -> Vec<PathBuf> {
+    let root = source_tree(out_dir);
+    let includes: Vec<PathBuf> = ["", "db", "lib", "api", "zip", "win_build"]
+        .iter()
+        .map(|f| root.join(f))
+        .collect();
+    let version_h = root.join("version.h");
+    compile(&root, &includes, WINDOWS_LIB_FILES, |build| {
+        for (name, value) in WINDOWS_DEFINES {
+            build.define(name, *value);
+        }
+        build
+            .flag("-include")
+            .flag(version_h.to_string_lossy().as_ref());
+    });
+    for lib in WINDOWS_SYSTEM_LIBS {
+        println!("cargo:rustc-link-lib={lib}");
+    }
+    includes
+}
+
+/// Compiles `api/`'s files into `boinc_api` and `lib_files` of `lib/` into `boinc`, both with
+/// `includes` and what `configure` adds to each build.
+fn compile(
+    root: &Path,
+    includes: &[PathBuf],
+    lib_files: &[&str],
+    configure: impl Fn(&mut cc::Build),
+) {
+    for (archive, folder, files) in [("boinc_api", "api", API_FILES), ("boinc", "lib", lib_files)] {
         let mut build = cc::Build::new();
         build
             .cpp(true)
             .cpp_link_stdlib(None)
             .warnings(false)
-            .includes(&includes);
+            .includes(includes);
+        configure(&mut build);
         for file in files {
             build.file(root.join(folder).join(file));
         }
         build.compile(archive);
     }
-    includes
 }
 
 /// The BOINC source tree: `BOINC_SRC`, or the pinned tarball unpacked into `out_dir`.
@@ -174,7 +271,7 @@ fn write_config(root: &Path, folder: &Path) {
     );
     // boinc_api.cpp embeds "API_VERSION_" PACKAGE_VERSION in the app.
     config += &format!("#define PACKAGE_VERSION \"{version}\"\n");
-    for m in CONFIG_MACROS {
+    for m in LINUX_CONFIG_MACROS {
         config += &format!("#define {m} 1\n");
     }
     std::fs::create_dir_all(folder)
