@@ -47,7 +47,8 @@ cargo --version
 # The other platforms' standard libraries, for their app versions (ci/build-static.sh --target).
 [ -x "$HOME/.cargo/bin/rustup" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if command -v rustup >/dev/null 2>&1; then
-  for target in x86_64-pc-windows-gnu aarch64-unknown-linux-gnu; do
+  # (and macOS's, for ci/macos-check.sh's compile-check)
+  for target in x86_64-pc-windows-gnu aarch64-unknown-linux-gnu aarch64-apple-darwin; do
     rustup target list --installed | grep -qx "$target" || rustup target add "$target"
   done
 fi

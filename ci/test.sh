@@ -12,6 +12,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 stage lints of the native protocol build
 # The static build's configuration: the BOINC protocol in Rust instead of libboinc_api.
 cargo clippy --all-targets --no-default-features --features boinc-native -- -D warnings
+stage the macOS compile-check
+# The app's Rust code for macOS, without Apple's SDK (nothing linked). Alone: ci/macos-check.sh.
+ci/macos-check.sh
 stage the app versions
 # Every app version the tests run, built before them because the client runs apps at idle
 # priority: a build beside the tests would starve them (the tests build each on first use when

@@ -123,10 +123,25 @@ fn exec_self_with(tunables: &str) -> std::io::Error {
             .collect()
     };
     let (argv, envp) = (pointers(&args), pointers(&env));
-    // SAFETY: the path, argv and envp are NUL-terminated strings and NULL-terminated arrays that
-    // outlive the call; execve only returns on failure, leaving the process as it was.
-    unsafe { libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    std::io::Error::last_os_error()
+    // The new image starts with no signal blocked and SIGPIPE at its default, as a program
+    // started by `Command` does (and as the restart did when it went through `Command::exec`):
+    // a mask inherited from whoever started this process would otherwise stay, and BOINC's
+    // app API, whose timer runs on SIGALRM, would never hear its client stop.
+    // SAFETY: the path, argv and envp are NUL-terminated strings and NULL-terminated arrays
+    // that outlive the call; the signal calls take valid sets. This runs before any other
+    // thread exists, and on failure the mask and SIGPIPE's handler are put back as they were.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, &mut before);
+        let pipe_handler = libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), envp.as_ptr());
+        let error = std::io::Error::last_os_error();
+        libc::signal(libc::SIGPIPE, pipe_handler);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        error
+    }
 }
 
 /// Whether this process's allocator asks for transparent huge pages (the tunable is set to 1).

@@ -1,6 +1,6 @@
-//! The volunteer app built for another platform (`ci/build-static.sh --ffi --target …`, on first
-//! use) and run here under that platform's emulation: Windows x86_64 under Wine, Linux aarch64
-//! under qemu's user mode.
+//! The volunteer app's self-contained build for each platform (`ci/build-static.sh --ffi
+//! --target …`, on first use), run here: Linux x86_64 natively, Windows x86_64 under Wine,
+//! Linux aarch64 under qemu's user mode. Shared by the tests and `benches/platforms.rs`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 /// A platform whose app version this machine builds and can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Platform {
+    /// `x86_64-pc-linux-gnu`: the static build this machine runs itself.
+    LinuxX86_64,
     /// `windows_x86_64`: the MinGW build, under Debian's Wine.
     Windows,
     /// `aarch64-unknown-linux-gnu`: the static cross build, under `qemu-aarch64-static`.
@@ -25,6 +27,7 @@ impl Platform {
     /// The Rust target triple the app is built for.
     pub fn triple(self) -> &'static str {
         match self {
+            Platform::LinuxX86_64 => "x86_64-unknown-linux-gnu",
             Platform::Windows => "x86_64-pc-windows-gnu",
             Platform::LinuxAarch64 => "aarch64-unknown-linux-gnu",
         }
@@ -32,9 +35,11 @@ impl Platform {
 
     /// The release binary of the app version, built once per test run.
     pub fn binary(self) -> PathBuf {
+        static X86_64: OnceLock<Result<PathBuf, String>> = OnceLock::new();
         static WINDOWS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
         static AARCH64: OnceLock<Result<PathBuf, String>> = OnceLock::new();
         let cell = match self {
+            Platform::LinuxX86_64 => &X86_64,
             Platform::Windows => &WINDOWS,
             Platform::LinuxAarch64 => &AARCH64,
         };
@@ -46,6 +51,7 @@ impl Platform {
     /// A command that runs the app with `args` (paths in them given by [`Platform::path`]).
     pub fn command(self, args: &[OsString]) -> Command {
         let mut cmd = match self {
+            Platform::LinuxX86_64 => return with_args(Command::new(self.binary()), args),
             Platform::Windows => {
                 let mut cmd = Command::new(wine());
                 cmd.env("WINEPREFIX", wine_prefix())
@@ -55,17 +61,22 @@ impl Platform {
             }
             Platform::LinuxAarch64 => Command::new("qemu-aarch64-static"),
         };
-        cmd.arg(self.binary()).args(args);
-        cmd
+        cmd.arg(self.binary());
+        with_args(cmd, args)
     }
 
     /// `path` as the app sees it: Wine's drive `Z:` is the Unix root.
     pub fn path(self, path: &Path) -> OsString {
         match self {
             Platform::Windows => format!("Z:{}", path.display()).replace('/', "\\").into(),
-            Platform::LinuxAarch64 => path.into(),
+            Platform::LinuxX86_64 | Platform::LinuxAarch64 => path.into(),
         }
     }
+}
+
+fn with_args(mut cmd: Command, args: &[OsString]) -> Command {
+    cmd.args(args);
+    cmd
 }
 
 /// Debian's wine64 loader (not on PATH without the `wine` wrapper package).

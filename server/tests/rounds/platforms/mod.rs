@@ -1,13 +1,13 @@
 //! The app versions for the other platforms volunteers have, run here: Windows x86_64 under
 //! Wine, Linux aarch64 under qemu. Each trains a tiny work unit to the end, resumes to the same
 //! bytes after being killed mid-run, fails with a clear message on a truncated model, and its
-//! result validates with this x86_64 server; its delta is compared with the native x86_64 run
-//! of the same work unit and thread count. The Windows build also runs in BOINC mode, in the
+//! result validates with this x86_64 server; its delta is compared with the run of the same
+//! work unit and thread count by the Linux x86_64 app version (the static FFI build), natively. The Windows build also runs in BOINC mode, in the
 //! app API's standalone mode (no client), from a slot folder.
 
 mod emulated;
 
-use crate::common::{init_project, ok, one_work_unit, run_app, server, set_steps};
+use crate::common::{init_project, ok, one_work_unit, server, set_steps};
 use crate::common::{valid_rewards, validate};
 use aginet::format::config::WorkConfig;
 use emulated::Platform;
@@ -67,7 +67,7 @@ fn platform_round(platform: Platform) {
     let setup = Setup::new(STEPS);
     let native = setup.copy("native");
     let started = Instant::now();
-    run_app(&native, 1);
+    ok_stderr(&run(Platform::LinuxX86_64, &native, &[]));
     let native_s = started.elapsed().as_secs_f64();
 
     // To the end, and validated by the x86_64 server.
