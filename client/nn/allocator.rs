@@ -124,9 +124,9 @@ fn exec_self_with(tunables: &str) -> std::io::Error {
     };
     let (argv, envp) = (pointers(&args), pointers(&env));
     // The new image starts with no signal blocked and SIGPIPE at its default, as a program
-    // started by `Command` does (and as the restart did when it went through `Command::exec`):
-    // a mask inherited from whoever started this process would otherwise stay, and BOINC's
-    // app API, whose timer runs on SIGALRM, would never hear its client stop.
+    // started by `Command` does (and as the restart did when it went through `Command::exec`),
+    // so the restart changes nothing but the tunable: BOINC's app API, for one, runs its timer
+    // on SIGALRM.
     // SAFETY: the path, argv and envp are NUL-terminated strings and NULL-terminated arrays
     // that outlive the call; the signal calls take valid sets. This runs before any other
     // thread exists, and on failure the mask and SIGPIPE's handler are put back as they were.

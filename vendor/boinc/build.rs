@@ -23,7 +23,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=BOINC_TARBALL");
     println!("cargo:rerun-if-changed=shim");
     println!("cargo:rerun-if-changed=build");
-    let includes = if cfg!(feature = "bundled") {
+    let headers = if cfg!(feature = "bundled") {
         let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
         bundled::build(&out)
     } else {
@@ -35,14 +35,17 @@ fn main() {
                 include.display()
             );
         }
-        vec![include]
+        Headers {
+            includes: vec![include],
+            defines: &[],
+            prelude: None,
+        }
     };
 
-    cc::Build::new()
-        .cpp(true)
-        .file("shim/shim.cpp")
-        .includes(&includes)
-        .include("shim")
+    let mut shim = cc::Build::new();
+    shim.cpp(true).file("shim/shim.cpp");
+    headers.configure(&mut shim);
+    shim.include("shim")
         .flag_if_supported("-std=c++11")
         .warnings(false)
         .cpp_link_stdlib(None)
@@ -52,7 +55,8 @@ fn main() {
         link(&env_path("BOINC_LIB_DIR").unwrap_or_else(default_lib_dir));
     }
     // For the app's build metadata (DEP_BOINC_API_API_VERSION, DEP_BOINC_API_ORIGIN).
-    let version = includes
+    let version = headers
+        .includes
         .iter()
         .find_map(|i| boinc_version(&i.join("version.h")))
         .unwrap_or_else(|| "unknown".into());
@@ -66,7 +70,47 @@ fn main() {
         }
     );
     link_cpp_runtime();
-    generate_bindings(&includes);
+    generate_bindings(&headers);
+}
+
+/// How every C++ compile against BOINC's headers sees them (BOINC's own archives, the shim and
+/// bindgen's parse alike, so that all agree on the layout of `APP_INIT_DATA` and the rest).
+pub struct Headers {
+    /// Include folders, in order.
+    pub includes: Vec<PathBuf>,
+    /// Macros and their values (`None`: defined empty).
+    pub defines: &'static [(&'static str, Option<&'static str>)],
+    /// A header included before each file (`-include`), as BOINC's MinGW makefile does.
+    pub prelude: Option<PathBuf>,
+}
+
+impl Headers {
+    /// Adds the folders, macros and prelude to a `cc` build.
+    fn configure(&self, build: &mut cc::Build) {
+        build.includes(&self.includes);
+        for (name, value) in self.defines {
+            build.define(name, *value);
+        }
+        if let Some(prelude) = &self.prelude {
+            build
+                .flag("-include")
+                .flag(prelude.to_string_lossy().as_ref());
+        }
+    }
+
+    /// The same for clang's command line (bindgen).
+    fn clang_args(&self) -> Vec<String> {
+        let includes = self.includes.iter().map(|i| format!("-I{}", i.display()));
+        let defines = self.defines.iter().map(|(name, value)| match value {
+            Some(v) => format!("-D{name}={v}"),
+            None => format!("-D{name}"),
+        });
+        let prelude = self
+            .prelude
+            .iter()
+            .flat_map(|p| ["-include".to_string(), p.display().to_string()]);
+        includes.chain(defines).chain(prelude).collect()
+    }
 }
 
 /// `BOINC_VERSION_STRING` of a BOINC `version.h`, if it is one.
@@ -174,11 +218,11 @@ fn archive_defines(path: &Path, symbol: &str) -> bool {
     }
 }
 
-fn generate_bindings(includes: &[PathBuf]) {
+fn generate_bindings(headers: &Headers) {
     let bindings = bindgen::Builder::default()
         .header("shim/wrapper.hpp")
         .clang_args(["-x", "c++", "-std=c++11"])
-        .clang_args(includes.iter().map(|i| format!("-I{}", i.display())))
+        .clang_args(headers.clang_args())
         .clang_args(
             cross_cxx_includes()
                 .iter()

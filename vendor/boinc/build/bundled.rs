@@ -8,6 +8,7 @@
 //! step: a `config.h` written here carries the few feature macros the compiled files test, with
 //! the values BOINC's configure chooses on Linux with glibc.
 
+use super::Headers;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -128,9 +129,9 @@ fn fail(message: String) -> ! {
     std::process::exit(1);
 }
 
-/// Compiles the app API for the target (Linux with glibc, or Windows with MinGW); returns the
-/// include folders for the shim and bindgen.
-pub fn build(out_dir: &Path) -> Vec<PathBuf> {
+/// Compiles the app API for the target (Linux with glibc, or Windows with MinGW); returns how
+/// the shim and bindgen must see BOINC's headers (as the archives were compiled).
+pub fn build(out_dir: &Path) -> Headers {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     match (os.as_str(), env.as_str()) {
@@ -144,54 +145,45 @@ pub fn build(out_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Linux: configure's choices written into a `config.h`, the files a static probe needs.
-fn build_linux(out_dir: &Path) -> Vec<PathBuf> {
+fn build_linux(out_dir: &Path) -> Headers {
     let root = source_tree(out_dir);
     let config = out_dir.join("boinc-config");
     write_config(&root, &config);
-    let includes = vec![config, root.join("lib"), root.join("api"), root.clone()];
-    compile(&root, &includes, LINUX_LIB_FILES, |_| {});
-    includes
+    let headers = Headers {
+        includes: vec![config, root.join("lib"), root.join("api"), root.clone()],
+        defines: &[],
+        prelude: None,
+    };
+    compile(&root, &headers, LINUX_LIB_FILES);
+    headers
 }
 
 /// Windows: `lib/Makefile.mingw`'s recipe (its file list, macros and include folders; BOINC's
 /// `win_build/config.h` is empty, nothing is configured), and the system libraries to link.
-fn build_windows(out_dir: &Path) -> Vec<PathBuf> {
+fn build_windows(out_dir: &Path) -> Headers {
     let root = source_tree(out_dir);
-    let includes: Vec<PathBuf> = ["", "db", "lib", "api", "zip", "win_build"]
-        .iter()
-        .map(|f| root.join(f))
-        .collect();
-    let version_h = root.join("version.h");
-    compile(&root, &includes, WINDOWS_LIB_FILES, |build| {
-        for (name, value) in WINDOWS_DEFINES {
-            build.define(name, *value);
-        }
-        build
-            .flag("-include")
-            .flag(version_h.to_string_lossy().as_ref());
-    });
+    let headers = Headers {
+        includes: ["", "db", "lib", "api", "zip", "win_build"]
+            .iter()
+            .map(|f| root.join(f))
+            .collect(),
+        defines: WINDOWS_DEFINES,
+        prelude: Some(root.join("version.h")),
+    };
+    compile(&root, &headers, WINDOWS_LIB_FILES);
     for lib in WINDOWS_SYSTEM_LIBS {
         println!("cargo:rustc-link-lib={lib}");
     }
-    includes
+    headers
 }
 
-/// Compiles `api/`'s files into `boinc_api` and `lib_files` of `lib/` into `boinc`, both with
-/// `includes` and what `configure` adds to each build.
-fn compile(
-    root: &Path,
-    includes: &[PathBuf],
-    lib_files: &[&str],
-    configure: impl Fn(&mut cc::Build),
-) {
+/// Compiles `api/`'s files into `boinc_api` and `lib_files` of `lib/` into `boinc`, both seeing
+/// the headers as `headers` says.
+fn compile(root: &Path, headers: &Headers, lib_files: &[&str]) {
     for (archive, folder, files) in [("boinc_api", "api", API_FILES), ("boinc", "lib", lib_files)] {
         let mut build = cc::Build::new();
-        build
-            .cpp(true)
-            .cpp_link_stdlib(None)
-            .warnings(false)
-            .includes(includes);
-        configure(&mut build);
+        build.cpp(true).cpp_link_stdlib(None).warnings(false);
+        headers.configure(&mut build);
         for file in files {
             build.file(root.join(folder).join(file));
         }
