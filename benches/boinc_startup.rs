@@ -116,8 +116,8 @@ fn main() {
     if apps.is_empty() {
         apps = vec![
             root.join("target/release/aginet"),
-            root.join("target/static/x86_64-unknown-linux-gnu/release/aginet"),
-            root.join("target/static-ffi/x86_64-unknown-linux-gnu/release/aginet"),
+            root.join("target/static/x86_64-unknown-linux-gnu/release/aginet-native"),
+            root.join("target/static/x86_64-unknown-linux-gnu/release/aginet-ffi"),
         ];
     }
     println!("| app | size (bytes) | first status (s) | first progress (s) | quit to exit (s) |");

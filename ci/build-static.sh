@@ -15,8 +15,8 @@
 #   crt-static the linker takes only static archives).
 # Checks that, then prints the path.
 # Usage: ci/build-static.sh [--ffi] [--target TRIPLE] [PROFILE]   (default release; the binary
-#        is target/static[-ffi]/x86_64-unknown-linux-gnu/<profile dir>/aginet, or for another
-#        target target/static[-ffi]-<triple>/<triple>/<profile dir>/aginet[.exe])
+#        is target/static/x86_64-unknown-linux-gnu/<profile dir>/aginet-native (or -ffi), or
+#        for another target target/static-ffi-<triple>/<triple>/<profile dir>/aginet-ffi[.exe])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -31,14 +31,16 @@ while [ $# -gt 0 ]; do
 done
 PROFILE="${1:-release}"
 FEATURES=boinc-native
-TARGET_DIR=target/static
+FLAVOUR=native
 if [ "$FFI" = 1 ]; then
   FEATURES=boinc-bundled
-  TARGET_DIR=target/static-ffi
+  FLAVOUR=ffi
 fi
-# Another platform's build gets a target folder of its own, so that it can build beside the
-# x86_64 one (cargo locks a target folder while it builds).
-[ "$TARGET" = x86_64-unknown-linux-gnu ] || TARGET_DIR="$TARGET_DIR-$TARGET"
+# Both x86_64 flavours share one target folder: their dependencies are the same, built once.
+# Another platform's build gets a folder of its own, so that it can build beside them (cargo
+# locks a target folder while it builds).
+TARGET_DIR=target/static
+[ "$TARGET" = x86_64-unknown-linux-gnu ] || TARGET_DIR="target/static-$FLAVOUR-$TARGET"
 EXE=aginet
 # --target keeps these flags off build scripts and proc macros, which must stay dynamic.
 FLAGS="-C target-feature=+crt-static -C relocation-model=static"
@@ -70,12 +72,20 @@ case "$TARGET" in
     exit 2
     ;;
 esac
+DIR="$PROFILE"
+[ "$PROFILE" = dev ] && DIR=debug
+mkdir -p "$TARGET_DIR/$TARGET/$DIR"
+# Cargo writes either flavour to the same file: each build and the copy of its binary to the
+# flavour's own name happen under one lock, so two builds at once cannot swap them.
+exec 9>"$TARGET_DIR/build-static.lock"
+flock 9
 RUSTFLAGS="$FLAGS" \
   cargo build --quiet --profile "$PROFILE" --no-default-features --features "$FEATURES" \
   --target "$TARGET" --target-dir "$TARGET_DIR" --bin aginet
-DIR="$PROFILE"
-[ "$PROFILE" = dev ] && DIR=debug
-BIN="$TARGET_DIR/$TARGET/$DIR/$EXE"
+BIN="$TARGET_DIR/$TARGET/$DIR/${EXE%.exe}-$FLAVOUR${EXE#aginet}"
+cp -f "$TARGET_DIR/$TARGET/$DIR/$EXE" "$BIN.tmp"
+mv -f "$BIN.tmp" "$BIN"
+exec 9>&-
 case "$TARGET" in
   *-linux-gnu)
     if readelf -d "$BIN" | grep -q "Dynamic section"; then

@@ -18,28 +18,35 @@ ci/macos-check.sh
 stage the app versions
 # Every app version the tests run, built before them because the client runs apps at idle
 # priority: a build beside the tests would starve them (the tests build each on first use when
-# run alone). Two lanes side by side, each build in its own target folder, so that their long
-# single-threaded LTO links overlap. About 15 minutes on 2 cores from nothing.
+# run alone). Two lanes side by side, so that one's long single-threaded LTO links overlap the
+# other's compiling. About 12 minutes on 2 cores from nothing.
 # - The other platforms' app versions, Windows x86_64 (MinGW) and Linux aarch64, which the tests
-#   run under Wine and qemu (server/tests/rounds/platforms/). Alone:
-#   ci/build-static.sh --ffi --target TRIPLE.
-# - The fully static app (the protocol in Rust), which the end-to-end tests run beside the FFI
-#   build, and the fully static FFI app (BOINC's app API compiled from BOINC's source).
-{ ci/build-static.sh --ffi --target x86_64-pc-windows-gnu && ci/build-static.sh; } >/dev/null &
+#   run under Wine and qemu (server/tests/rounds/platforms/), each in its own target folder.
+#   Alone: ci/build-static.sh --ffi --target TRIPLE.
+# - The two fully static x86_64 apps, in one target folder (their dependencies built once):
+#   BOINC's app API compiled from BOINC's source (--ffi), and the protocol in Rust. The
+#   end-to-end tests run both, the platform tests compare with the first.
+{ ci/build-static.sh --ffi --target x86_64-pc-windows-gnu && ci/build-static.sh --ffi --target aarch64-unknown-linux-gnu; } >/dev/null &
 LANE=$!
-ci/build-static.sh --ffi --target aarch64-unknown-linux-gnu >/dev/null
 ci/build-static.sh --ffi >/dev/null
+ci/build-static.sh >/dev/null
 wait "$LANE"
 stage tests
 cargo test --workspace
+stage fuzzing
+# Every reader of untrusted bytes fuzzed for 30 s, two targets at a time, after the regression
+# inputs replayed (docs/fuzzing.md): agiNet's crates instrumented, the rest taken from the tests'
+# build. Budget: 5 minutes. Alone, longer: ci/fuzz.sh [SECONDS] [TARGET...].
+ci/fuzz.sh 30
 stage the BOINC project round
 # The whole round through a real BOINC project built from BOINC's source (MariaDB, Apache, the
 # daemons), with two real clients: about 3 minutes, plus BOINC's build (2-3 minutes) when its
 # cache (~/.cache/aginet) is empty. Budget: 10 minutes. Alone: ci/boinc-round.sh.
 ci/boinc-round.sh
 # The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
-# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code. Budget: 13
-# minutes on 2 cores from nothing. Alone: ci/cuda-build.sh (--binary also links the app).
+# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code, in the
+# target folder the lints above filled. Budget: 10 minutes on 2 cores after them. Alone:
+# ci/cuda-build.sh (--binary also links the app).
 stage the CUDA build
 ci/cuda-build.sh
 stage done

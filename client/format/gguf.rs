@@ -2,7 +2,8 @@
 //! file and what is wrong in it.
 //!
 //! The parsing itself is candle's `gguf_file`; this module adds what a volunteer's app needs on
-//! top: the magic checked before anything else, every tensor's bytes checked to lie inside the
+//! top: the magic checked before anything else, the alignment candle divides by checked before
+//! candle parses (`gguf_header`), every tensor's bytes checked to lie inside the
 //! file before any is read, typed metadata getters, and shape checks against what the
 //! architecture expects.
 
@@ -47,14 +48,16 @@ impl Gguf {
                 format!("not a GGUF file: magic is {magic:02x?}, expected \"GGUF\""),
             ));
         }
+        let file_len = reader
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(path, e))?;
+        crate::format::gguf_header::check_alignment(&mut *reader, file_len)
+            .map_err(|m| Error::model(path, format!("malformed GGUF header: {m}")))?;
         reader
             .seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(path, e))?;
         let content = gguf_file::Content::read(&mut reader)
             .map_err(|e| Error::model(path, format!("malformed GGUF header: {e}")))?;
-        let file_len = reader
-            .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io(path, e))?;
         let gguf = Self {
             path: path.to_path_buf(),
             content,
@@ -295,6 +298,33 @@ mod tests {
             err.contains("t.gguf") && err.contains("has shape [2, 32]"),
             "{err}"
         );
+    }
+
+    /// A zero (or any not a power of two) `general.alignment` is an error naming the key, not
+    /// candle's division by zero.
+    #[test]
+    fn an_alignment_that_is_no_power_of_two_is_an_error() {
+        for (alignment, ok) in [(0u32, false), (24, false), (1, true), (64, true)] {
+            let t = QTensor::quantize(
+                &Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+                GgmlDType::F32,
+            )
+            .unwrap();
+            let value = gguf_file::Value::U32(alignment);
+            let mut out = Cursor::new(Vec::new());
+            gguf_file::write(&mut out, &[("general.alignment", &value)], &[("w", &t)]).unwrap();
+            let got = open_bytes(out.into_inner());
+            if ok {
+                // The writer pads to 32; the reader may place the data elsewhere: either
+                // way, no panic.
+                continue;
+            }
+            let err = got.err().expect("rejected").to_string();
+            assert!(
+                err.contains("t.gguf") && err.contains("general.alignment"),
+                "{alignment}: {err}"
+            );
+        }
     }
 
     /// Dimensions whose product overflows are an error, not a panic or a wrapped size (found

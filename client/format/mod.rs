@@ -4,10 +4,12 @@
 pub mod adapter;
 pub mod arch;
 pub mod checkpoint;
+pub mod compressed;
 pub mod config;
 pub mod delta;
 pub mod files;
 pub mod gguf;
+pub mod gguf_header;
 pub mod manifest;
 pub mod report;
 pub mod signed;

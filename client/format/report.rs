@@ -57,11 +57,16 @@ impl Report {
     /// Reads and checks a report file.
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = crate::format::files::read(path)?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::format(path, format!("not JSON: {e}")))?;
-        crate::format::tensors::check_format_version(&value, REPORT_FORMAT, REPORT_VERSION)
-            .map_err(|m| Error::format(path, m))?;
-        serde_json::from_value(value).map_err(|e| Error::format(path, e.to_string()))
+        Self::from_bytes(&bytes).map_err(|m| Error::format(path, m))
+    }
+
+    /// Parses and checks report bytes; the message names the problem for the caller to attach
+    /// a path to.
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+        crate::format::tensors::check_format_version(&value, REPORT_FORMAT, REPORT_VERSION)?;
+        serde_json::from_value(value).map_err(|e| e.to_string())
     }
 
     /// Writes the report atomically as pretty JSON.

@@ -13,6 +13,9 @@ use std::path::Path;
 
 /// The four bytes that open a zstd frame.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// Largest decompressed data file a reader accepts: a work unit's mini data set and the
+/// server's held-out sets are a few MiB at most; a zstd bomb stops here.
+pub const MAX_DATA: usize = 256 << 20;
 
 /// One training example.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -103,10 +106,13 @@ pub fn read_all(path: &Path, tok: &dyn Tokenizer, max_seq_len: usize) -> Result<
 
 /// A file's bytes, decompressed when they are a zstd frame.
 pub fn read_maybe_compressed(path: &Path) -> Result<Vec<u8>> {
-    let raw = crate::format::files::read(path)?;
+    decompress_if_zstd(crate::format::files::read(path)?).map_err(|m| Error::data(path, m))
+}
+
+/// `raw` decompressed when it is a zstd frame (to at most [`MAX_DATA`] bytes), else as it is.
+pub fn decompress_if_zstd(raw: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
     if raw.starts_with(&ZSTD_MAGIC) {
-        zstd::decode_all(raw.as_slice())
-            .map_err(|e| Error::data(path, format!("corrupt zstd stream: {e}")))
+        crate::format::compressed::decompress(&raw, MAX_DATA)
     } else {
         Ok(raw)
     }

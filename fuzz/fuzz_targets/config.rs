@@ -1,8 +1,4 @@
-//! Any bytes as a work unit's `config`: parse errors only, never a panic.
+//! The `config` target: `aginet_fuzz_targets::config` on the fuzzer's bytes.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = aginet::format::config::WorkConfig::parse(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aginet_fuzz_targets::config::run(data));

@@ -1,8 +1,4 @@
-//! Any bytes as a returned `delta`: the validator's reader must reject them cleanly.
+//! The `delta` target: `aginet_fuzz_targets::delta` on the fuzzer's bytes.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = aginet::format::delta::Delta::from_bytes(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aginet_fuzz_targets::delta::run(data));

@@ -1,31 +1,11 @@
 //! `aginet-server`: the project operator's tools, one subcommand per step of a round, plus the
 //! tools that make test material (the tiny base model and its synthetic task data).
 
-mod accumulate;
-mod aggregate;
-mod assimilate;
-mod boinc_assimilate;
-mod boinc_db;
-mod boinc_work;
-mod convert;
-mod convert_bert;
-mod delta_diff;
-mod demo;
-mod digits_base;
-mod fault;
-mod init;
-mod make_work;
-mod project;
-mod queue;
-mod resident;
-mod route;
-mod scoreboard;
-mod scorers;
-mod sealed;
-mod snapshot;
-mod strategy;
-mod validate;
-mod work_generator;
+use aginet_server::{
+    accumulate, aggregate, assimilate, boinc_assimilate, boinc_work, convert, convert_bert,
+    delta_diff, demo, digits_base, init, make_work, project, resident, route, scorers, snapshot,
+    strategy, validate, work_generator,
+};
 
 use aginet::format::manifest::Manifest;
 use aginet::nn::model::tiny::{write_tiny_model, TinyQuant};
@@ -289,7 +269,8 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         epochs: usize,
     },
-    /// Write the tiny skill's synthetic task (reverse a word) as JSONL.
+    /// Write a task's examples as a data file (JSONL): by default the tiny skill's (reverse a
+    /// word), or any skill's task (--kind).
     TinyData {
         /// Output file.
         #[arg(long)]
@@ -303,6 +284,13 @@ enum Command {
         /// How many of them (the last) are the eval split.
         #[arg(long, default_value_t = 32)]
         eval: usize,
+        /// The task whose examples to write (a manifest's `task.kind`: reverse, spell_digits,
+        /// codenames, grid_plans, digits_shifted).
+        #[arg(long, default_value = "reverse")]
+        kind: String,
+        /// The models folder (`digits_shifted` reads its images there).
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
     },
     /// Write a work unit's `config` from a skill manifest's defaults.
     WorkConfig {
@@ -616,12 +604,27 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             count,
             eval,
+            kind,
+            models,
         } => {
             anyhow::ensure!(
                 eval < count,
                 "--eval {eval} must be smaller than --count {count}"
             );
-            let jsonl = aginet::task::reverse_jsonl(seed, count, eval);
+            let jsonl = if kind == "reverse" {
+                aginet::task::reverse_jsonl(seed, count, eval)
+            } else {
+                let pairs = aginet::task::examples(
+                    &kind,
+                    aginet::task::Split::Pool,
+                    seed,
+                    count,
+                    &Default::default(),
+                    &models,
+                )?
+                .with_context(|| format!("no recipe makes examples of task kind {kind:?}"))?;
+                aginet::task::jsonl(&pairs, eval)
+            };
             aginet::format::files::write_atomic(&out, jsonl.as_bytes())
                 .with_context(|| format!("writing {}", out.display()))?;
         }

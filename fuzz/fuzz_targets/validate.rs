@@ -1,0 +1,4 @@
+//! The `validate` target: `aginet_fuzz_targets::validate` on the fuzzer's bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aginet_fuzz_targets::validate::run(data));
