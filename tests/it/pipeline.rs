@@ -221,11 +221,19 @@ fn a_round_under_the_real_client_feeds_the_next_one() {
 fn a_round_of(skill: &str, steps: Option<u32>, reward_kind: &str) {
     let dir = tempfile::tempdir().unwrap();
     let project = init(dir.path(), &models(), skill);
-    round_of(dir.path(), &project, skill, steps, reward_kind);
+    round_of(dir.path(), &project, skill, steps, reward_kind, true);
 }
 
-/// [`a_round_of`] in `dir` for the project made there.
-fn round_of(dir: &Path, project: &Path, skill: &str, steps: Option<u32>, reward_kind: &str) {
+/// [`a_round_of`] in `dir` for the project made there; without the next round's work unit
+/// when `next_round` is false.
+fn round_of(
+    dir: &Path,
+    project: &Path,
+    skill: &str,
+    steps: Option<u32>,
+    reward_kind: &str,
+    next_round: bool,
+) {
     let app = Path::new(env!("CARGO_BIN_EXE_aginet"));
     let wus = make_work(project, &dir.join("round1"), 2, steps);
     let names: Vec<String> = wus.iter().map(|w| name(w)).collect();
@@ -244,17 +252,23 @@ fn round_of(dir: &Path, project: &Path, skill: &str, steps: Option<u32>, reward_
         aggregated.contains(&format!("{skill}: version 1 from 2 deltas")),
         "{aggregated}"
     );
-    next_round_runs_under_the_client(dir, project, skill, steps, 3);
-    routed_and_published(dir, project, skill);
+    let valid = if next_round {
+        next_round_runs_under_the_client(dir, project, skill, steps, 3);
+        3
+    } else {
+        2
+    };
+    routed_and_published(dir, project, skill, valid);
 }
 
-/// The router reads the skill's three accepted results, and `snapshot` exports version 1 in
+/// The router reads the skill's `valid` accepted results, and `snapshot` exports version 1 in
 /// PEFT's format with what agiNet computes with it as the reference.
-fn routed_and_published(dir: &Path, project: &Path, skill: &str) {
+fn routed_and_published(dir: &Path, project: &Path, skill: &str, valid: usize) {
     let p = project.to_str().unwrap();
     let routed = server(&["route", "--project", p]);
     assert!(
-        routed.starts_with(&format!("{skill}\t")) && routed.contains("over 3 valid results"),
+        routed.starts_with(&format!("{skill}\t"))
+            && routed.contains(&format!("over {valid} valid results")),
         "{routed}"
     );
     let public = dir.join("public");
@@ -291,7 +305,7 @@ fn a_memory_round_under_the_real_client_feeds_the_next_one() {
 /// manifests; 4 steps a work unit. The app generates its eval plans under the client, and the
 /// validator generates them again and the held-out ones.
 #[test]
-fn a_planner_round_under_the_real_client_feeds_the_next_one() {
+fn a_planner_round_under_the_real_client_is_aggregated_and_published() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     for skill in ["language", "planner"] {
@@ -311,5 +325,14 @@ fn a_planner_round_under_the_real_client_feeds_the_next_one() {
             .unwrap(),
     ]);
     let project = init(dir.path(), &models, "planner");
-    round_of(dir.path(), &project, "planner", Some(4), "plan_success");
+    // The next round's work unit from version 1 is the other skills' test: the planner's
+    // would add a minute of Gemma under the client and proves nothing they do not.
+    round_of(
+        dir.path(),
+        &project,
+        "planner",
+        Some(4),
+        "plan_success",
+        false,
+    );
 }
