@@ -156,7 +156,11 @@ pub fn check_alignment<R: Read + Seek + ?Sized>(reader: &mut R, len: u64) -> Res
     // A key-value pair takes at least a length, a type and one byte.
     let pairs = w.length(u64::from(w.length_bytes) + 5)?;
     for _ in 0..pairs {
-        let key = w.string()?;
+        let mut key = w.string()?;
+        // candle drops a key's trailing NULs (some writers add them), so this does too.
+        while key.last() == Some(&0) {
+            key.pop();
+        }
         let kind = w.u32()?;
         if key == ALIGNMENT_KEY.as_bytes() {
             if let Some(a) = w.integer(kind)? {

@@ -116,3 +116,37 @@ fn the_fuzz_crate_has_a_binary_for_every_target_and_no_other() {
     targets.sort();
     assert_eq!(listed, targets, "ci/fuzz.sh's ALL and TARGETS differ");
 }
+
+/// The `name version` pairs of a Cargo.lock.
+fn locked(path: &Path) -> std::collections::BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    let mut name = None;
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"').to_string());
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name.take()) {
+            out.insert((n, v.trim_matches('"').to_string()));
+        }
+    }
+    out
+}
+
+/// `ci/fuzz.sh` takes every dependency from the tests' build, which it can only when the fuzz
+/// crate's lock file pins the versions the workspace's does (`cp Cargo.lock fuzz/` and a
+/// `cargo metadata` in `fuzz/` bring it back in line).
+#[test]
+fn the_fuzz_crate_locks_the_workspace_s_versions() {
+    let workspace = locked(&fuzz_dir().join("../Cargo.lock"));
+    let names: std::collections::BTreeSet<&str> =
+        workspace.iter().map(|(n, _)| n.as_str()).collect();
+    let differing: Vec<_> = locked(&fuzz_dir().join("Cargo.lock"))
+        .into_iter()
+        .filter(|(n, _)| names.contains(n.as_str()))
+        .filter(|p| !workspace.contains(p))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "fuzz/Cargo.lock pins versions the workspace does not: {differing:?}"
+    );
+}
