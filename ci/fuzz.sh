@@ -27,7 +27,6 @@ SECONDS_PER_TARGET="${1:-30}"
 shift || true
 ALL=(adapter config data delta delta_payload gguf report validate validate_built)
 TARGETS=("${@:-${ALL[@]}}")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 OUT=target/fuzz
 BIN=target/debug
 
@@ -50,9 +49,10 @@ run_target() {
   local t="$1" corpus="$OUT/corpus/$1" log="$OUT/logs/$1.log"
   rm -rf "$OUT/artifacts/$t"
   mkdir -p "$OUT/logs" "$OUT/artifacts/$t"
-  local dirs=("$corpus")
+  local dirs
   if [ "$SEEDS" = 1 ]; then
     mkdir -p "$corpus"
+    dirs=("$corpus")
     [ -d "fuzz/corpus/$t" ] && dirs+=("fuzz/corpus/$t")
   else
     corpus="$OUT/corpus-noseeds/$t"
@@ -65,19 +65,19 @@ run_target() {
   # must answer a 1 MiB input within a second.
   local timeout=1
   case "$t" in validate | validate_built) timeout=20 ;; esac
+  # What a finding is, for the regression replay and the fuzzing alike.
+  local limits=(-timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=512)
   local regressions=()
   if [ -d "fuzz/regressions/$t" ]; then
     mapfile -t regressions < <(find "fuzz/regressions/$t" -type f | sort)
   fi
   if ((${#regressions[@]})); then
-    "$BIN/$t" -timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=512 \
-      "${regressions[@]}" >"$OUT/logs/$t.regressions.log" 2>&1 ||
+    "$BIN/$t" "${limits[@]}" "${regressions[@]}" >"$OUT/logs/$t.regressions.log" 2>&1 ||
       { echo "$t: a regression input fails again (see $OUT/logs/$t.regressions.log)" >>"$report"; return 1; }
   fi
   local status=0
-  "$BIN/$t" "${dirs[@]}" -max_total_time="$SECONDS_PER_TARGET" -max_len=1048576 \
-    -timeout="$timeout" -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 \
-    -artifact_prefix="$OUT/artifacts/$t/" >"$log" 2>&1 || status=$?
+  "$BIN/$t" "${dirs[@]}" "${limits[@]}" -max_total_time="$SECONDS_PER_TARGET" \
+    -max_len=1048576 -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t/" >"$log" 2>&1 || status=$?
   local execs cov corp
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)

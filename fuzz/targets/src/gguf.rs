@@ -23,7 +23,7 @@ fn open(data: &[u8]) -> Option<Gguf> {
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
-    let Some(g) = open(data) else {
+    let Some(mut g) = open(data) else {
         return;
     };
     let _ = aginet::text::from_gguf(&g);
@@ -38,16 +38,13 @@ pub fn run(data: &[u8]) {
         max_seq_len: MAX_SEQ_LEN,
         device: &device,
     };
-    // Each family's loader takes its own reader over the same bytes.
+    // The loaders read tensors at their own offsets, so one opened file serves each (and
+    // `general.architecture` lets at most one configuration through).
     if let Ok(cfg) = llama::LlamaConfig::from_gguf(&g) {
-        let _ = model::load(&Architecture::Llama(cfg), &mut open(data).unwrap(), &opts);
+        let _ = model::load(&Architecture::Llama(cfg), &mut g, &opts);
     }
     if let Ok(cfg) = gemma3::Gemma3Config::from_gguf(&g) {
-        let _ = model::load(
-            &Architecture::Gemma3(cfg.dims),
-            &mut open(data).unwrap(),
-            &opts,
-        );
+        let _ = model::load(&Architecture::Gemma3(cfg.dims), &mut g, &opts);
     }
     if let Ok(cfg) = mlp::MlpConfig::from_gguf(&g) {
         let opts = mlp::MlpOptions {
@@ -57,7 +54,7 @@ pub fn run(data: &[u8]) {
             factors: &factors,
             device: &device,
         };
-        let _ = mlp::MlpClassifier::from_gguf(&mut open(data).unwrap(), &opts);
+        let _ = mlp::MlpClassifier::from_gguf(&mut g, &opts);
     }
     if let Ok(dims) = bert::BertDims::from_gguf(&g) {
         let opts = bert::BertOptions {
@@ -67,6 +64,6 @@ pub fn run(data: &[u8]) {
             factors: &factors,
             device: &device,
         };
-        let _ = bert::BertEncoder::from_gguf(&mut open(data).unwrap(), &opts);
+        let _ = bert::BertEncoder::from_gguf(&mut g, &opts);
     }
 }

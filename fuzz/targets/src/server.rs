@@ -2,6 +2,7 @@
 //! server's side of `validate`), the files a target hands to the code under test, and the
 //! verdict rule for the server (valid, or invalid with a reason; anything else is a finding).
 
+use aginet::format::config::WorkConfig;
 use aginet::format::files::sha256_hex;
 use aginet_server::project::Project;
 use aginet_server::scorers::Scorers;
@@ -32,8 +33,8 @@ pub struct Server {
     pub scorers: Scorers,
     /// Where an input's result files are written.
     pub scratch: PathBuf,
-    /// The work unit `make-work` made (its `config`, `data`, `adapter`, …).
-    pub workunit: PathBuf,
+    /// The seed (number) of the work unit `make-work` made, whose eval split the project keeps.
+    pub seed: u64,
 }
 
 /// Runs `f` with the process's tiny project, made on first use under the temporary folder (one
@@ -64,7 +65,9 @@ impl Server {
             project,
             scorers: Scorers::new(),
             scratch,
-            workunit: made[0].clone(),
+            seed: WorkConfig::read(&made[0].join("config"))
+                .expect("make-work writes a config")
+                .seed,
         }
     }
 

@@ -156,7 +156,7 @@ pub fn run(input: Input) {
             delta_sha256: aginet::format::files::sha256_hex(&delta),
             base_sha256: header.base_sha256,
             adapter_version: header.adapter_version,
-            seed: input.seed.or(0),
+            seed: input.seed.or(server.seed),
             reward_kind: input.reward_kind.or(manifest.reward.kind.clone()),
             reward_before: input.reward_before,
             reward_after: input.reward_after,

@@ -79,6 +79,11 @@ fn every_input_that_found_a_bug_passes_its_target() {
 
 #[test]
 fn the_fuzz_crate_has_a_binary_for_every_target_and_no_other() {
+    let mut targets: Vec<&str> = aginet_fuzz_targets::TARGETS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    targets.sort();
     let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
     let mut bins: Vec<&str> = manifest
         .lines()
