@@ -42,6 +42,7 @@ echo "ci/fuzz.sh: built in $((SECONDS - start)) s" >&2
 # As many targets run at once as the machine has cores; each target is one process.
 LANES=$(($(nproc) > 1 ? $(nproc) : 1))
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=0"
+mkdir -p "$OUT"
 report="$OUT/report.txt"
 : >"$report"
 
