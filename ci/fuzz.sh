@@ -37,7 +37,9 @@ RUSTC_WRAPPER="$PWD/ci/fuzz-rustc.sh" cargo build --quiet --manifest-path fuzz/C
   --target-dir target --bins
 echo "ci/fuzz.sh: built in $((SECONDS - start)) s" >&2
 
-[ "$SEEDS" = 0 ] || [ -d fuzz/corpus/validate ] || fuzz/seeds.sh
+# The seeds, made again when fuzz/seeds.sh has changed since they were.
+[ "$SEEDS" = 0 ] || [ "$(cat fuzz/corpus/.made-by 2>/dev/null)" = "$(sha256sum fuzz/seeds.sh | cut -d' ' -f1)" ] ||
+  fuzz/seeds.sh
 
 # As many targets run at once as the machine has cores; each target is one process.
 LANES=$(($(nproc) > 1 ? $(nproc) : 1))

@@ -10,7 +10,10 @@
 #                         task kind's examples (tiny-data --kind)
 #   adapter               a version 1 work unit's signed adapter (the result above validated,
 #                         assimilated and aggregated), and its payload (the target signs it)
-#   gguf                  the tiny bases (Q8_0 and Q4_K) and the vision skill's when present
+#   gguf                  the tiny bases (Q8_0 and Q4_K), the vision skill's when present,
+#                         and the skills' transformer bases cut down to under 1 MiB
+#                         (aginet-server cut-base): Gemma 3 270M (language, planner; its
+#                         fetched Q4_K_M file) and MiniLM (memory; convert-bert's output)
 # validate_built takes structured inputs and needs no seeds.
 # Usage: fuzz/seeds.sh   (builds aginet and aginet-server in the dev profile when needed)
 set -euo pipefail
@@ -63,7 +66,17 @@ for quant in q8_0 q4k; do
   "$SERVER" tiny-model --quant "$quant" --out "$CORPUS/gguf/tiny-$quant" >/dev/null 2>&1
 done
 [ -f models/vision/digits-mlp-q8_0.gguf ] && cp models/vision/digits-mlp-q8_0.gguf "$CORPUS/gguf/vision"
+# ci/setup.sh fetches both (models/*/fetch.sh); the fuzzers' inputs are at most 1 MiB, and a
+# cut base keeps the family's metadata, tokenizer and tensor names at a few hundred KB.
+GEMMA=models/gemma3-270m/gemma-3-270m-q4_k_m.gguf
+[ -f "$GEMMA" ] && "$SERVER" cut-base --in "$GEMMA" --out "$CORPUS/gguf/gemma3-cut" >/dev/null
+if [ -f models/minilm/model/model.safetensors ]; then
+  "$SERVER" convert-bert --in models/minilm/model --out "$WORK/minilm.gguf" >/dev/null
+  "$SERVER" cut-base --in "$WORK/minilm.gguf" --out "$CORPUS/gguf/minilm-cut" >/dev/null
+fi
 
+# What made these seeds: ci/fuzz.sh makes them again when this script changes.
+sha256sum fuzz/seeds.sh | cut -d' ' -f1 >"$CORPUS/.made-by"
 for t in "$CORPUS"/*/; do
   echo "fuzz/seeds.sh: $(basename "$t"): $(ls "$t" | wc -l) seeds, $(du -sh "$t" | cut -f1)"
 done

@@ -11,6 +11,7 @@ pub mod boinc_db;
 pub mod boinc_work;
 pub mod convert;
 pub mod convert_bert;
+pub mod cut_base;
 pub mod delta_diff;
 pub mod demo;
 pub mod digits_base;

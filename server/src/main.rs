@@ -3,8 +3,8 @@
 
 use aginet_server::{
     accumulate, aggregate, assimilate, boinc_assimilate, boinc_work, convert, convert_bert,
-    delta_diff, demo, digits_base, init, make_work, project, resident, route, scorers, snapshot,
-    strategy, validate, work_generator,
+    cut_base, delta_diff, demo, digits_base, init, make_work, project, resident, route, scorers,
+    snapshot, strategy, validate, work_generator,
 };
 
 use aginet::format::manifest::Manifest;
@@ -227,6 +227,29 @@ enum Command {
         #[arg(long, value_enum, default_value = "q8_0")]
         quant: BertQuant,
     },
+    /// Cut a transformer base (Gemma, BERT, llama-style) down to a few layers, narrow widths and
+    /// its first tokens, same family, metadata and tensor names: a fuzzing seed of under 1 MiB
+    /// that the app's loader still reads to the end (`fuzz/seeds.sh`).
+    CutBase {
+        /// The GGUF base to cut.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The GGUF file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Transformer blocks kept (the first ones).
+        #[arg(long, default_value_t = 1)]
+        layers: usize,
+        /// Width of the residual stream (the feed-forward keeps its ratio to it).
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Attention heads, each `width / heads` wide (a multiple of 32).
+        #[arg(long, default_value_t = 2)]
+        heads: usize,
+        /// Tokens kept (the first ones).
+        #[arg(long, default_value_t = 2048)]
+        vocab: usize,
+    },
     /// Publish the dashboard: index.html with plots, metrics.json, each skill's global adapter
     /// in PEFT's format, and checksums signed by the project key.
     Snapshot {
@@ -399,6 +422,35 @@ fn run(cli: Cli) -> Result<()> {
                 done.tensors,
                 done.inexact_blocks,
                 aginet::format::files::sha256_file(&out)?
+            );
+        }
+        Command::CutBase {
+            input,
+            out,
+            layers,
+            width,
+            heads,
+            vocab,
+        } => {
+            let cut = cut_base::Cut {
+                layers,
+                width,
+                heads,
+                vocab,
+            };
+            let done = cut_base::cut_base(&input, &out, cut)?;
+            for key in &done.dropped {
+                eprintln!(
+                    "{}: dropped {key} (it describes the whole vocabulary)",
+                    out.display()
+                );
+            }
+            println!(
+                "{}: {} base, {} tensors, {} bytes",
+                out.display(),
+                done.arch,
+                done.tensors,
+                std::fs::metadata(&out)?.len()
             );
         }
         Command::ConvertBert { input, out, quant } => {

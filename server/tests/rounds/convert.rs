@@ -1,38 +1,150 @@
 //! `convert-base` on the real Gemma 3 270M base (`models/gemma3-270m/fetch.sh`, which
 //! `ci/setup.sh` runs): every Q5_0 tensor becomes Q8_0 and dequantizes to exactly the same
-//! values; every other tensor is copied byte for byte; the output's bytes are pinned.
+//! values; every other tensor is copied byte for byte; the output's bytes are pinned. And
+//! `cut-base` on it and on MiniLM: seeds for the fuzzers that the app's loaders read whole.
 
+use aginet::format::adapter::LoraSpec;
+use aginet::format::config::Architecture;
+use aginet::format::gguf::Gguf;
+use aginet::format::tensors::NamedTensors;
+use aginet::nn::frozen::FrozenMode;
+use aginet::nn::model::{self, bert, gemma3, ModelOptions, WeightMode};
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::Device;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Runs `aginet-server` with `args` and returns its stdout; fails the test on an error.
+fn server(args: &[&std::ffi::OsStr]) -> String {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_aginet-server"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    text
+}
+
+/// A fetched model's path (`ci/setup.sh` fetches them).
+fn fetched(relative: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run models/*/fetch.sh (ci/setup.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// `cut-base` with its defaults: one layer, 64 wide, two heads, 2048 tokens.
+fn cut(input: &Path, out: &Path) {
+    let text = server(&[
+        "cut-base".as_ref(),
+        "--in".as_ref(),
+        input.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(text.contains("tensors"), "{text}");
+    let size = std::fs::metadata(out).unwrap().len();
+    assert!(
+        size < 1 << 20,
+        "{}: {size} bytes, over a fuzz input's 1 MiB",
+        out.display()
+    );
+}
+
+#[test]
+fn cut_gemma_and_minilm_bases_are_under_1_mib_and_load_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lora, factors, device) = (LoraSpec::none(), NamedTensors::new(), Device::Cpu);
+    let weights = WeightMode::Quantized(FrozenMode::default());
+
+    let gemma = dir.path().join("gemma3-cut.gguf");
+    cut(&fetched("gemma3-270m/gemma-3-270m-q4_k_m.gguf"), &gemma);
+    let mut g = Gguf::open(&gemma).unwrap();
+    let cfg = gemma3::Gemma3Config::from_gguf(&g).unwrap();
+    let d = &cfg.dims;
+    assert_eq!(
+        (
+            d.n_layer,
+            d.n_embd,
+            d.n_head,
+            d.n_head_kv,
+            d.head_dim,
+            d.n_ff,
+            d.n_vocab
+        ),
+        (1, 64, 2, 1, 32, 192, 2048)
+    );
+    let tokenizer = aginet::text::from_gguf(&g).unwrap();
+    assert!(!tokenizer.encode("the plan").is_empty());
+    let opts = ModelOptions {
+        weights,
+        lora: &lora,
+        factors: &factors,
+        max_seq_len: 16,
+        device: &device,
+    };
+    model::load(&Architecture::Gemma3(cfg.dims), &mut g, &opts).unwrap();
+
+    let minilm = dir.path().join("minilm.gguf");
+    server(&[
+        "convert-bert".as_ref(),
+        "--in".as_ref(),
+        fetched("minilm/model").as_os_str(),
+        "--out".as_ref(),
+        minilm.as_os_str(),
+    ]);
+    let minilm_cut = dir.path().join("minilm-cut.gguf");
+    cut(&minilm, &minilm_cut);
+    let mut g = Gguf::open(&minilm_cut).unwrap();
+    let dims = bert::BertDims::from_gguf(&g).unwrap();
+    assert_eq!(
+        (
+            dims.n_layer,
+            dims.n_embd,
+            dims.n_head,
+            dims.n_ff,
+            dims.n_vocab,
+            dims.n_ctx
+        ),
+        (1, 64, 2, 256, 2048, 512)
+    );
+    assert!(!aginet::text::from_gguf(&g)
+        .unwrap()
+        .encode("the plan")
+        .is_empty());
+    let opts = bert::BertOptions {
+        expected: &dims,
+        weights,
+        lora: &lora,
+        factors: &factors,
+        device: &device,
+    };
+    bert::BertEncoder::from_gguf(&mut g, &opts).unwrap();
+}
 
 /// sha256 of the converted Gemma 3 270M base: the conversion is deterministic.
 const CONVERTED_SHA256: &str = "306746614af01a9324222b2dde83984b18d88551abae1c3a5b739759b423df1d";
 
 #[test]
 fn q5_0_tensors_become_q8_0_with_identical_values() {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/gemma3-270m/gemma-3-270m-q4_k_m.gguf");
-    assert!(
-        base.exists(),
-        "{} is missing: run models/gemma3-270m/fetch.sh (ci/setup.sh does)",
-        base.display()
-    );
+    let base = fetched("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("converted.gguf");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_aginet-server"))
-        .args(["convert-base", "--in"])
-        .arg(&base)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let text = server(&[
+        "convert-base".as_ref(),
+        "--in".as_ref(),
+        base.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
     assert!(
         text.contains("81 Q5_0 tensors now Q8_0, 0 inexact blocks"),
         "{text}"
