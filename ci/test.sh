@@ -5,6 +5,47 @@ cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 # Each stage's start and the time spent so far, on stderr: where CI's minutes go.
 stage() { echo "ci/test.sh: $(date +%T), ${SECONDS} s in: $*" >&2; }
+
+# Two slow preparations that no test needs start first, at idle priority (SCHED_IDLE: they get
+# only the CPU time the stages leave, in single-threaded links and while the round waits on
+# BOINC's daemons): BOINC's project server for the round (~5 minutes of 2 cores from nothing)
+# and the CUDA check (~7). They are stopped (SIGSTOP) while the tests run: BOINC's client runs
+# the app at idle priority too, and the tests time how fast it answers the client. Each is
+# waited for where it is needed; their output is in target/ci/<name>.log, printed there. Alone,
+# they run in the foreground.
+mkdir -p target/ci
+declare -A BACKGROUND=()
+background() {
+  local name="$1"
+  shift
+  # Its own process group, so that an early exit stops all of it (cargo, make, nvcc).
+  setsid chrt --idle 0 "$@" >"target/ci/$name.log" 2>&1 &
+  BACKGROUND[$name]=$!
+}
+signal_background() {
+  local pid
+  for pid in "${BACKGROUND[@]}"; do kill "-$1" -- "-$pid" 2>/dev/null || true; done
+}
+stop_background() {
+  signal_background TERM
+  signal_background CONT
+}
+trap stop_background EXIT
+trap 'exit 130' INT TERM
+await() {
+  local name="$1" status=0
+  wait "${BACKGROUND[$name]}" || status=$?
+  unset "BACKGROUND[$name]"
+  if [ "$status" != 0 ]; then
+    tail -40 "target/ci/$name.log" >&2
+    echo "ci/test.sh: $name failed (exit $status; target/ci/$name.log)" >&2
+    exit 1
+  fi
+  tail -3 "target/ci/$name.log" >&2
+}
+background boinc-server ci/boinc-server-build.sh
+background cuda-build ci/cuda-build.sh
+
 stage formatting
 cargo fmt --all -- --check
 stage lints
@@ -32,7 +73,9 @@ ci/build-static.sh --ffi >/dev/null
 ci/build-static.sh >/dev/null
 wait "$LANE"
 stage tests
+signal_background STOP
 cargo test --workspace
+signal_background CONT
 stage fuzzing
 # Every reader of untrusted bytes fuzzed for 30 s, two targets at a time, after the regression
 # inputs replayed (docs/fuzzing.md): agiNet's crates instrumented, the rest taken from the tests'
@@ -40,13 +83,14 @@ stage fuzzing
 ci/fuzz.sh 30
 stage the BOINC project round
 # The whole round through a real BOINC project built from BOINC's source (MariaDB, Apache, the
-# daemons), with two real clients: about 3 minutes, plus BOINC's build (2-3 minutes) when its
-# cache (~/.cache/aginet) is empty. Budget: 10 minutes. Alone: ci/boinc-round.sh.
+# daemons), with two real clients: about 3 minutes, after BOINC's build (started first, above;
+# cached in ~/.cache/aginet). Budget: 10 minutes. Alone: ci/boinc-round.sh.
+await boinc-server
 ci/boinc-round.sh
 # The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
-# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code, in the
-# target folder the lints above filled. Budget: 10 minutes on 2 cores after them. Alone:
-# ci/cuda-build.sh (--binary also links the app).
+# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code (target/cuda).
+# Started first, above; what is left of it runs here. Budget: 10 minutes on 2 cores from
+# nothing. Alone: ci/cuda-build.sh (--binary also links the app).
 stage the CUDA build
-ci/cuda-build.sh
+await cuda-build
 stage done
