@@ -61,8 +61,14 @@ export PATH="$BUILD/.python-bin:$PATH"
   ./_autosetup >/dev/null 2>&1
   ./configure -q --disable-client --disable-manager --enable-server --enable-libraries \
     >/dev/null
-  make -s -j"$(nproc)" >/dev/null 2>"$BUILD/.make.log" ||
-    { tail -40 "$BUILD/.make.log" >&2; exit 1; }
+  # BOINC's makefiles race now and then under -j (seen once here: lib/'s gui_rpc_client_ops
+  # compiled twice at once, the second's dependency file gone); a parallel make that fails is
+  # finished by a serial one, which only a real error stops.
+  if ! make -s -j"$(nproc)" >/dev/null 2>"$BUILD/.make.log"; then
+    echo "boinc-server-build.sh: the parallel make failed ($(grep -m1 -E 'Error|error:' "$BUILD/.make.log" || true)); finishing with a serial one" >&2
+    make -s >/dev/null 2>"$BUILD/.make-serial.log" ||
+      { tail -40 "$BUILD/.make-serial.log" >&2; exit 1; }
+  fi
 )
 touch "$BUILD/.built"
 echo "$BUILD"

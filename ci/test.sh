@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 stage() { echo "ci/test.sh: $(date +%T), ${SECONDS} s in: $*" >&2; }
 
 # Two slow preparations that no test needs start first, at idle priority (SCHED_IDLE: they get
-# only the CPU time the stages leave, in single-threaded links and while the round waits on
-# BOINC's daemons): BOINC's project server for the round (~5 minutes of 2 cores from nothing)
-# and the CUDA check (~7). They are stopped (SIGSTOP) while the tests run: BOINC's client runs
-# the app at idle priority too, and the tests time how fast it answers the client. Each is
-# waited for where it is needed; their output is in target/ci/<name>.log, printed there. Alone,
-# they run in the foreground.
+# only the CPU time the stages leave, in single-threaded links and waits): BOINC's project
+# server for the round (~5 minutes of 2 cores from nothing) and the CUDA check (~7). They are
+# stopped (SIGSTOP) while the tests run and finished before the round: BOINC's client runs the
+# app at idle priority too, and beside them it is slower than the tests' timing allows (an app
+# that notices a killed client within 30 s, work made between two aggregations: both failed
+# here with them running). Their output is in target/ci/<name>.log, printed when they are
+# waited for. Alone, they run in the foreground.
 mkdir -p target/ci
 declare -A BACKGROUND=()
 background() {
@@ -81,16 +82,16 @@ stage fuzzing
 # inputs replayed (docs/fuzzing.md): agiNet's crates instrumented, the rest taken from the tests'
 # build. Budget: 5 minutes. Alone, longer: ci/fuzz.sh [SECONDS] [TARGET...].
 ci/fuzz.sh 30
+# The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
+# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code (target/cuda).
+# Started first, above; what is left of it runs here, beside what is left of BOINC's build.
+# Budget: 10 minutes on 2 cores from nothing. Alone: ci/cuda-build.sh (--binary also links).
+stage the CUDA build
+await cuda-build
 stage the BOINC project round
 # The whole round through a real BOINC project built from BOINC's source (MariaDB, Apache, the
 # daemons), with two real clients: about 3 minutes, after BOINC's build (started first, above;
 # cached in ~/.cache/aginet). Budget: 10 minutes. Alone: ci/boinc-round.sh.
 await boinc-server
 ci/boinc-round.sh
-# The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
-# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code (target/cuda).
-# Started first, above; what is left of it runs here. Budget: 10 minutes on 2 cores from
-# nothing. Alone: ci/cuda-build.sh (--binary also links the app).
-stage the CUDA build
-await cuda-build
 stage done
