@@ -61,9 +61,10 @@ export PATH="$BUILD/.python-bin:$PATH"
   ./_autosetup >/dev/null 2>&1
   ./configure -q --disable-client --disable-manager --enable-server --enable-libraries \
     >/dev/null
-  # BOINC's makefiles race now and then under -j (seen once here: lib/'s gui_rpc_client_ops
-  # compiled twice at once, the second's dependency file gone); a parallel make that fails is
-  # finished by a serial one, which only a real error stops.
+  # BOINC's makefiles race under -j, often when the build runs at idle priority beside others
+  # (ci/test.sh): api/ makes ../lib/libboinc.la by its own rule while lib/ is built, so one
+  # object is compiled twice at once or archived before it exists (both seen here). A parallel
+  # make that fails is finished by a serial one, which only a real error stops.
   if ! make -s -j"$(nproc)" >/dev/null 2>"$BUILD/.make.log"; then
     echo "boinc-server-build.sh: the parallel make failed ($(grep -m1 -E 'Error|error:' "$BUILD/.make.log" || true)); finishing with a serial one" >&2
     make -s >/dev/null 2>"$BUILD/.make-serial.log" ||
