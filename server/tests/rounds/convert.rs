@@ -3,6 +3,7 @@
 //! values; every other tensor is copied byte for byte; the output's bytes are pinned. And
 //! `cut-base` on it and on MiniLM: seeds for the fuzzers that the app's loaders read whole.
 
+use crate::common::{models, ok, server};
 use aginet::format::adapter::LoraSpec;
 use aginet::format::config::Architecture;
 use aginet::format::gguf::Gguf;
@@ -13,26 +14,9 @@ use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 
-/// Runs `aginet-server` with `args` and returns its stdout; fails the test on an error.
-fn server(args: &[&std::ffi::OsStr]) -> String {
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_aginet-server"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&run.stdout).into_owned();
-    assert!(
-        run.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    text
-}
-
 /// A fetched model's path (`ci/setup.sh` fetches them).
 fn fetched(relative: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .join(relative);
+    let path = models().join(relative);
     assert!(
         path.exists(),
         "{} is missing: run models/*/fetch.sh (ci/setup.sh does)",
@@ -43,13 +27,13 @@ fn fetched(relative: &str) -> PathBuf {
 
 /// `cut-base` with its defaults: one layer, 64 wide, two heads, 2048 tokens.
 fn cut(input: &Path, out: &Path) {
-    let text = server(&[
-        "cut-base".as_ref(),
-        "--in".as_ref(),
-        input.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let text = ok(&server(&[
+        "cut-base",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     assert!(text.contains("tensors"), "{text}");
     let size = std::fs::metadata(out).unwrap().len();
     assert!(
@@ -94,13 +78,13 @@ fn cut_gemma_and_minilm_bases_are_under_1_mib_and_load_whole() {
     model::load(&Architecture::Gemma3(cfg.dims), &mut g, &opts).unwrap();
 
     let minilm = dir.path().join("minilm.gguf");
-    server(&[
-        "convert-bert".as_ref(),
-        "--in".as_ref(),
-        fetched("minilm/model").as_os_str(),
-        "--out".as_ref(),
-        minilm.as_os_str(),
-    ]);
+    ok(&server(&[
+        "convert-bert",
+        "--in",
+        fetched("minilm/model").to_str().unwrap(),
+        "--out",
+        minilm.to_str().unwrap(),
+    ]));
     let minilm_cut = dir.path().join("minilm-cut.gguf");
     cut(&minilm, &minilm_cut);
     let mut g = Gguf::open(&minilm_cut).unwrap();
@@ -138,13 +122,13 @@ fn q5_0_tensors_become_q8_0_with_identical_values() {
     let base = fetched("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("converted.gguf");
-    let text = server(&[
-        "convert-base".as_ref(),
-        "--in".as_ref(),
-        base.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let text = ok(&server(&[
+        "convert-base",
+        "--in",
+        base.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     assert!(
         text.contains("81 Q5_0 tensors now Q8_0, 0 inexact blocks"),
         "{text}"
