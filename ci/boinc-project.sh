@@ -319,7 +319,9 @@ EOF
 }
 
 # A volunteer: Debian's client in its own data folder, GUI RPC port and password, with settings
-# that make a local round quick (report at once, a small work buffer, no benchmarks, one CPU),
+# that make a local round quick (report at once, a small work buffer, no benchmarks, one CPU,
+# the app at the client's own priority instead of idle, so that a build beside the round at idle
+# priority, as in ci/test.sh, does not starve it),
 # attached through the project's own web RPC. Files the caller put into the volunteer's
 # projects/PROJECT_FOLDER/ beforehand stay (an app_info.xml there: BOINC's anonymous platform).
 volunteer() {
@@ -336,6 +338,7 @@ volunteer() {
   <report_results_immediately>1</report_results_immediately>
   <skip_cpu_benchmarks>1</skip_cpu_benchmarks>
   <no_gpus>1</no_gpus>
+  <no_priority_change>1</no_priority_change>
   <ncpus>1</ncpus>
 </options></cc_config>
 EOF

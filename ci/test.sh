@@ -6,30 +6,26 @@ cd "$(dirname "$0")/.."
 # Each stage's start and the time spent so far, on stderr: where CI's minutes go.
 stage() { echo "ci/test.sh: $(date +%T), ${SECONDS} s in: $*" >&2; }
 
-# Two slow preparations that no test needs start first, at idle priority (SCHED_IDLE: they get
-# only the CPU time the stages leave, in single-threaded links and waits): BOINC's project
-# server for the round (~5 minutes of 2 cores from nothing) and the CUDA check (~7). They are
-# stopped (SIGSTOP) while the tests run and finished before the round: BOINC's client runs the
-# app at idle priority too, and beside them it is slower than the tests' timing allows (an app
-# that notices a killed client within 30 s, work made between two aggregations: both failed
-# here with them running). Their output is in target/ci/<name>.log, printed when they are
-# waited for. Alone, they run in the foreground.
+# Two slow preparations that no test needs start first, at idle priority (SCHED_IDLE and the
+# idle I/O class: they get only the CPU time the stages leave, in single-threaded links and
+# waits): BOINC's project server for the round (~5 minutes of 2 cores from nothing) and the CUDA
+# check (~7). The BOINC clients of the tests and of the round run the app at their own priority
+# (`no_priority_change`), so these builds do not slow it down (the app at idle priority shared
+# the CPU with them: an app that notices a killed client within 30 s and work made between two
+# aggregations both failed here). Their output is in target/ci/<name>.log, printed when they
+# are waited for.
 mkdir -p target/ci
 declare -A BACKGROUND=()
 background() {
   local name="$1"
   shift
   # Its own process group, so that an early exit stops all of it (cargo, make, nvcc).
-  setsid chrt --idle 0 "$@" >"target/ci/$name.log" 2>&1 &
+  setsid chrt --idle 0 ionice -c 3 "$@" >"target/ci/$name.log" 2>&1 &
   BACKGROUND[$name]=$!
 }
-signal_background() {
-  local pid
-  for pid in "${BACKGROUND[@]}"; do kill "-$1" -- "-$pid" 2>/dev/null || true; done
-}
 stop_background() {
-  signal_background TERM
-  signal_background CONT
+  local pid
+  for pid in "${BACKGROUND[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
 }
 trap stop_background EXIT
 trap 'exit 130' INT TERM
@@ -74,24 +70,22 @@ ci/build-static.sh --ffi >/dev/null
 ci/build-static.sh >/dev/null
 wait "$LANE"
 stage tests
-signal_background STOP
 cargo test --workspace
-signal_background CONT
 stage fuzzing
 # Every reader of untrusted bytes fuzzed for 30 s, two targets at a time, after the regression
 # inputs replayed (docs/fuzzing.md): agiNet's crates instrumented, the rest taken from the tests'
 # build. Budget: 5 minutes. Alone, longer: ci/fuzz.sh [SECONDS] [TARGET...].
 ci/fuzz.sh 30
-# The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
-# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code (target/cuda).
-# Started first, above; what is left of it runs here, beside what is left of BOINC's build.
-# Budget: 10 minutes on 2 cores from nothing. Alone: ci/cuda-build.sh (--binary also links).
-stage the CUDA build
-await cuda-build
 stage the BOINC project round
 # The whole round through a real BOINC project built from BOINC's source (MariaDB, Apache, the
 # daemons), with two real clients: about 3 minutes, after BOINC's build (started first, above;
 # cached in ~/.cache/aginet). Budget: 10 minutes. Alone: ci/boinc-round.sh.
 await boinc-server
 ci/boinc-round.sh
+# The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
+# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code (target/cuda).
+# Started first, above, it has run at idle priority since; what is left of it runs here.
+# Budget: 10 minutes on 2 cores from nothing. Alone: ci/cuda-build.sh (--binary also links).
+stage the CUDA build
+await cuda-build
 stage done

@@ -54,12 +54,15 @@ impl DataDir {
                 "<account>\n<master_url>{url}</master_url>\n<authenticator>0</authenticator>\n</account>\n"
             ),
         );
+        // The app at the client's priority, not idle (`no_priority_change`): CI builds at idle
+        // priority beside the tests, and an app at idle priority would share the CPU with them
+        // and answer the client too slowly for the tests' timing.
         write(
             "cc_config.xml",
             format!(
                 "<cc_config><options>\n<unsigned_apps_ok>1</unsigned_apps_ok>\n\
                  <skip_cpu_benchmarks>1</skip_cpu_benchmarks>\n<no_gpus>1</no_gpus>\n\
-                 <ncpus>{}</ncpus>\n</options></cc_config>\n",
+                 <no_priority_change>1</no_priority_change>\n<ncpus>{}</ncpus>\n</options></cc_config>\n",
                 prefs.ncpus
             ),
         );
