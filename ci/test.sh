@@ -6,21 +6,25 @@ cd "$(dirname "$0")/.."
 # Each stage's start and the time spent so far, on stderr: where CI's minutes go.
 stage() { echo "ci/test.sh: $(date +%T), ${SECONDS} s in: $*" >&2; }
 
-# Two slow preparations that no test needs start first, at idle priority (SCHED_IDLE and the
-# idle I/O class: they get only the CPU time the stages leave, in single-threaded links and
-# waits): BOINC's project server for the round (~5 minutes of 2 cores from nothing) and the CUDA
+# Two slow preparations that no test needs start first, at idle priority (SCHED_IDLE, the idle
+# I/O class and a scheduling group of nice 19: they get only the CPU time the stages leave, in
+# single-threaded links and waits): BOINC's project server for the round (~5 minutes of 2 cores from nothing) and the CUDA
 # check (~7). The BOINC clients of the tests and of the round run the app at their own priority
-# (`no_priority_change`), so these builds do not slow it down (the app at idle priority shared
-# the CPU with them: an app that notices a killed client within 30 s and work made between two
-# aggregations both failed here). Their output is in target/ci/<name>.log, printed when they
+# (`no_priority_change`): at idle priority it would share what the stages leave with these
+# builds, and the tests time it (an app that notices a killed client within 30 s, work made
+# between two aggregations). Their output is in target/ci/<name>.log, printed when they
 # are waited for.
 mkdir -p target/ci
 declare -A BACKGROUND=()
 background() {
   local name="$1"
   shift
-  # Its own process group, so that an early exit stops all of it (cargo, make, nvcc).
-  setsid chrt --idle 0 ionice -c 3 "$@" >"target/ci/$name.log" 2>&1 &
+  # Its own process group, so that an early exit stops all of it (cargo, make, nvcc). A new
+  # session is also a new scheduling group for the kernel (autogroup), which shares the CPU with
+  # the stages' group as an equal whatever its processes' policy (both builds took half of the
+  # CPU here, at SCHED_IDLE): the group's own nice value, 19, is what keeps it out of the way.
+  setsid sh -c 'echo 19 >/proc/self/autogroup 2>/dev/null; exec chrt --idle 0 ionice -c 3 "$@"' \
+    "$name" "$@" >"target/ci/$name.log" 2>&1 &
   BACKGROUND[$name]=$!
 }
 stop_background() {
