@@ -58,9 +58,8 @@ stage the macOS compile-check
 # The app's Rust code for macOS, without Apple's SDK (nothing linked). Alone: ci/macos-check.sh.
 ci/macos-check.sh
 stage the app versions
-# Every app version the tests run, built before them because the client runs apps at idle
-# priority: a build beside the tests would starve them (the tests build each on first use when
-# run alone). Two lanes side by side, so that one's long single-threaded LTO links overlap the
+# Every app version the tests run, built before them (run alone, the tests build each on first
+# use, one at a time, while the tests that need it wait). Two lanes side by side, so that one's long single-threaded LTO links overlap the
 # other's compiling. About 12 minutes on 2 cores from nothing.
 # - The other platforms' app versions, Windows x86_64 (MinGW) and Linux aarch64, which the tests
 #   run under Wine and qemu (server/tests/rounds/platforms/), each in its own target folder.
