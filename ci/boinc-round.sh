@@ -42,7 +42,12 @@ fail() {
 }
 
 cd "$REPO"
-cargo build --quiet -p aginet-server
+# AGINET_SERVER: an aginet-server built already (ci/test.sh passes the tests' own, so that this
+# script takes no lock on target/debug, where the CUDA check builds beside it).
+if [ -z "${AGINET_SERVER:-}" ]; then
+  cargo build --quiet -p aginet-server
+  AGINET_SERVER="$REPO/target/debug/aginet-server"
+fi
 rm -rf "$DIR"
 cleanup() {
   ci/boinc-project.sh down "$DIR/project" >/dev/null 2>&1 || true
@@ -51,7 +56,7 @@ cleanup() {
 # (ci/boinc-project.sh down DIR/project stops them).
 [ "${AGINET_ROUND_KEEP:-0}" = 1 ] || trap cleanup EXIT
 
-AGINET_SERVER="$REPO/target/debug/aginet-server" AGINET_SKILLS=tiny AGINET_MIN_UNSENT=3 \
+AGINET_SERVER="$AGINET_SERVER" AGINET_SKILLS=tiny AGINET_MIN_UNSENT=3 \
   AGINET_BATCH=2 AGINET_CRON_S=5 AGINET_AGGREGATE_PERIOD="45 s" AGINET_SNAPSHOT_PERIOD="1 min" \
   ci/boinc-project.sh up "$DIR/project"
 # shellcheck disable=SC1091

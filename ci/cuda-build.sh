@@ -9,8 +9,9 @@
 #
 # Budget: about 13 minutes on 2 cores from nothing, most of it candle's kernels (the quantized
 # matmul instances: 5.5 min; 16.9 min in all before CUDAFORGE_THREADS below halved them);
-# seconds when warm. ci/test.sh starts it first, at idle priority, so that it fills the time
-# the other stages leave. The GPU it compiles for is
+# seconds when warm. ci/test.sh runs it at idle priority beside the BOINC round, in the
+# workspace's target folder (CUDA_TARGET_DIR=target), where the lints left the crates the
+# feature does not change checked. The GPU it compiles for is
 # CUDA_COMPUTE_CAP (default 90, the H100/H200 the device checks run on; docs/builder.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +23,8 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 # candle-kernels' builder (cudaforge) compiles the quantized-matmul instances on half the cores
 # by default: one at a time on a 2-core machine.
 export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
-# A target folder of its own: ci/test.sh runs this beside the other stages at idle priority,
-# and in the workspace's folder the two would wait on each other's lock; the binary would also
-# replace the tests' target/debug/aginet. The check and the binary share candle's kernels there.
+# A target folder of its own by default: in the workspace's, the binary would replace the
+# tests' target/debug/aginet (ci/test.sh, which only runs clippy, shares the workspace's). The check and the binary share candle's kernels there.
 export CARGO_TARGET_DIR="${CUDA_TARGET_DIR:-target/cuda}"
 
 start=$(date +%s)

@@ -6,14 +6,14 @@ cd "$(dirname "$0")/.."
 # Each stage's start and the time spent so far, on stderr: where CI's minutes go.
 stage() { echo "ci/test.sh: $(date +%T), ${SECONDS} s in: $*" >&2; }
 
-# Two slow preparations that no test needs start first, at idle priority (SCHED_IDLE, the idle
-# I/O class and a scheduling group of nice 19: they get only the CPU time the stages leave, in
-# single-threaded links and waits): BOINC's project server for the round (~5 minutes of 2 cores from nothing) and the CUDA
-# check (~7). The BOINC clients of the tests and of the round run the app at their own priority
-# (`no_priority_change`): at idle priority it would share what the stages leave with these
-# builds, and the tests time it (an app that notices a killed client within 30 s, work made
-# between two aggregations). Their output is in target/ci/<name>.log, printed when they
-# are waited for.
+# Two slow jobs that no test needs run at idle priority (SCHED_IDLE, the idle I/O class and a
+# scheduling group of nice 19: they get only the CPU time the stages leave, in single-threaded
+# links and waits): BOINC's project server for the round (~5 minutes of 2 cores from nothing),
+# from the start, and the CUDA check, beside the round. The BOINC clients of the tests and of
+# the round run the app at their own priority (`no_priority_change`): at idle priority it would
+# share what the stages leave with these builds, and the tests time it (an app that notices a
+# killed client within 30 s, work made between two aggregations). Their output is in
+# target/ci/<name>.log, printed when they are waited for.
 mkdir -p target/ci
 declare -A BACKGROUND=()
 background() {
@@ -45,7 +45,6 @@ await() {
   tail -3 "target/ci/$name.log" >&2
 }
 background boinc-server ci/boinc-server-build.sh
-background cuda-build ci/cuda-build.sh
 
 stage formatting
 cargo fmt --all -- --check
@@ -59,8 +58,9 @@ stage the macOS compile-check
 ci/macos-check.sh
 stage the app versions
 # Every app version the tests run, built before them (run alone, the tests build each on first
-# use, one at a time, while the tests that need it wait). Two lanes side by side, so that one's long single-threaded LTO links overlap the
-# other's compiling. About 12 minutes on 2 cores from nothing.
+# use, one at a time, while the tests that need it wait). Two lanes side by side, so that one's
+# long single-threaded LTO links overlap the other's compiling. About 17 minutes on 2 cores
+# from nothing.
 # - The other platforms' app versions, Windows x86_64 (MinGW) and Linux aarch64, which the tests
 #   run under Wine and qemu (server/tests/rounds/platforms/), each in its own target folder.
 #   Alone: ci/build-static.sh --ffi --target TRIPLE.
@@ -80,15 +80,18 @@ stage fuzzing
 # build. Budget: 5 minutes. Alone, longer: ci/fuzz.sh [SECONDS] [TARGET...].
 ci/fuzz.sh 30
 stage the BOINC project round
+# The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
+# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code. In the
+# workspace's target folder, where the lints left every crate the feature does not change
+# checked (in a folder of its own it checked them all again), so it starts once nothing else
+# builds there, beside the round, which leaves most of the CPU idle. Budget: 8 minutes on 2
+# cores after the lints. Alone: ci/cuda-build.sh (--binary also links).
+background cuda-build env CUDA_TARGET_DIR=target ci/cuda-build.sh
 # The whole round through a real BOINC project built from BOINC's source (MariaDB, Apache, the
-# daemons), with two real clients: about 3 minutes, after BOINC's build (started first, above;
+# daemons), with two real clients: about 4 minutes, after BOINC's build (started first, above;
 # cached in ~/.cache/aginet). Budget: 10 minutes. Alone: ci/boinc-round.sh.
 await boinc-server
-ci/boinc-round.sh
-# The app's CUDA feature compiled without a GPU: nvcc from PyPI (ci/cuda-toolkit.sh, cached in
-# ~/.cache/aginet) compiles candle's kernels, and clippy checks agiNet's CUDA code (target/cuda).
-# Started first, above, it has run at idle priority since; what is left of it runs here.
-# Budget: 10 minutes on 2 cores from nothing. Alone: ci/cuda-build.sh (--binary also links).
-stage the CUDA build
+AGINET_SERVER="$PWD/target/debug/aginet-server" ci/boinc-round.sh
+stage the rest of the CUDA build
 await cuda-build
 stage done
