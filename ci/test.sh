@@ -23,7 +23,7 @@ background() {
   # session is also a new scheduling group for the kernel (autogroup), which shares the CPU with
   # the stages' group as an equal whatever its processes' policy (both builds took half of the
   # CPU here, at SCHED_IDLE): the group's own nice value, 19, is what keeps it out of the way.
-  setsid sh -c 'echo 19 >/proc/self/autogroup 2>/dev/null; exec chrt --idle 0 ionice -c 3 "$@"' \
+  setsid sh -c 'echo 19 2>/dev/null >/proc/self/autogroup; exec chrt --idle 0 ionice -c 3 "$@"' \
     "$name" "$@" >"target/ci/$name.log" 2>&1 &
   BACKGROUND[$name]=$!
 }
