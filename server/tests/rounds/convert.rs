@@ -25,15 +25,20 @@ fn fetched(relative: &str) -> PathBuf {
     path
 }
 
-/// `cut-base` with its defaults: one layer, 64 wide, two heads, 2048 tokens.
-fn cut(input: &Path, out: &Path) {
-    let text = ok(&server(&[
-        "cut-base",
+/// `aginet-server COMMAND --in INPUT --out OUT`, which must succeed; its output.
+fn in_out(command: &str, input: &Path, out: &Path) -> String {
+    ok(&server(&[
+        command,
         "--in",
         input.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]));
+    ]))
+}
+
+/// `cut-base` with its defaults: one layer, 64 wide, two heads, 2048 tokens.
+fn cut(input: &Path, out: &Path) {
+    let text = in_out("cut-base", input, out);
     assert!(text.contains("tensors"), "{text}");
     let size = std::fs::metadata(out).unwrap().len();
     assert!(
@@ -78,13 +83,7 @@ fn cut_gemma_and_minilm_bases_are_under_1_mib_and_load_whole() {
     model::load(&Architecture::Gemma3(cfg.dims), &mut g, &opts).unwrap();
 
     let minilm = dir.path().join("minilm.gguf");
-    ok(&server(&[
-        "convert-bert",
-        "--in",
-        fetched("minilm/model").to_str().unwrap(),
-        "--out",
-        minilm.to_str().unwrap(),
-    ]));
+    in_out("convert-bert", &fetched("minilm/model"), &minilm);
     let minilm_cut = dir.path().join("minilm-cut.gguf");
     cut(&minilm, &minilm_cut);
     let mut g = Gguf::open(&minilm_cut).unwrap();
@@ -122,13 +121,7 @@ fn q5_0_tensors_become_q8_0_with_identical_values() {
     let base = fetched("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("converted.gguf");
-    let text = ok(&server(&[
-        "convert-base",
-        "--in",
-        base.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    let text = in_out("convert-base", &base, &out);
     assert!(
         text.contains("81 Q5_0 tensors now Q8_0, 0 inexact blocks"),
         "{text}"
