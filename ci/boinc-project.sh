@@ -320,8 +320,8 @@ EOF
 
 # A volunteer: Debian's client in its own data folder, GUI RPC port and password, with settings
 # that make a local round quick (report at once, a small work buffer, no benchmarks, one CPU,
-# the app at the client's own priority instead of idle, so that a build beside the round at idle
-# priority, as in ci/test.sh, does not starve it),
+# the app at the client's own priority instead of idle, so that whatever else runs, such as
+# ci/test.sh's CUDA check beside the round, does not hold it up),
 # attached through the project's own web RPC. Files the caller put into the volunteer's
 # projects/PROJECT_FOLDER/ beforehand stay (an app_info.xml there: BOINC's anonymous platform).
 volunteer() {

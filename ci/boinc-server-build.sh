@@ -61,8 +61,8 @@ export PATH="$BUILD/.python-bin:$PATH"
   ./_autosetup >/dev/null 2>&1
   ./configure -q --disable-client --disable-manager --enable-server --enable-libraries \
     >/dev/null
-  # BOINC's makefiles race under -j, often when the build runs at idle priority beside others
-  # (ci/test.sh): api/ makes ../lib/libboinc.la by its own rule while lib/ is built, so one
+  # BOINC's makefiles race under -j, often when the build runs beside others, as in ci/test.sh
+  # (three times here): api/ makes ../lib/libboinc.la by its own rule while lib/ is built, so one
   # object is compiled twice at once or archived before it exists (both seen here). A parallel
   # make that fails is finished by a serial one, which only a real error stops.
   if ! make -s -j"$(nproc)" >/dev/null 2>"$BUILD/.make.log"; then

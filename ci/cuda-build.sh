@@ -24,7 +24,8 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 # by default: one at a time on a 2-core machine.
 export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
 # A target folder of its own by default: in the workspace's, the binary would replace the
-# tests' target/debug/aginet (ci/test.sh, which only runs clippy, shares the workspace's). The check and the binary share candle's kernels there.
+# tests' target/debug/aginet (ci/test.sh, which only runs clippy, shares the workspace's). The
+# check and the binary share candle's kernels there.
 export CARGO_TARGET_DIR="${CUDA_TARGET_DIR:-target/cuda}"
 
 start=$(date +%s)

@@ -9,11 +9,10 @@ stage() { echo "ci/test.sh: $(date +%T), ${SECONDS} s in: $*" >&2; }
 # Two slow jobs that no test needs run at idle priority (SCHED_IDLE, the idle I/O class and a
 # scheduling group of nice 19: they get only the CPU time the stages leave, in single-threaded
 # links and waits): BOINC's project server for the round (~5 minutes of 2 cores from nothing),
-# from the start, and the CUDA check, beside the round. The BOINC clients of the tests and of
-# the round run the app at their own priority (`no_priority_change`): at idle priority it would
-# share what the stages leave with these builds, and the tests time it (an app that notices a
-# killed client within 30 s, work made between two aggregations). Their output is in
-# target/ci/<name>.log, printed when they are waited for.
+# from the start, and the CUDA check, beside the round. Their output is in
+# target/ci/<name>.log, printed when they are waited for. (The BOINC clients of the tests and of
+# the round run the app at their own priority, `no_priority_change`: the tests time it, and at
+# idle priority it would get only what every other process leaves, the tests' own included.)
 mkdir -p target/ci
 declare -A BACKGROUND=()
 background() {

@@ -54,9 +54,9 @@ impl DataDir {
                 "<account>\n<master_url>{url}</master_url>\n<authenticator>0</authenticator>\n</account>\n"
             ),
         );
-        // The app at the client's priority, not idle (`no_priority_change`): CI builds at idle
-        // priority beside the tests, and an app at idle priority would share the CPU with them
-        // and answer the client too slowly for the tests' timing.
+        // The app at the client's priority, not idle (`no_priority_change`): the tests time it
+        // (a killed client noticed within 30 s), and at idle priority it would get only the CPU
+        // that every other process leaves, the other tests' and CI's builds among them.
         write(
             "cc_config.xml",
             format!(
