@@ -1,7 +1,40 @@
 //! The plain data a work unit's config and a skill's manifest carry about the network: the
 //! dimensions of each architecture (checked against the GGUF's metadata by `nn::model`) and how
-//! gradients pass through the frozen quantized weights (`nn::frozen`). Data only: the code
-//! that uses them lives with the models.
+//! gradients pass through the frozen quantized weights (`nn::frozen`). Data and its range checks
+//! only: the code that uses them lives with the models.
+
+/// The widest a width, vocabulary or context may be (Gemma 3's vocabulary is 262,144): a bound
+/// that keeps every product of two dimensions far inside `usize` and a hostile file's loops short.
+pub const MAX_WIDTH: usize = 1 << 20;
+/// The most blocks a network may have.
+pub const MAX_LAYERS: usize = 1 << 10;
+
+/// Checks that each named dimension is between 1 and its bound (`MAX_LAYERS` for `n_layer`,
+/// else `MAX_WIDTH`); the error names the first that is not.
+fn check_ranges(dims: &[(&str, usize)]) -> Result<(), String> {
+    for &(name, value) in dims {
+        let max = if name == "n_layer" {
+            MAX_LAYERS
+        } else {
+            MAX_WIDTH
+        };
+        if !(1..=max).contains(&value) {
+            return Err(format!("{name} is {value}, expected 1 to {max}"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `whole` (named) splits evenly into `parts` (named); both already at least 1.
+fn check_multiple(whole: (&str, usize), parts: (&str, usize)) -> Result<(), String> {
+    if !whole.1.is_multiple_of(parts.1) {
+        return Err(format!(
+            "{} ({}) is not a multiple of {} ({})",
+            whole.0, whole.1, parts.0, parts.1
+        ));
+    }
+    Ok(())
+}
 
 /// The dimensions a skill expects of its llama base; checked against the GGUF metadata.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +52,23 @@ pub struct LlamaConfig {
     pub n_ff: usize,
     /// Vocabulary size.
     pub n_vocab: usize,
+}
+
+impl LlamaConfig {
+    /// Every dimension in range, the heads splitting the width and the key/value heads the
+    /// heads; the error names the dimension.
+    pub fn check(&self) -> Result<(), String> {
+        check_ranges(&[
+            ("n_layer", self.n_layer),
+            ("n_embd", self.n_embd),
+            ("n_head", self.n_head),
+            ("n_head_kv", self.n_head_kv),
+            ("n_ff", self.n_ff),
+            ("n_vocab", self.n_vocab),
+        ])?;
+        check_multiple(("n_embd", self.n_embd), ("n_head", self.n_head))?;
+        check_multiple(("n_head", self.n_head), ("n_head_kv", self.n_head_kv))
+    }
 }
 
 /// The dimensions a skill expects of its Gemma 3 base; checked against the GGUF metadata.
@@ -41,6 +91,23 @@ pub struct Gemma3Dims {
     pub n_vocab: usize,
 }
 
+impl Gemma3Dims {
+    /// Every dimension in range and the key/value heads splitting the heads; the error names
+    /// the dimension.
+    pub fn check(&self) -> Result<(), String> {
+        check_ranges(&[
+            ("n_layer", self.n_layer),
+            ("n_embd", self.n_embd),
+            ("n_head", self.n_head),
+            ("n_head_kv", self.n_head_kv),
+            ("head_dim", self.head_dim),
+            ("n_ff", self.n_ff),
+            ("n_vocab", self.n_vocab),
+        ])?;
+        check_multiple(("n_head", self.n_head), ("n_head_kv", self.n_head_kv))
+    }
+}
+
 /// The classifier's dimensions; checked against the GGUF metadata.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +120,18 @@ pub struct MlpConfig {
     pub n_layer: usize,
     /// Classes.
     pub n_class: usize,
+}
+
+impl MlpConfig {
+    /// Every dimension in range; the error names the dimension.
+    pub fn check(&self) -> Result<(), String> {
+        check_ranges(&[
+            ("n_input", self.n_input),
+            ("n_hidden", self.n_hidden),
+            ("n_layer", self.n_layer),
+            ("n_class", self.n_class),
+        ])
+    }
 }
 
 /// The dimensions a skill expects of its BERT base; checked against the GGUF metadata.
@@ -71,6 +150,22 @@ pub struct BertDims {
     pub n_vocab: usize,
     /// Positions the position embedding covers (the longest text).
     pub n_ctx: usize,
+}
+
+impl BertDims {
+    /// Every dimension in range and the heads splitting the width; the error names the
+    /// dimension.
+    pub fn check(&self) -> Result<(), String> {
+        check_ranges(&[
+            ("n_layer", self.n_layer),
+            ("n_embd", self.n_embd),
+            ("n_head", self.n_head),
+            ("n_ff", self.n_ff),
+            ("n_vocab", self.n_vocab),
+            ("n_ctx", self.n_ctx),
+        ])?;
+        check_multiple(("n_embd", self.n_embd), ("n_head", self.n_head))
+    }
 }
 
 /// How the backward pass computes the input gradient `g · W` through a quantized weight.
@@ -97,4 +192,114 @@ pub enum Products {
     /// W's int8 quants (`nn::q8_product`): several times the f32 rate where the CPU has
     /// AVX512-VNNI, the same bits on any CPU.
     Int8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn llama() -> LlamaConfig {
+        LlamaConfig {
+            n_layer: 4,
+            n_embd: 256,
+            n_head: 8,
+            n_head_kv: 2,
+            n_ff: 512,
+            n_vocab: 272,
+        }
+    }
+
+    #[test]
+    fn dimensions_in_range_that_split_evenly_pass() {
+        assert_eq!(llama().check(), Ok(()));
+        let gemma = Gemma3Dims {
+            n_layer: 18,
+            n_embd: 640,
+            n_head: 4,
+            n_head_kv: 1,
+            head_dim: 256,
+            n_ff: 2048,
+            n_vocab: 262_144,
+        };
+        assert_eq!(gemma.check(), Ok(()));
+        let bert = BertDims {
+            n_layer: 6,
+            n_embd: 384,
+            n_head: 12,
+            n_ff: 1536,
+            n_vocab: 30_522,
+            n_ctx: 512,
+        };
+        assert_eq!(bert.check(), Ok(()));
+        let mlp = MlpConfig {
+            n_input: 64,
+            n_hidden: 32,
+            n_layer: 2,
+            n_class: 10,
+        };
+        assert_eq!(mlp.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_zero_or_huge_dimension_is_named() {
+        let zero_heads = LlamaConfig {
+            n_head: 0,
+            ..llama()
+        };
+        assert_eq!(
+            zero_heads.check().unwrap_err(),
+            "n_head is 0, expected 1 to 1048576"
+        );
+        let deep = LlamaConfig {
+            n_layer: MAX_LAYERS + 1,
+            ..llama()
+        };
+        assert_eq!(
+            deep.check().unwrap_err(),
+            "n_layer is 1025, expected 1 to 1024"
+        );
+        let wide = MlpConfig {
+            n_input: MAX_WIDTH + 1,
+            n_hidden: 1,
+            n_layer: 1,
+            n_class: 1,
+        };
+        assert_eq!(
+            wide.check().unwrap_err(),
+            "n_input is 1048577, expected 1 to 1048576"
+        );
+    }
+
+    #[test]
+    fn heads_that_do_not_split_the_width_are_named() {
+        let odd = LlamaConfig {
+            n_head: 3,
+            n_head_kv: 1,
+            ..llama()
+        };
+        assert_eq!(
+            odd.check().unwrap_err(),
+            "n_embd (256) is not a multiple of n_head (3)"
+        );
+        let kv = LlamaConfig {
+            n_head_kv: 3,
+            ..llama()
+        };
+        assert_eq!(
+            kv.check().unwrap_err(),
+            "n_head (8) is not a multiple of n_head_kv (3)"
+        );
+        let bert = BertDims {
+            n_layer: 1,
+            n_embd: 10,
+            n_head: 4,
+            n_ff: 1,
+            n_vocab: 1,
+            n_ctx: 1,
+        };
+        assert_eq!(
+            bert.check().unwrap_err(),
+            "n_embd (10) is not a multiple of n_head (4)"
+        );
+    }
 }

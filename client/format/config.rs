@@ -149,6 +149,17 @@ impl Family {
 }
 
 impl Architecture {
+    /// The dimensions' range checks (`format::arch`); the error names the dimension.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match self {
+            Self::Llama(a) => a.check(),
+            Self::Gemma3(a) => a.check(),
+            Self::Mlp(a) => a.check(),
+            Self::Bert(a) => a.check(),
+        }
+        .map_err(|m| format!("architecture: {m}"))
+    }
+
     /// Every adapted site for `targets`, in model order; an unknown target is an error message.
     pub fn sites(&self, targets: &[String]) -> std::result::Result<Vec<Site>, String> {
         match self {
@@ -198,6 +209,7 @@ impl WorkConfig {
 
     /// Range checks serde cannot express.
     fn check(&self) -> std::result::Result<(), String> {
+        self.architecture.check()?;
         let h = &self.hyper;
         let positive = [("hyper.lr", h.lr), ("hyper.eps", h.eps)];
         if let Some((name, v)) = positive.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {

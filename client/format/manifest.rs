@@ -145,8 +145,10 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Checks that the task's data, loss and reward are the ones the architecture computes.
+    /// Checks the architecture's dimensions, and that the task's data, loss and reward are the
+    /// ones the architecture computes.
     fn check(&self) -> std::result::Result<(), String> {
+        self.architecture.check()?;
         let family = self.architecture.family();
         let wanted = [
             (

@@ -101,6 +101,24 @@ fn out_of_range_config_field() {
 }
 
 #[test]
+fn architecture_dimension_out_of_range() {
+    // Found by the `config` fuzz target: no heads divided the width by zero.
+    let wd = WorkDir::tiny(2);
+    let mut c = wd.config();
+    let Architecture::Llama(arch) = &mut c.architecture else {
+        unreachable!("the tiny skill is llama")
+    };
+    arch.n_head = 0;
+    wd.write_config(&c);
+    expect_failure(
+        &wd,
+        exit::CONFIG,
+        "config",
+        "architecture: n_head is 0, expected 1 to 1048576",
+    );
+}
+
+#[test]
 fn unknown_config_version() {
     let wd = WorkDir::tiny(2);
     let mut c = wd.config();

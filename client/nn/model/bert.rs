@@ -42,14 +42,17 @@ impl BertDims {
                 "general.architecture is {arch:?}, expected {ARCHITECTURE:?}"
             )));
         }
-        Ok(Self {
+        let dims = Self {
             n_layer: g.get_usize("bert.block_count")?,
             n_embd: g.get_usize("bert.embedding_length")?,
             n_head: g.get_usize("bert.attention.head_count")?,
             n_ff: g.get_usize("bert.feed_forward_length")?,
             n_vocab: g.get_strings("tokenizer.ggml.tokens")?.len(),
             n_ctx: g.get_usize("bert.context_length")?,
-        })
+        };
+        dims.check()
+            .map_err(|m| g.error(format!("dimensions: {m}")))?;
+        Ok(dims)
     }
 
     /// (out, in) of a projection by GGUF target name; `None` for an unknown one.

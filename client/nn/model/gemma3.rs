@@ -53,16 +53,19 @@ impl Gemma3Config {
                 "general.architecture is {arch:?}, expected \"gemma3\""
             )));
         }
+        let dims = Gemma3Dims {
+            n_layer: g.get_usize("gemma3.block_count")?,
+            n_embd: g.get_usize("gemma3.embedding_length")?,
+            n_head: g.get_usize("gemma3.attention.head_count")?,
+            n_head_kv: g.get_usize("gemma3.attention.head_count_kv")?,
+            head_dim: g.get_usize("gemma3.attention.key_length")?,
+            n_ff: g.get_usize("gemma3.feed_forward_length")?,
+            n_vocab: g.get_strings("tokenizer.ggml.tokens")?.len(),
+        };
+        dims.check()
+            .map_err(|m| g.error(format!("dimensions: {m}")))?;
         Ok(Self {
-            dims: Gemma3Dims {
-                n_layer: g.get_usize("gemma3.block_count")?,
-                n_embd: g.get_usize("gemma3.embedding_length")?,
-                n_head: g.get_usize("gemma3.attention.head_count")?,
-                n_head_kv: g.get_usize("gemma3.attention.head_count_kv")?,
-                head_dim: g.get_usize("gemma3.attention.key_length")?,
-                n_ff: g.get_usize("gemma3.feed_forward_length")?,
-                n_vocab: g.get_strings("tokenizer.ggml.tokens")?.len(),
-            },
+            dims,
             sliding_window: g.get_usize("gemma3.attention.sliding_window")?,
             rope_base: g.get_f32_or("gemma3.rope.freq_base", 1_000_000.0)?,
             rms_eps: g.get_f32("gemma3.attention.layer_norm_rms_epsilon")?,

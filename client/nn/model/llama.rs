@@ -47,14 +47,17 @@ impl LlamaConfig {
             Ok(v) => v,
             Err(_) => g.get_strings("tokenizer.ggml.tokens")?.len(),
         };
-        Ok(Self {
+        let cfg = Self {
             n_layer: g.get_usize("llama.block_count")?,
             n_embd,
             n_head: g.get_usize("llama.attention.head_count")?,
             n_head_kv: g.get_usize("llama.attention.head_count_kv")?,
             n_ff: g.get_usize("llama.feed_forward_length")?,
             n_vocab,
-        })
+        };
+        cfg.check()
+            .map_err(|m| g.error(format!("dimensions: {m}")))?;
+        Ok(cfg)
     }
 
     /// (out, in) of a block projection.

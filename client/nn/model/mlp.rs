@@ -36,12 +36,15 @@ impl MlpConfig {
             )));
         }
         let key = |k: &str| g.get_usize(&format!("{ARCHITECTURE}.{k}"));
-        Ok(Self {
+        let cfg = Self {
             n_input: key("input_length")?,
             n_hidden: key("hidden_length")?,
             n_layer: key("block_count")?,
             n_class: key("class_count")?,
-        })
+        };
+        cfg.check()
+            .map_err(|m| g.error(format!("dimensions: {m}")))?;
+        Ok(cfg)
     }
 
     /// (out, in) of site `name` (`blk.N.ffn` or `output`), if it exists.
@@ -442,6 +445,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("tiny.gguf") && e.contains("\"llama\""), "{e}");
+        let flat = MlpConfig {
+            n_layer: 0,
+            ..cfg.clone()
+        };
+        let (_flat_dir, flat_gguf) = write(&flat, &random_weights(&flat));
+        let e = MlpConfig::from_gguf(&flat_gguf).unwrap_err().to_string();
+        assert!(
+            e.contains("mlp.gguf") && e.contains("n_layer is 0, expected 1 to 1024"),
+            "{e}"
+        );
         let mut missing = random_weights(&cfg);
         missing.remove("output.bias");
         let e = gguf_bytes(&cfg, &missing, GgmlDType::Q8_0, "m")
