@@ -9,16 +9,19 @@ pub const MAX_WIDTH: usize = 1 << 20;
 /// The most blocks a network may have.
 pub const MAX_LAYERS: usize = 1 << 10;
 
-/// Checks that each named dimension is between 1 and its bound (`MAX_LAYERS` for `n_layer`,
-/// else `MAX_WIDTH`); the error names the first that is not.
-fn check_ranges(dims: &[(&str, usize)]) -> Result<(), String> {
-    for &(name, value) in dims {
+/// Checks that every field of `dims` (a struct of dimensions, all counts) is between 1 and its
+/// bound (`MAX_LAYERS` for `n_layer`, else `MAX_WIDTH`); the error names the first, by name,
+/// that is not. Reading the fields through serde keeps a field added later from going unchecked.
+fn check_ranges(dims: &impl serde::Serialize) -> Result<(), String> {
+    let fields = serde_json::to_value(dims).map_err(|e| e.to_string())?;
+    for (name, value) in fields.as_object().into_iter().flatten() {
         let max = if name == "n_layer" {
             MAX_LAYERS
         } else {
             MAX_WIDTH
         };
-        if !(1..=max).contains(&value) {
+        let value = value.as_u64().unwrap_or(0);
+        if !(1..=max as u64).contains(&value) {
             return Err(format!("{name} is {value}, expected 1 to {max}"));
         }
     }
@@ -58,14 +61,7 @@ impl LlamaConfig {
     /// Every dimension in range, the heads splitting the width and the key/value heads the
     /// heads; the error names the dimension.
     pub fn check(&self) -> Result<(), String> {
-        check_ranges(&[
-            ("n_layer", self.n_layer),
-            ("n_embd", self.n_embd),
-            ("n_head", self.n_head),
-            ("n_head_kv", self.n_head_kv),
-            ("n_ff", self.n_ff),
-            ("n_vocab", self.n_vocab),
-        ])?;
+        check_ranges(self)?;
         check_multiple(("n_embd", self.n_embd), ("n_head", self.n_head))?;
         check_multiple(("n_head", self.n_head), ("n_head_kv", self.n_head_kv))
     }
@@ -95,15 +91,7 @@ impl Gemma3Dims {
     /// Every dimension in range and the key/value heads splitting the heads; the error names
     /// the dimension.
     pub fn check(&self) -> Result<(), String> {
-        check_ranges(&[
-            ("n_layer", self.n_layer),
-            ("n_embd", self.n_embd),
-            ("n_head", self.n_head),
-            ("n_head_kv", self.n_head_kv),
-            ("head_dim", self.head_dim),
-            ("n_ff", self.n_ff),
-            ("n_vocab", self.n_vocab),
-        ])?;
+        check_ranges(self)?;
         check_multiple(("n_head", self.n_head), ("n_head_kv", self.n_head_kv))
     }
 }
@@ -125,12 +113,7 @@ pub struct MlpConfig {
 impl MlpConfig {
     /// Every dimension in range; the error names the dimension.
     pub fn check(&self) -> Result<(), String> {
-        check_ranges(&[
-            ("n_input", self.n_input),
-            ("n_hidden", self.n_hidden),
-            ("n_layer", self.n_layer),
-            ("n_class", self.n_class),
-        ])
+        check_ranges(self)
     }
 }
 
@@ -156,14 +139,7 @@ impl BertDims {
     /// Every dimension in range and the heads splitting the width; the error names the
     /// dimension.
     pub fn check(&self) -> Result<(), String> {
-        check_ranges(&[
-            ("n_layer", self.n_layer),
-            ("n_embd", self.n_embd),
-            ("n_head", self.n_head),
-            ("n_ff", self.n_ff),
-            ("n_vocab", self.n_vocab),
-            ("n_ctx", self.n_ctx),
-        ])?;
+        check_ranges(self)?;
         check_multiple(("n_embd", self.n_embd), ("n_head", self.n_head))
     }
 }
